@@ -1,0 +1,50 @@
+/* addr.h - socket addresses: parse "ip:port", "[v6]:port", "unix:/path";
+ * format them; small socket option helpers. */
+#ifndef SLUICE_ADDR_H
+#define SLUICE_ADDR_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct sockaddr_any {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+        struct sockaddr_un un;
+    } u;
+    socklen_t len;
+};
+
+/* Compact storage for a peer address (client side of a session): IPv4 or
+ * IPv6 only, 28 bytes instead of sockaddr_storage's 128. */
+struct sockaddr_ip {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } u;
+};
+
+#define ADDR_STRLEN 128
+
+enum addr_flags {
+    ADDR_ALLOW_UNIX = 1, /* accept "unix:/path" */
+    ADDR_ALLOW_WILDCARD = 2, /* accept "*:port" and ":port" as 0.0.0.0 */
+};
+
+/* Parse into out. Returns NULL on success or a static reason string. */
+const char *addr_parse(const char *s, int flags, struct sockaddr_any *out);
+
+/* "1.2.3.4:80", "[::1]:80", "unix:/path". Always NUL-terminates. */
+void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+
+bool addr_equal(const struct sockaddr_any *a, const struct sockaddr_any *b);
+
+/* A 64-bit hash of the IP part only (no port): the `source` balance key. */
+unsigned long long addr_hash_ip(const struct sockaddr *sa);
+
+#endif

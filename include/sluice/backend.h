@@ -1,0 +1,24 @@
+/* backend.h - is a server usable, and passive health from the data path. */
+#ifndef SLUICE_BACKEND_H
+#define SLUICE_BACKEND_H
+
+#include "sluice/config-t.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+const char *backend_health_str(enum backend_health h);
+const char *backend_admin_str(enum backend_admin a);
+
+/* Up (health check and passive hold-down), enabled by admin, weight > 0
+ * and below its max_conns. Safe from any thread. */
+bool backend_usable(const struct server_conf *s, int64_t now_ms);
+
+/* A connect to s failed (refused, unreachable, timed out). After `fall`
+ * consecutive failures the server is held down for fail_timeout; each
+ * further failure after that re-arms the hold-down at once. */
+void backend_connect_failed(const struct server_conf *s, int64_t now_ms, const char *why);
+/* A connect to s succeeded: the failure streak ends. */
+void backend_connect_ok(const struct server_conf *s);
+
+#endif

@@ -1,0 +1,82 @@
+/* config-t.h - one immutable config generation, as parsed from the INI file. */
+#ifndef SLUICE_CONFIG_T_H
+#define SLUICE_CONFIG_T_H
+
+#include "sluice/addr.h"
+#include "sluice/backend-t.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum balance_algo {
+    BALANCE_ROUNDROBIN,
+    BALANCE_LEASTCONN,
+    BALANCE_RANDOM,
+    BALANCE_SOURCE,
+    BALANCE_FIRST,
+};
+
+struct server_conf {
+    char *name;
+    struct sockaddr_any addr;
+    char addr_str[ADDR_STRLEN];
+    int weight;        /* 0..256 from the file */
+    int max_conns;     /* 0 = unlimited */
+    bool backup;
+    int line;
+    struct pool_conf *pool;
+    struct backend *be; /* runtime state, attached by config_attach_runtime */
+};
+
+struct balance_state; /* per worker, see balance.c */
+
+struct pool_conf {
+    char *name;
+    int line;
+    enum balance_algo balance;
+    struct server_conf *servers;
+    int nservers;
+    int64_t connect_timeout_ms;
+    int64_t idle_timeout_ms;
+    int64_t fail_timeout_ms;
+    int retries;
+    int fall;
+    /* Balancer state, one per worker, made lazily by that worker only. */
+    struct balance_state *wstate[SLUICE_MAX_WORKERS];
+};
+
+struct listener_conf {
+    char *name;
+    int line;
+    struct sockaddr_any *binds;
+    int nbinds;
+    char *pool_name;
+    int pool_line;
+    struct pool_conf *pool;
+    int max_conns;
+    int backlog;
+    struct listener_state *st; /* runtime state, attached at start/reload */
+};
+
+struct config {
+    _Atomic int refs;
+    uint64_t generation;
+    char *path;
+
+    /* [global] */
+    int workers;            /* resolved: auto -> online CPUs */
+    int log_level;          /* enum log_level */
+    char *access_log;       /* "off", "stderr" or a path */
+    int max_conns;
+    int64_t shutdown_timeout_ms;
+    uint32_t buffer_size;
+    uint32_t max_buffer;
+
+    struct listener_conf *listeners;
+    int nlisteners;
+    struct pool_conf *pools;
+    int npools;
+    bool runtime_attached;
+};
+
+#endif

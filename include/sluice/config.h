@@ -1,0 +1,41 @@
+/* config.h - load and validate an INI file into a config generation.
+ *
+ * Loading never touches running state: the result is a fresh, private
+ * struct config, or NULL with every error collected as
+ * "FILE:LINE: key: reason". config_attach_runtime() then links servers and
+ * listeners to their long-lived runtime state (health, counters). */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include "sluice/config-t.h"
+
+#include <stdio.h>
+
+struct config_errors {
+    char **msgs;
+    int n;
+};
+
+struct config *config_load_file(const char *path, struct config_errors *errs);
+struct config *config_load_buffer(const char *data, size_t len, const char *name,
+                                  struct config_errors *errs);
+void config_errors_print(const struct config_errors *errs, FILE *out);
+void config_errors_free(struct config_errors *errs);
+
+/* Link every server and listener to its runtime state, creating state that
+ * does not exist yet; returns -1 on allocation failure. Server weights from
+ * the file are applied to the runtime state (a reload changes them). */
+int config_attach_runtime(struct config *cfg);
+
+void config_ref(struct config *cfg);
+/* Frees the generation (and releases its runtime state) at zero. */
+void config_unref(struct config *cfg);
+
+struct pool_conf *config_find_pool(struct config *cfg, const char *name);
+const char *balance_algo_str(enum balance_algo algo);
+
+/* Registries of runtime state (tests look at their sizes). */
+extern struct registry backend_registry;
+extern struct registry listener_registry;
+
+#endif

@@ -1,0 +1,25 @@
+/* listener.h - listening sockets: opened by the main thread (so a bind
+ * error stops startup cleanly), accepted from by a worker. */
+#ifndef SLUICE_LISTENER_H
+#define SLUICE_LISTENER_H
+
+#include "sluice/addr.h"
+
+#include <ev.h>
+#include <stddef.h>
+
+struct worker;
+struct worker_listen;
+
+/* Non-blocking, close-on-exec, SO_REUSEADDR + SO_REUSEPORT, bound and
+ * listening. Returns the fd, or -1 with a message in err. */
+int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen);
+
+/* libev callback for a worker's listening socket. */
+void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* Worker thread: restart accept watchers paused at a limit or EMFILE when
+ * they may accept again; returns true if some remain paused. */
+int listener_resume_paused(struct worker *w);
+
+#endif

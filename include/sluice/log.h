@@ -1,0 +1,49 @@
+/* log.h - leveled, printf-checked logging to stderr and the access log. */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern _Atomic int log_current_level;
+
+const char *log_level_str(enum log_level level);
+/* Parse "error", "warn", "info", "debug"; returns false if unknown. */
+bool log_level_parse(const char *s, enum log_level *out);
+
+#define log_enabled(level) ((int)(level) <= log_current_level)
+
+void log_write(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)                                                          \
+    do {                                                                       \
+        if (log_enabled(LOG_WARN))                                             \
+            log_write(LOG_WARN, __VA_ARGS__);                                  \
+    } while (0)
+#define log_info(...)                                                          \
+    do {                                                                       \
+        if (log_enabled(LOG_INFO))                                             \
+            log_write(LOG_INFO, __VA_ARGS__);                                  \
+    } while (0)
+#define log_debug(...)                                                         \
+    do {                                                                       \
+        if (log_enabled(LOG_DEBUG))                                            \
+            log_write(LOG_DEBUG, __VA_ARGS__);                                 \
+    } while (0)
+
+/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into buf. */
+void log_timestamp(char *buf, size_t size);
+
+/* Access log: off (fd -1), stderr, or a file opened O_APPEND. Lines are
+ * written with one write(2) each, so workers never interleave. */
+int log_access_open(const char *target); /* 0 ok, -1 with errno */
+bool log_access_enabled(void);
+void log_access_line(const char *line, size_t len);
+void log_access_close(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* registry.h - runtime objects that outlive a config generation.
+ *
+ * A backend (pool/server) or a listener keeps its health, counters and live
+ * session count across reloads. Each generation that mentions it takes a
+ * reference by key; the object is freed when the last generation that
+ * mentions it is freed. Only the control path touches the registry, so a
+ * mutex is fine here. */
+#ifndef SLUICE_REGISTRY_H
+#define SLUICE_REGISTRY_H
+
+#include <stddef.h>
+
+struct registry_obj {
+    struct registry_obj *next;
+    char *key;
+    int refs; /* protected by the registry lock */
+};
+
+struct registry {
+    struct registry_obj *head;
+};
+
+/* Find the object called key or create one of `size` bytes (zeroed, the
+ * registry_obj must be its first member) and call init on it. Takes a
+ * reference. Returns NULL on allocation failure. */
+struct registry_obj *registry_get(struct registry *reg, const char *key, size_t size,
+                                  void (*init)(struct registry_obj *));
+/* Drop a reference; the object is freed with free() at zero. */
+void registry_put(struct registry *reg, struct registry_obj *obj);
+/* Number of live objects (tests). */
+size_t registry_count(struct registry *reg);
+
+#endif

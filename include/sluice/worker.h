@@ -1,0 +1,93 @@
+/* worker.h - a worker thread: own libev loop, own listening sockets, own
+ * sessions, buffer pool and counters. Commands arrive through an inbox
+ * woken by ev_async. */
+#ifndef SLUICE_WORKER_H
+#define SLUICE_WORKER_H
+
+#include "sluice/config-t.h"
+#include "sluice/relay.h"
+#include "sluice/session.h"
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct control;
+
+/* Per-worker counters: the worker writes, the admin side sums. */
+#define WORKER_COUNTERS(X)                                                     \
+    X(accepted)       /* connections accepted */                               \
+    X(accept_emfile)  /* accept paused: out of descriptors or memory */        \
+    X(accept_errors)  /* other accept failures */                              \
+    X(limit_pauses)   /* accept paused at max_conns */                         \
+    X(alloc_failures) /* session or buffer allocation failed */
+
+struct worker_stats {
+#define X(name) counter_t name;
+    WORKER_COUNTERS(X)
+#undef X
+    counter_t ends[END_REASON_COUNT];
+} __attribute__((aligned(SLUICE_CACHELINE)));
+
+/* One listening socket of this worker (one per bind address). */
+struct worker_listen {
+    struct worker_listen *next;
+    struct worker *w;
+    struct listener_conf *lc; /* in the worker's current generation */
+    struct sockaddr_any addr;
+    ev_io w_accept;
+    bool paused; /* stopped at a limit or after EMFILE */
+};
+
+enum worker_msg_type {
+    WMSG_STOP_ACCEPT, /* close listening sockets; exit when idle */
+    WMSG_KILL_ALL,    /* finish every session with reason shutdown */
+};
+
+struct worker_msg {
+    struct worker_msg *next;
+    enum worker_msg_type type;
+};
+
+struct worker {
+    int id;
+    struct control *ctl;
+    pthread_t thread;
+    struct ev_loop *loop;
+    struct config *cfg; /* current generation, one reference held */
+
+    ev_async w_inbox;
+    pthread_mutex_t inbox_lock;
+    struct worker_msg *inbox_head, *inbox_tail;
+
+    ev_timer w_resume; /* re-check paused listeners */
+    ev_tstamp emfile_until;
+    ev_tstamp emfile_logged;
+
+    struct worker_listen *listens;
+    struct session *sessions;
+    int nsessions;
+    struct session *free_sessions;
+    int nfree_sessions;
+    struct buf_pool bufs;
+    bool stopping;
+    _Atomic bool exited;
+
+    struct worker_stats stats;
+};
+
+/* Set up a worker (loop, inbox) owning `cfg` (takes a reference). */
+int worker_init(struct worker *w, struct control *ctl, int id, struct config *cfg);
+/* Give the worker a listening socket before it starts. */
+int worker_add_listen(struct worker *w, struct listener_conf *lc, const struct sockaddr_any *addr,
+                      int fd);
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+void worker_destroy(struct worker *w);
+/* Any thread: queue a command. Returns -1 on allocation failure. */
+int worker_send(struct worker *w, enum worker_msg_type type);
+
+/* Worker thread only: a session has ended (frees slots, may resume accept). */
+void worker_session_gone(struct worker *w);
+
+#endif

@@ -1,0 +1,141 @@
+/* addr.c - address parsing and formatting. Literal addresses only: no DNS
+ * lookups at config time, so a reload can never block on a resolver. */
+#include "sluice/addr.h"
+#include "sluice/parse.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *parse_port(const char *s, in_port_t *port)
+{
+    long v;
+    if (!parse_int_range(s, 1, 65535, &v))
+        return "port must be 1..65535";
+    *port = htons((in_port_t)v);
+    return NULL;
+}
+
+const char *addr_parse(const char *s, int flags, struct sockaddr_any *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s == NULL || *s == '\0')
+        return "empty address";
+    if (strncmp(s, "unix:", 5) == 0) {
+        if (!(flags & ADDR_ALLOW_UNIX))
+            return "unix sockets are not allowed here";
+        const char *path = s + 5;
+        size_t n = strlen(path);
+        if (n == 0 || path[0] != '/')
+            return "unix socket path must be absolute";
+        if (n >= sizeof(out->u.un.sun_path))
+            return "unix socket path too long";
+        out->u.un.sun_family = AF_UNIX;
+        memcpy(out->u.un.sun_path, path, n + 1);
+        out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        return NULL;
+    }
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *port;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return "expected [IPv6]:port";
+        size_t n = (size_t)(close - s - 1);
+        if (n == 0 || n >= sizeof(host))
+            return "bad IPv6 address";
+        memcpy(host, s + 1, n);
+        host[n] = '\0';
+        port = close + 2;
+        out->u.in6.sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, host, &out->u.in6.sin6_addr) != 1)
+            return "bad IPv6 address";
+        out->len = sizeof(struct sockaddr_in6);
+        return parse_port(port, &out->u.in6.sin6_port);
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL)
+        return "expected address:port";
+    if (strchr(s, ':') != colon)
+        return "IPv6 addresses must be written [addr]:port";
+    size_t n = (size_t)(colon - s);
+    if (n >= sizeof(host))
+        return "bad IPv4 address";
+    memcpy(host, s, n);
+    host[n] = '\0';
+    port = colon + 1;
+    out->u.in4.sin_family = AF_INET;
+    out->len = sizeof(struct sockaddr_in);
+    if (n == 0 || strcmp(host, "*") == 0) {
+        if (!(flags & ADDR_ALLOW_WILDCARD))
+            return "a wildcard address is not allowed here";
+        out->u.in4.sin_addr.s_addr = htonl(INADDR_ANY);
+    } else if (inet_pton(AF_INET, host, &out->u.in4.sin_addr) != 1) {
+        return "bad IPv4 address (host names are not resolved)";
+    }
+    return parse_port(port, &out->u.in4.sin_port);
+}
+
+void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof(ip));
+        snprintf(buf, size, "%s:%u", ip, ntohs(in4->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, size, "[%s]:%u", ip, ntohs(in6->sin6_port));
+        break;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)(const void *)sa;
+        if (len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
+            snprintf(buf, size, "unix:%.*s",
+                     (int)(len - offsetof(struct sockaddr_un, sun_path)), un->sun_path);
+        else
+            snprintf(buf, size, "unix:-");
+        break;
+    }
+    default:
+        snprintf(buf, size, "-");
+    }
+}
+
+bool addr_equal(const struct sockaddr_any *a, const struct sockaddr_any *b)
+{
+    return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
+}
+
+/* splitmix64 finaliser: cheap, well mixed. */
+static unsigned long long mix64(unsigned long long x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+unsigned long long addr_hash_ip(const struct sockaddr *sa)
+{
+    unsigned long long h = 0x9e3779b97f4a7c15ULL;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
+        h = mix64(h ^ in4->sin_addr.s_addr);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        unsigned long long p[2];
+        memcpy(p, &in6->sin6_addr, sizeof(p));
+        h = mix64(mix64(h ^ p[0]) ^ p[1]);
+    }
+    return h;
+}

@@ -1,0 +1,57 @@
+/* backend.c - server usability and passive health marking. */
+#include "sluice/backend.h"
+#include "sluice/log.h"
+
+const char *backend_health_str(enum backend_health h)
+{
+    return h == HEALTH_UP ? "up" : "down";
+}
+
+const char *backend_admin_str(enum backend_admin a)
+{
+    switch (a) {
+    case ADMIN_ENABLED:
+        return "enabled";
+    case ADMIN_DRAINING:
+        return "draining";
+    case ADMIN_DISABLED:
+        return "disabled";
+    }
+    return "?";
+}
+
+bool backend_usable(const struct server_conf *s, int64_t now_ms)
+{
+    const struct backend *b = s->be;
+    if (atomic_load_explicit(&b->admin, memory_order_relaxed) != ADMIN_ENABLED)
+        return false;
+    if (atomic_load_explicit(&b->weight, memory_order_relaxed) <= 0)
+        return false;
+    if (atomic_load_explicit(&b->health, memory_order_acquire) != HEALTH_UP)
+        return false;
+    if (now_ms < atomic_load_explicit(&b->down_until_ms, memory_order_relaxed))
+        return false;
+    if (s->max_conns > 0 && atomic_load_explicit(&b->active, memory_order_relaxed) >= s->max_conns)
+        return false;
+    return true;
+}
+
+void backend_connect_failed(const struct server_conf *s, int64_t now_ms, const char *why)
+{
+    struct backend *b = s->be;
+    int fails = atomic_fetch_add_explicit(&b->fails, 1, memory_order_relaxed) + 1;
+    if (fails < s->pool->fall)
+        return;
+    int64_t until = now_ms + s->pool->fail_timeout_ms;
+    int64_t prev = atomic_exchange_explicit(&b->down_until_ms, until, memory_order_relaxed);
+    if (prev <= now_ms)
+        log_warn("%s DOWN (passive: %d consecutive connect failures, last: %s; retry in %lldms)",
+                 b->obj.key, fails, why, (long long)s->pool->fail_timeout_ms);
+}
+
+void backend_connect_ok(const struct server_conf *s)
+{
+    struct backend *b = s->be;
+    if (atomic_load_explicit(&b->fails, memory_order_relaxed) != 0)
+        atomic_store_explicit(&b->fails, 0, memory_order_relaxed);
+}

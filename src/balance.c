@@ -1,0 +1,231 @@
+/* balance.c - the five balance algorithms.
+ *
+ * roundrobin: smooth weighted round robin (nginx's): each pick adds every
+ *   usable server's weight to its current weight, takes the largest and
+ *   subtracts the total from it. Spreads heavy servers evenly, no bursts.
+ * leastconn:  fewest live sessions (over all workers) per unit of weight.
+ * random:     two weighted random candidates, the less loaded one wins.
+ * source:     weighted rendezvous hash of the client IP: a server that goes
+ *   away only moves its own clients; others keep theirs.
+ * first:      the first usable server in file order (max_conns fills it). */
+#include "sluice/balance.h"
+#include "sluice/backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct balance_state {
+    uint64_t rng;
+    int64_t cw[]; /* smooth round robin current weights, one per server */
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: good enough for spreading load, one per worker. */
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static struct balance_state *state_of(struct pool_conf *p, int worker_id)
+{
+    struct balance_state *st = p->wstate[worker_id];
+    if (st == NULL) {
+        st = calloc(1, sizeof(*st) + sizeof(int64_t) * (size_t)p->nservers);
+        if (st == NULL)
+            return NULL;
+        st->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)(uintptr_t)st << 1) ^ (uint64_t)(worker_id + 1);
+        p->wstate[worker_id] = st;
+    }
+    return st;
+}
+
+static int weight_of(const struct server_conf *s)
+{
+    return atomic_load_explicit(&s->be->weight, memory_order_relaxed);
+}
+
+static int active_of(const struct server_conf *s)
+{
+    return atomic_load_explicit(&s->be->active, memory_order_relaxed);
+}
+
+/* Is a's load (active/weight) below b's? Cross-multiplied: no division. */
+static bool less_loaded(const struct server_conf *a, const struct server_conf *b)
+{
+    return (int64_t)active_of(a) * weight_of(b) < (int64_t)active_of(b) * weight_of(a);
+}
+
+static bool candidate(struct pool_conf *p, int i, bool backup, uint64_t exclude, int64_t now_ms)
+{
+    const struct server_conf *s = &p->servers[i];
+    if (s->backup != backup || (exclude & balance_exclude_bit(p, s)))
+        return false;
+    return backend_usable(s, now_ms);
+}
+
+static struct server_conf *pick_roundrobin(struct pool_conf *p, struct balance_state *st,
+                                           bool backup, uint64_t exclude, int64_t now_ms)
+{
+    int best = -1;
+    int64_t total = 0;
+    for (int i = 0; i < p->nservers; i++) {
+        if (!candidate(p, i, backup, exclude, now_ms))
+            continue;
+        int w = weight_of(&p->servers[i]);
+        st->cw[i] += w;
+        total += w;
+        if (best < 0 || st->cw[i] > st->cw[best])
+            best = i;
+    }
+    if (best < 0)
+        return NULL;
+    st->cw[best] -= total;
+    return &p->servers[best];
+}
+
+static struct server_conf *pick_leastconn(struct pool_conf *p, struct balance_state *st,
+                                          bool backup, uint64_t exclude, int64_t now_ms)
+{
+    /* Start at a random offset so ties do not all land on server 0. */
+    int n = p->nservers;
+    int off = (int)(rng_next(&st->rng) % (uint64_t)n);
+    struct server_conf *best = NULL;
+    for (int k = 0; k < n; k++) {
+        int i = (off + k) % n;
+        if (!candidate(p, i, backup, exclude, now_ms))
+            continue;
+        if (best == NULL || less_loaded(&p->servers[i], best))
+            best = &p->servers[i];
+    }
+    return best;
+}
+
+static struct server_conf *pick_weighted_random(struct pool_conf *p, struct balance_state *st,
+                                                const bool *ok, int64_t total)
+{
+    int64_t r = (int64_t)(rng_next(&st->rng) % (uint64_t)total);
+    for (int i = 0; i < p->nservers; i++) {
+        if (!ok[i])
+            continue;
+        r -= weight_of(&p->servers[i]);
+        if (r < 0)
+            return &p->servers[i];
+    }
+    return NULL; /* weights changed under us: caller falls back */
+}
+
+static struct server_conf *pick_random(struct pool_conf *p, struct balance_state *st, bool backup,
+                                       uint64_t exclude, int64_t now_ms)
+{
+    bool ok_small[64];
+    bool *ok = p->nservers <= 64 ? ok_small : malloc((size_t)p->nservers);
+    if (ok == NULL)
+        return NULL;
+    int64_t total = 0;
+    struct server_conf *any = NULL;
+    for (int i = 0; i < p->nservers; i++) {
+        ok[i] = candidate(p, i, backup, exclude, now_ms);
+        if (ok[i]) {
+            total += weight_of(&p->servers[i]);
+            any = &p->servers[i];
+        }
+    }
+    struct server_conf *pick = NULL;
+    if (total > 0) {
+        struct server_conf *a = pick_weighted_random(p, st, ok, total);
+        struct server_conf *b = pick_weighted_random(p, st, ok, total);
+        if (a == NULL || b == NULL)
+            pick = a ? a : (b ? b : any);
+        else
+            pick = less_loaded(b, a) ? b : a;
+    }
+    if (ok != ok_small)
+        free(ok);
+    return pick;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static struct server_conf *pick_source(struct pool_conf *p, bool backup, uint64_t exclude,
+                                       int64_t now_ms, const struct sockaddr *client)
+{
+    uint64_t key = client ? addr_hash_ip(client) : 0;
+    struct server_conf *best = NULL;
+    double best_score = 0;
+    for (int i = 0; i < p->nservers; i++) {
+        if (!candidate(p, i, backup, exclude, now_ms))
+            continue;
+        struct server_conf *s = &p->servers[i];
+        uint64_t h = mix64(key ^ name_hash(s->name));
+        /* u in (0,1); score = -w / ln(u): weighted rendezvous hashing. */
+        double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0;
+        double score = -(double)weight_of(s) / log(u);
+        if (best == NULL || score > best_score) {
+            best = s;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static struct server_conf *pick_first(struct pool_conf *p, bool backup, uint64_t exclude,
+                                      int64_t now_ms)
+{
+    for (int i = 0; i < p->nservers; i++)
+        if (candidate(p, i, backup, exclude, now_ms))
+            return &p->servers[i];
+    return NULL;
+}
+
+struct server_conf *balance_pick(struct pool_conf *p, int worker_id, const struct sockaddr *client,
+                                 uint64_t exclude, int64_t now_ms)
+{
+    struct balance_state *st = state_of(p, worker_id);
+    if (st == NULL)
+        return NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        bool backup = pass == 1;
+        struct server_conf *s = NULL;
+        switch (p->balance) {
+        case BALANCE_ROUNDROBIN:
+            s = pick_roundrobin(p, st, backup, exclude, now_ms);
+            break;
+        case BALANCE_LEASTCONN:
+            s = pick_leastconn(p, st, backup, exclude, now_ms);
+            break;
+        case BALANCE_RANDOM:
+            s = pick_random(p, st, backup, exclude, now_ms);
+            break;
+        case BALANCE_SOURCE:
+            s = pick_source(p, backup, exclude, now_ms, client);
+            break;
+        case BALANCE_FIRST:
+            s = pick_first(p, backup, exclude, now_ms);
+            break;
+        }
+        if (s != NULL)
+            return s;
+    }
+    return NULL;
+}

@@ -1,0 +1,715 @@
+/* config.c - INI file -> validated config generation (inih does the lexing).
+ *
+ * inih gives no line numbers to the handler in its default build, so the
+ * reader we hand it counts lines and also spots section headers itself
+ * (inih does not report empty sections). Every error is collected; a config
+ * with any error is freed and never seen by anyone. */
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/parse.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct registry backend_registry;
+struct registry listener_registry;
+
+/* inih's default line buffer; longer lines are rejected by our reader. */
+#define LINE_MAX_CHARS (INI_MAX_LINE - 3)
+#define NAME_MAX_CHARS 64
+#define MAX_CONFIG_BYTES (16 * 1024 * 1024)
+
+enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_LISTENER, SEC_POOL, SEC_UNKNOWN };
+
+/* Scalar keys seen in the current section (duplicate detection). */
+#define SEEN_MAX 32
+
+struct parse_ctx {
+    const char *name; /* file name for messages */
+    const char *data;
+    size_t len, pos;
+    int lineno;
+    struct config *cfg;
+    struct config_errors *errs;
+    enum section_kind kind;
+    int cur; /* index of the current listener/pool */
+    const char *seen[SEEN_MAX];
+    int nseen;
+    bool global_seen;
+    int global_line;
+    /* [global] values kept raw until the whole file is read */
+    bool workers_auto;
+    bool oom;
+};
+
+static void add_error(struct parse_ctx *c, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void add_error(struct parse_ctx *c, int line, const char *key, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    char *msg = NULL;
+    if (asprintf(&msg, "%s:%d: %s: %s", c->name, line, key, reason) < 0)
+        msg = NULL;
+    char **grown = msg ? realloc(c->errs->msgs, sizeof(char *) * (size_t)(c->errs->n + 1)) : NULL;
+    if (grown == NULL) {
+        free(msg);
+        c->oom = true;
+        return;
+    }
+    c->errs->msgs = grown;
+    c->errs->msgs[c->errs->n++] = msg;
+}
+
+void config_errors_print(const struct config_errors *errs, FILE *out)
+{
+    for (int i = 0; i < errs->n; i++)
+        fprintf(out, "%s\n", errs->msgs[i]);
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+    for (int i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+const char *balance_algo_str(enum balance_algo algo)
+{
+    static const char *const names[] = {"roundrobin", "leastconn", "random", "source", "first"};
+    return (unsigned)algo < ARRAY_SIZE(names) ? names[algo] : "?";
+}
+
+static bool balance_parse(const char *s, enum balance_algo *out)
+{
+    for (int i = BALANCE_ROUNDROBIN; i <= BALANCE_FIRST; i++) {
+        if (strcmp(s, balance_algo_str((enum balance_algo)i)) == 0) {
+            *out = (enum balance_algo)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_CHARS)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!isalnum(ch) && ch != '_' && ch != '-' && ch != '.')
+            return false;
+    }
+    return true;
+}
+
+/* Grow an array by one zeroed element; returns its index or -1. */
+static int grow(void **arr, int *n, size_t elem)
+{
+    void *p = realloc(*arr, elem * (size_t)(*n + 1));
+    if (p == NULL)
+        return -1;
+    memset((char *)p + elem * (size_t)*n, 0, elem);
+    *arr = p;
+    return (*n)++;
+}
+
+/* ---- section headers (seen by the reader, before inih) ---- */
+
+static void section_begin(struct parse_ctx *c, const char *header, int line)
+{
+    c->nseen = 0;
+    c->cur = -1;
+    c->kind = SEC_UNKNOWN;
+    if (strcmp(header, "global") == 0) {
+        if (c->global_seen)
+            add_error(c, line, "[global]", "duplicate section (first at line %d)", c->global_line);
+        c->global_seen = true;
+        c->global_line = line;
+        c->kind = SEC_GLOBAL;
+        return;
+    }
+    const char *sp = strchr(header, ' ');
+    size_t tlen = sp ? (size_t)(sp - header) : strlen(header);
+    bool is_listener = tlen == 8 && strncmp(header, "listener", 8) == 0;
+    bool is_pool = tlen == 4 && strncmp(header, "pool", 4) == 0;
+    if (!is_listener && !is_pool) {
+        add_error(c, line, header, "unknown section (expected [global], [listener NAME] or [pool NAME])");
+        return;
+    }
+    const char *name = sp ? sp + 1 : "";
+    if (!name_valid(name)) {
+        add_error(c, line, header, "section needs one name of letters, digits, '_', '-', '.' (max %d)",
+                  NAME_MAX_CHARS);
+        return;
+    }
+    struct config *cfg = c->cfg;
+    if (is_listener) {
+        for (int i = 0; i < cfg->nlisteners; i++) {
+            if (strcmp(cfg->listeners[i].name, name) == 0) {
+                add_error(c, line, header, "duplicate listener '%s' (first at line %d)", name,
+                          cfg->listeners[i].line);
+                return;
+            }
+        }
+        int i = grow((void **)&cfg->listeners, &cfg->nlisteners, sizeof(struct listener_conf));
+        if (i < 0 || (cfg->listeners[i].name = strdup(name)) == NULL) {
+            c->oom = true;
+            return;
+        }
+        cfg->listeners[i].line = line;
+        cfg->listeners[i].max_conns = 10000;
+        cfg->listeners[i].backlog = 4096;
+        c->kind = SEC_LISTENER;
+        c->cur = i;
+    } else {
+        for (int i = 0; i < cfg->npools; i++) {
+            if (strcmp(cfg->pools[i].name, name) == 0) {
+                add_error(c, line, header, "duplicate pool '%s' (first at line %d)", name,
+                          cfg->pools[i].line);
+                return;
+            }
+        }
+        int i = grow((void **)&cfg->pools, &cfg->npools, sizeof(struct pool_conf));
+        if (i < 0 || (cfg->pools[i].name = strdup(name)) == NULL) {
+            c->oom = true;
+            return;
+        }
+        struct pool_conf *p = &cfg->pools[i];
+        p->line = line;
+        p->balance = BALANCE_ROUNDROBIN;
+        p->connect_timeout_ms = 3000;
+        p->idle_timeout_ms = 5 * 60 * 1000;
+        p->fail_timeout_ms = 10 * 1000;
+        p->retries = 2;
+        p->fall = 3;
+        c->kind = SEC_POOL;
+        c->cur = i;
+    }
+}
+
+/* ini_reader: hands inih one line at a time from memory, counting lines. */
+static char *reader(char *str, int num, void *stream)
+{
+    struct parse_ctx *c = stream;
+    if (c->pos >= c->len)
+        return NULL;
+    const char *start = c->data + c->pos;
+    const char *nl = memchr(start, '\n', c->len - c->pos);
+    size_t linelen = nl ? (size_t)(nl - start) : c->len - c->pos;
+    c->pos += linelen + (nl ? 1 : 0);
+    c->lineno++;
+    size_t copy = linelen;
+    if (copy > (size_t)num - 2 || copy > LINE_MAX_CHARS) {
+        add_error(c, c->lineno, "line", "too long (max %d characters)", LINE_MAX_CHARS);
+        copy = 0; /* hand inih an empty line instead */
+    }
+    memcpy(str, start, copy);
+    /* NUL bytes would cut the line short inside inih: refuse them. */
+    if (memchr(str, '\0', copy) != NULL) {
+        add_error(c, c->lineno, "line", "contains a NUL byte");
+        copy = 0;
+    }
+    str[copy] = '\n';
+    str[copy + 1] = '\0';
+
+    /* Section header? (inih does the same test: '[' after blanks). */
+    char *p = str;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '[') {
+        char *end = strchr(p, ']');
+        if (end != NULL) {
+            char header[INI_MAX_LINE];
+            size_t n = (size_t)(end - p - 1);
+            memcpy(header, p + 1, n);
+            header[n] = '\0';
+            section_begin(c, header, c->lineno);
+        }
+    }
+    return str;
+}
+
+static bool seen_key(struct parse_ctx *c, const char *key)
+{
+    for (int i = 0; i < c->nseen; i++)
+        if (strcmp(c->seen[i], key) == 0)
+            return true;
+    if (c->nseen < SEEN_MAX)
+        c->seen[c->nseen++] = key; /* key points at a static string */
+    return false;
+}
+
+/* Value helpers: each reports its own error and returns false. */
+
+static bool val_duration(struct parse_ctx *c, const char *key, const char *v, int64_t min_ms,
+                         int64_t *out)
+{
+    int64_t ms;
+    if (!parse_duration_ms(v, &ms)) {
+        add_error(c, c->lineno, key, "bad duration '%s' (use e.g. 500ms, 3s, 5m, 1h)", v);
+        return false;
+    }
+    if (ms < min_ms) {
+        add_error(c, c->lineno, key, "must be at least %lldms", (long long)min_ms);
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
+static bool val_int(struct parse_ctx *c, const char *key, const char *v, long min, long max, int *out)
+{
+    long n;
+    if (!parse_int_range(v, min, max, &n)) {
+        add_error(c, c->lineno, key, "'%s' is not a number in %ld..%ld", v, min, max);
+        return false;
+    }
+    *out = (int)n;
+    return true;
+}
+
+static bool val_size(struct parse_ctx *c, const char *key, const char *v, uint64_t min,
+                     uint64_t max, uint32_t *out)
+{
+    uint64_t n;
+    if (!parse_size(v, &n)) {
+        add_error(c, c->lineno, key, "bad size '%s' (use e.g. 4096, 16k, 1m)", v);
+        return false;
+    }
+    if (n < min || n > max) {
+        add_error(c, c->lineno, key, "must be between %llu and %llu bytes",
+                  (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    *out = (uint32_t)n;
+    return true;
+}
+
+/* Match key against a static list so seen[] can keep the static pointer. */
+static const char *static_key(const char *name, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, keys[i]) == 0)
+            return keys[i];
+    return NULL;
+}
+
+static const char *const global_keys[] = {"workers", "log_level", "access_log", "max_conns",
+                                          "shutdown_timeout", "buffer_size", "max_buffer"};
+static const char *const listener_keys[] = {"bind", "pool", "max_conns", "backlog"};
+static const char *const pool_keys[] = {"balance", "server", "connect_timeout", "idle_timeout",
+                                        "retries", "fall", "fail_timeout"};
+
+static void handle_global(struct parse_ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    if (strcmp(key, "workers") == 0) {
+        if (strcmp(v, "auto") == 0)
+            c->workers_auto = true;
+        else if (val_int(c, key, v, 1, SLUICE_MAX_WORKERS, &cfg->workers))
+            c->workers_auto = false;
+    } else if (strcmp(key, "log_level") == 0) {
+        enum log_level lvl;
+        if (log_level_parse(v, &lvl))
+            cfg->log_level = (int)lvl;
+        else
+            add_error(c, c->lineno, key, "'%s' is not one of error, warn, info, debug", v);
+    } else if (strcmp(key, "access_log") == 0) {
+        if (strcmp(v, "off") != 0 && strcmp(v, "stderr") != 0 && v[0] != '/') {
+            add_error(c, c->lineno, key, "must be off, stderr or an absolute path");
+            return;
+        }
+        char *dup = strdup(v);
+        if (dup == NULL) {
+            c->oom = true;
+            return;
+        }
+        free(cfg->access_log);
+        cfg->access_log = dup;
+    } else if (strcmp(key, "max_conns") == 0) {
+        val_int(c, key, v, 1, 1000000, &cfg->max_conns);
+    } else if (strcmp(key, "shutdown_timeout") == 0) {
+        val_duration(c, key, v, 0, &cfg->shutdown_timeout_ms);
+    } else if (strcmp(key, "buffer_size") == 0) {
+        val_size(c, key, v, 1024, 1024 * 1024, &cfg->buffer_size);
+    } else if (strcmp(key, "max_buffer") == 0) {
+        val_size(c, key, v, 1024, 64 * 1024 * 1024, &cfg->max_buffer);
+    }
+}
+
+static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
+{
+    struct listener_conf *l = &c->cfg->listeners[c->cur];
+    if (strcmp(key, "bind") == 0) {
+        struct sockaddr_any a;
+        const char *why = addr_parse(v, ADDR_ALLOW_WILDCARD, &a);
+        if (why != NULL) {
+            add_error(c, c->lineno, key, "'%s': %s", v, why);
+            return;
+        }
+        for (int i = 0; i < l->nbinds; i++) {
+            if (addr_equal(&l->binds[i], &a)) {
+                add_error(c, c->lineno, key, "'%s' is listed twice", v);
+                return;
+            }
+        }
+        int i = grow((void **)&l->binds, &l->nbinds, sizeof(a));
+        if (i < 0) {
+            c->oom = true;
+            return;
+        }
+        l->binds[i] = a;
+    } else if (strcmp(key, "pool") == 0) {
+        if (!name_valid(v)) {
+            add_error(c, c->lineno, key, "'%s' is not a valid pool name", v);
+            return;
+        }
+        if ((l->pool_name = strdup(v)) == NULL)
+            c->oom = true;
+        l->pool_line = c->lineno;
+    } else if (strcmp(key, "max_conns") == 0) {
+        val_int(c, key, v, 1, 1000000, &l->max_conns);
+    } else if (strcmp(key, "backlog") == 0) {
+        val_int(c, key, v, 1, 65535, &l->backlog);
+    }
+}
+
+/* "NAME ADDR [weight=N] [backup] [max_conns=N]" */
+static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *v)
+{
+    char buf[INI_MAX_LINE];
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *save = NULL;
+    char *name = strtok_r(buf, " \t", &save);
+    char *addr = name ? strtok_r(NULL, " \t", &save) : NULL;
+    if (name == NULL || addr == NULL) {
+        add_error(c, c->lineno, "server", "expected NAME ADDRESS [weight=N] [backup] [max_conns=N]");
+        return;
+    }
+    if (!name_valid(name)) {
+        add_error(c, c->lineno, "server", "'%s' is not a valid server name", name);
+        return;
+    }
+    for (int i = 0; i < p->nservers; i++) {
+        if (strcmp(p->servers[i].name, name) == 0) {
+            add_error(c, c->lineno, "server", "duplicate server '%s' in pool '%s' (first at line %d)",
+                      name, p->name, p->servers[i].line);
+            return;
+        }
+    }
+    struct server_conf s = {.weight = 1, .line = c->lineno};
+    const char *why = addr_parse(addr, ADDR_ALLOW_UNIX, &s.addr);
+    if (why != NULL) {
+        add_error(c, c->lineno, "server", "'%s': %s", addr, why);
+        return;
+    }
+    addr_format(&s.addr.u.sa, s.addr.len, s.addr_str, sizeof(s.addr_str));
+    char *opt;
+    while ((opt = strtok_r(NULL, " \t", &save)) != NULL) {
+        long n;
+        if (strncmp(opt, "weight=", 7) == 0) {
+            if (!parse_int_range(opt + 7, 0, 256, &n)) {
+                add_error(c, c->lineno, "server", "%s: weight must be 0..256", name);
+                return;
+            }
+            s.weight = (int)n;
+        } else if (strncmp(opt, "max_conns=", 10) == 0) {
+            if (!parse_int_range(opt + 10, 0, 1000000, &n)) {
+                add_error(c, c->lineno, "server", "%s: max_conns must be 0..1000000", name);
+                return;
+            }
+            s.max_conns = (int)n;
+        } else if (strcmp(opt, "backup") == 0) {
+            s.backup = true;
+        } else {
+            add_error(c, c->lineno, "server", "%s: unknown option '%s'", name, opt);
+            return;
+        }
+    }
+    int i = grow((void **)&p->servers, &p->nservers, sizeof(s));
+    if (i < 0 || (s.name = strdup(name)) == NULL) {
+        c->oom = true;
+        return;
+    }
+    p->servers[i] = s;
+}
+
+static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
+{
+    struct pool_conf *p = &c->cfg->pools[c->cur];
+    if (strcmp(key, "server") == 0) {
+        handle_server(c, p, v);
+    } else if (strcmp(key, "balance") == 0) {
+        if (!balance_parse(v, &p->balance))
+            add_error(c, c->lineno, key,
+                      "'%s' is not one of roundrobin, leastconn, random, source, first", v);
+    } else if (strcmp(key, "connect_timeout") == 0) {
+        val_duration(c, key, v, 1, &p->connect_timeout_ms);
+    } else if (strcmp(key, "idle_timeout") == 0) {
+        val_duration(c, key, v, 1, &p->idle_timeout_ms);
+    } else if (strcmp(key, "fail_timeout") == 0) {
+        val_duration(c, key, v, 0, &p->fail_timeout_ms);
+    } else if (strcmp(key, "retries") == 0) {
+        val_int(c, key, v, 0, 16, &p->retries);
+    } else if (strcmp(key, "fall") == 0) {
+        val_int(c, key, v, 1, 1000, &p->fall);
+    }
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    (void)section; /* the reader tracks sections itself */
+    struct parse_ctx *c = user;
+    const char *const *keys;
+    size_t nkeys;
+    switch (c->kind) {
+    case SEC_NONE:
+        add_error(c, c->lineno, name, "key outside of any section");
+        return 1;
+    case SEC_UNKNOWN:
+        return 1; /* the section header already got its error */
+    case SEC_GLOBAL:
+        keys = global_keys, nkeys = ARRAY_SIZE(global_keys);
+        break;
+    case SEC_LISTENER:
+        keys = listener_keys, nkeys = ARRAY_SIZE(listener_keys);
+        break;
+    case SEC_POOL:
+        keys = pool_keys, nkeys = ARRAY_SIZE(pool_keys);
+        break;
+    default:
+        return 1;
+    }
+    const char *key = static_key(name, keys, nkeys);
+    if (key == NULL) {
+        add_error(c, c->lineno, name, "unknown key in [%s]", section);
+        return 1;
+    }
+    bool repeatable = strcmp(key, "server") == 0 || strcmp(key, "bind") == 0;
+    if (!repeatable && seen_key(c, key)) {
+        add_error(c, c->lineno, key, "set twice in this section");
+        return 1;
+    }
+    if (value[0] == '\0') {
+        add_error(c, c->lineno, key, "empty value");
+        return 1;
+    }
+    if (c->cur < 0 && c->kind != SEC_GLOBAL)
+        return 1; /* section header was invalid */
+    if (c->kind == SEC_GLOBAL)
+        handle_global(c, key, value);
+    else if (c->kind == SEC_LISTENER)
+        handle_listener(c, key, value);
+    else
+        handle_pool(c, key, value);
+    return 1;
+}
+
+struct pool_conf *config_find_pool(struct config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->npools; i++)
+        if (strcmp(cfg->pools[i].name, name) == 0)
+            return &cfg->pools[i];
+    return NULL;
+}
+
+/* Cross-section checks once the whole file is read. */
+static void validate(struct parse_ctx *c)
+{
+    struct config *cfg = c->cfg;
+    if (cfg->max_buffer < cfg->buffer_size)
+        add_error(c, c->global_line, "max_buffer", "must be at least buffer_size (%u)",
+                  cfg->buffer_size);
+    if (cfg->nlisteners == 0 && c->errs->n == 0)
+        add_error(c, c->lineno > 0 ? c->lineno : 1, "listener", "no [listener NAME] section");
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        if (p->nservers == 0)
+            add_error(c, p->line, "server", "pool '%s' has no servers", p->name);
+        for (int j = 0; j < p->nservers; j++)
+            p->servers[j].pool = p;
+    }
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        if (l->nbinds == 0)
+            add_error(c, l->line, "bind", "listener '%s' has no bind address", l->name);
+        if (l->pool_name == NULL) {
+            add_error(c, l->line, "pool", "listener '%s' names no pool", l->name);
+        } else if ((l->pool = config_find_pool(cfg, l->pool_name)) == NULL) {
+            add_error(c, l->pool_line, "pool", "no [pool %s] section", l->pool_name);
+        }
+        /* One address may belong to one listener only. */
+        for (int b = 0; b < l->nbinds; b++) {
+            for (int k = 0; k < i; k++) {
+                struct listener_conf *o = &cfg->listeners[k];
+                for (int ob = 0; ob < o->nbinds; ob++) {
+                    if (addr_equal(&l->binds[b], &o->binds[ob])) {
+                        char a[ADDR_STRLEN];
+                        addr_format(&l->binds[b].u.sa, l->binds[b].len, a, sizeof(a));
+                        add_error(c, l->line, "bind", "%s is also bound by listener '%s'", a,
+                                  o->name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > SLUICE_MAX_WORKERS ? SLUICE_MAX_WORKERS : (int)n;
+}
+
+static void config_free(struct config *cfg);
+
+struct config *config_load_buffer(const char *data, size_t len, const char *name,
+                                  struct config_errors *errs)
+{
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL)
+        return NULL;
+    atomic_init(&cfg->refs, 1);
+    cfg->log_level = LOG_INFO;
+    cfg->access_log = strdup("off");
+    cfg->max_conns = 100000;
+    cfg->shutdown_timeout_ms = 30000;
+    cfg->buffer_size = 16 * 1024;
+    cfg->max_buffer = 256 * 1024;
+    cfg->path = strdup(name);
+    struct parse_ctx c = {
+        .name = name, .data = data, .len = len, .cfg = cfg, .errs = errs,
+        .kind = SEC_NONE, .cur = -1, .workers_auto = true,
+    };
+    if (cfg->access_log == NULL || cfg->path == NULL)
+        c.oom = true;
+    int rc = ini_parse_stream(reader, &c, handler, &c);
+    if (rc > 0) {
+        /* inih's own syntax error (no '=' or ']'): it reports the first. */
+        add_error(&c, rc, "line", "syntax error (expected [section] or key = value)");
+    } else if (rc < 0) {
+        c.oom = true;
+    }
+    if (c.workers_auto)
+        cfg->workers = online_cpus();
+    validate(&c);
+    if (c.oom)
+        add_error(&c, c.lineno, "config", "out of memory");
+    if (errs->n > 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct config *config_load_file(const char *path, struct config_errors *errs)
+{
+    struct parse_ctx c = {.name = path, .errs = errs};
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        add_error(&c, 0, "file", "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    char *data = malloc(MAX_CONFIG_BYTES);
+    size_t n = data ? fread(data, 1, MAX_CONFIG_BYTES, f) : 0;
+    bool too_big = data && n == MAX_CONFIG_BYTES && fgetc(f) != EOF;
+    bool failed = data == NULL || ferror(f);
+    fclose(f);
+    if (failed || too_big) {
+        add_error(&c, 0, "file", "%s", too_big ? "larger than 16 MiB" : "cannot read");
+        free(data);
+        return NULL;
+    }
+    struct config *cfg = config_load_buffer(data, n, path, errs);
+    free(data);
+    return cfg;
+}
+
+static void backend_init(struct registry_obj *o)
+{
+    struct backend *b = (struct backend *)o;
+    atomic_init(&b->health, HEALTH_UP);
+    atomic_init(&b->admin, ADMIN_ENABLED);
+}
+
+int config_attach_runtime(struct config *cfg)
+{
+    char key[2 * NAME_MAX_CHARS + 2];
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        for (int j = 0; j < p->nservers; j++) {
+            struct server_conf *s = &p->servers[j];
+            snprintf(key, sizeof(key), "%s/%s", p->name, s->name);
+            s->be = (struct backend *)registry_get(&backend_registry, key, sizeof(struct backend),
+                                                   backend_init);
+            if (s->be == NULL)
+                return -1;
+            atomic_store(&s->be->weight, s->weight);
+        }
+    }
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        l->st = (struct listener_state *)registry_get(&listener_registry, l->name,
+                                                      sizeof(struct listener_state), NULL);
+        if (l->st == NULL)
+            return -1;
+    }
+    cfg->runtime_attached = true;
+    return 0;
+}
+
+void config_ref(struct config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+}
+
+void config_unref(struct config *cfg)
+{
+    if (cfg != NULL && atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) == 1)
+        config_free(cfg);
+}
+
+static void config_free(struct config *cfg)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        for (int j = 0; j < p->nservers; j++) {
+            free(p->servers[j].name);
+            if (p->servers[j].be)
+                registry_put(&backend_registry, &p->servers[j].be->obj);
+        }
+        for (int w = 0; w < SLUICE_MAX_WORKERS; w++)
+            free(p->wstate[w]);
+        free(p->servers);
+        free(p->name);
+    }
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        if (l->st)
+            registry_put(&listener_registry, &l->st->obj);
+        free(l->binds);
+        free(l->pool_name);
+        free(l->name);
+    }
+    free(cfg->pools);
+    free(cfg->listeners);
+    free(cfg->access_log);
+    free(cfg->path);
+    free(cfg);
+}

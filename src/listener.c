@@ -1,0 +1,160 @@
+/* listener.c - open listening sockets; accept in bounded batches, pause on
+ * limits and descriptor exhaustion instead of spinning. */
+#include "sluice/listener.h"
+#include "sluice/control.h"
+#include "sluice/log.h"
+#include "sluice/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Connections accepted per readiness event before yielding to the loop. */
+#define ACCEPT_BATCH 64
+/* How long a worker stops accepting after EMFILE/ENFILE/ENOBUFS. */
+#define EMFILE_PAUSE 0.1
+/* How often a listener paused at max_conns re-checks (besides on every
+ * session end of its own worker). */
+#define LIMIT_RECHECK 0.02
+
+int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen)
+{
+    char a[ADDR_STRLEN];
+    addr_format(&addr->u.sa, addr->len, a, sizeof(a));
+    int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket: %s", a, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        snprintf(err, errlen, "%s: setsockopt: %s", a, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (addr->u.sa.sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, &addr->u.sa, addr->len) < 0) {
+        snprintf(err, errlen, "%s: bind: %s", a, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, backlog) < 0) {
+        snprintf(err, errlen, "%s: listen: %s", a, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reserve one slot in a shared count limited to max; false when full. */
+static bool slot_take(_Atomic int *count, int max)
+{
+    if (atomic_fetch_add_explicit(count, 1, memory_order_relaxed) < max)
+        return true;
+    atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
+    return false;
+}
+
+static void listen_pause(struct worker *w, struct worker_listen *wl, ev_tstamp recheck)
+{
+    if (!wl->paused) {
+        ev_io_stop(w->loop, &wl->w_accept);
+        wl->paused = true;
+    }
+    if (!ev_is_active(&w->w_resume) || recheck < ev_timer_remaining(w->loop, &w->w_resume)) {
+        ev_timer_stop(w->loop, &w->w_resume);
+        ev_timer_set(&w->w_resume, recheck, 0.);
+        ev_timer_start(w->loop, &w->w_resume);
+    }
+}
+
+/* Accept failed for lack of descriptors or memory: stop every listening
+ * socket of this worker briefly, keep serving live sessions. */
+static void accept_exhausted(struct worker *w, int err)
+{
+    ev_tstamp now = ev_now(w->loop);
+    counter_add(&w->stats.accept_emfile, 1);
+    if (now - w->emfile_logged > 1.0) {
+        log_warn("worker %d: accept: %s (too many open files or no memory): pausing accept "
+                 "for %.0fms, %d sessions stay up",
+                 w->id, strerror(err), EMFILE_PAUSE * 1000, w->nsessions);
+    }
+    w->emfile_logged = now;
+    w->emfile_until = now + EMFILE_PAUSE;
+    for (struct worker_listen *wl = w->listens; wl; wl = wl->next)
+        listen_pause(w, wl, EMFILE_PAUSE);
+}
+
+void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker_listen *wl = container_of(io, struct worker_listen, w_accept);
+    struct worker *w = wl->w;
+    struct listener_conf *lc = wl->lc;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (!slot_take(&w->ctl->active, atomic_load_explicit(&w->ctl->max_conns,
+                                                              memory_order_relaxed))) {
+            counter_add(&w->stats.limit_pauses, 1);
+            listen_pause(w, wl, LIMIT_RECHECK);
+            return;
+        }
+        if (!slot_take(&lc->st->active, lc->max_conns)) {
+            atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+            counter_add(&w->stats.limit_pauses, 1);
+            listen_pause(w, wl, LIMIT_RECHECK);
+            return;
+        }
+        struct sockaddr_ip peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(wl->w_accept.fd, &peer.u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            atomic_fetch_sub_explicit(&lc->st->active, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+            if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+                continue;
+            if (err == EAGAIN)
+                return;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                accept_exhausted(w, err);
+                return;
+            }
+            counter_add(&w->stats.accept_errors, 1);
+            log_warn("worker %d: accept on listener %s: %s", w->id, lc->name, strerror(err));
+            return;
+        }
+        counter_add(&w->stats.accepted, 1);
+        session_start(w, lc, fd, &peer);
+    }
+}
+
+int listener_resume_paused(struct worker *w)
+{
+    if (w->stopping)
+        return 0;
+    ev_tstamp now = ev_now(w->loop);
+    if (now < w->emfile_until)
+        return 1;
+    int still = 0;
+    int gmax = atomic_load_explicit(&w->ctl->max_conns, memory_order_relaxed);
+    bool global_full = atomic_load_explicit(&w->ctl->active, memory_order_relaxed) >= gmax;
+    for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
+        if (!wl->paused)
+            continue;
+        bool full = global_full || atomic_load_explicit(&wl->lc->st->active,
+                                                        memory_order_relaxed) >= wl->lc->max_conns;
+        if (full) {
+            still = 1;
+            continue;
+        }
+        wl->paused = false;
+        ev_io_start(w->loop, &wl->w_accept);
+    }
+    return still;
+}

@@ -1,0 +1,123 @@
+/* log.c - timestamped, leveled log lines on stderr; the access log sink. */
+#include "sluice/log.h"
+#include "sluice/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+_Atomic int log_current_level = LOG_INFO;
+static _Atomic int access_fd = -1;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *log_level_str(enum log_level level)
+{
+    return (unsigned)level < ARRAY_SIZE(level_names) ? level_names[level] : "?";
+}
+
+bool log_level_parse(const char *s, enum log_level *out)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(level_names); i++) {
+        if (strcasecmp(s, level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+int64_t time_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void log_timestamp(char *buf, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    char line[2048];
+    log_timestamp(line, sizeof(line));
+    size_t off = strlen(line);
+    off += (size_t)snprintf(line + off, sizeof(line) - off, " [%s] ",
+                            log_level_str(level));
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + off, sizeof(line) - off - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    off += (size_t)n;
+    if (off > sizeof(line) - 2)
+        off = sizeof(line) - 2;
+    line[off++] = '\n';
+    write_all(STDERR_FILENO, line, off);
+}
+
+int log_access_open(const char *target)
+{
+    int fd;
+    if (target == NULL || strcmp(target, "off") == 0) {
+        fd = -1;
+    } else if (strcmp(target, "stderr") == 0) {
+        fd = STDERR_FILENO;
+    } else {
+        fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -1;
+    }
+    int old = atomic_exchange(&access_fd, fd);
+    if (old > STDERR_FILENO)
+        close(old);
+    return 0;
+}
+
+bool log_access_enabled(void)
+{
+    return atomic_load_explicit(&access_fd, memory_order_relaxed) >= 0;
+}
+
+void log_access_line(const char *line, size_t len)
+{
+    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+    if (fd >= 0)
+        write_all(fd, line, len);
+}
+
+void log_access_close(void)
+{
+    int old = atomic_exchange(&access_fd, -1);
+    if (old > STDERR_FILENO)
+        close(old);
+}

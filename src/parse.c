@@ -1,0 +1,95 @@
+/* parse.c - pure value parsers shared by the config loader and admin. */
+#include "sluice/parse.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_DURATION_MS (30LL * 24 * 3600 * 1000)
+
+bool parse_duration_ms(const char *s, int64_t *ms)
+{
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || !isfinite(v) || v < 0)
+        return false;
+    double mult;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return false;
+    double r = v * mult;
+    if (r > (double)MAX_DURATION_MS)
+        return false;
+    *ms = (int64_t)(r + 0.5);
+    return true;
+}
+
+bool parse_size(const char *s, uint64_t *bytes)
+{
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s)
+        return false;
+    uint64_t mult;
+    if (*end == '\0')
+        mult = 1;
+    else if (strcasecmp(end, "k") == 0)
+        mult = 1024;
+    else if (strcasecmp(end, "m") == 0)
+        mult = 1024 * 1024;
+    else if (strcasecmp(end, "g") == 0)
+        mult = 1024ULL * 1024 * 1024;
+    else
+        return false;
+    if (v > UINT64_MAX / mult)
+        return false;
+    *bytes = (uint64_t)v * mult;
+    return true;
+}
+
+bool parse_int_range(const char *s, long min, long max, long *out)
+{
+    if (s == NULL || !(isdigit((unsigned char)s[0]) ||
+                       (s[0] == '-' && isdigit((unsigned char)s[1]))))
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"on", "yes", "true", "1"};
+    static const char *const no[] = {"off", "no", "false", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}

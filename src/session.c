@@ -1,0 +1,458 @@
+/* session.c - a session's life: pick and connect a backend (with retries),
+ * relay both directions through buffer chains, half-close, timeouts, and
+ * one end reason, counted and access-logged. */
+#include "sluice/session.h"
+#include "sluice/backend.h"
+#include "sluice/balance.h"
+#include "sluice/config.h"
+#include "sluice/control.h"
+#include "sluice/log.h"
+#include "sluice/worker.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Sessions kept for reuse per worker; beyond that they go back to malloc. */
+#define SESSION_CACHE_MAX 1024
+/* Read/write rounds per direction per event, so one fast session cannot
+ * starve the others on its worker. */
+#define PUMP_ROUNDS 8
+
+static const char *const state_names[] = {"connecting", "relaying", "half_closed", "closing"};
+static const char *const reason_names[] = {
+#define X(name) #name,
+    END_REASONS(X)
+#undef X
+};
+
+const char *session_state_str(enum session_state s)
+{
+    return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "?";
+}
+
+const char *end_reason_str(enum end_reason r)
+{
+    return (unsigned)r < ARRAY_SIZE(reason_names) ? reason_names[r] : "none";
+}
+
+/* The only place the state changes: asserts the transition is legal. */
+static void session_set_state(struct session *s, enum session_state to)
+{
+    enum session_state from = s->state;
+    bool ok = (from == SS_CONNECTING && (to == SS_RELAYING || to == SS_CLOSING)) ||
+              (from == SS_RELAYING && (to == SS_HALF_CLOSED || to == SS_CLOSING)) ||
+              (from == SS_HALF_CLOSED && to == SS_CLOSING);
+    SLUICE_ASSERT(ok);
+    (void)ok;
+    s->state = (uint8_t)to;
+}
+
+static int client_fd(const struct session *s)
+{
+    return s->w_client.fd;
+}
+
+static int backend_fd(const struct session *s)
+{
+    return s->w_backend.fd;
+}
+
+/* Start or change an io watcher's event mask; no-op (no epoll_ctl) when
+ * the mask is unchanged. */
+static void io_want(struct ev_loop *loop, ev_io *io, int events)
+{
+    if ((io->events & (EV_READ | EV_WRITE)) == events && ev_is_active(io) == (events != 0))
+        return;
+    ev_io_stop(loop, io);
+    ev_io_set(io, io->fd, events);
+    if (events)
+        ev_io_start(loop, io);
+}
+
+static void access_log(struct session *s)
+{
+    char line[512], ts[32], client[ADDR_STRLEN];
+    log_timestamp(ts, sizeof(ts));
+    addr_format(&s->client.u.sa, sizeof(s->client), client, sizeof(client));
+    double ms = (ev_now(s->w->loop) - s->started) * 1000.0;
+    int n = snprintf(line, sizeof(line),
+                     "%s worker=%d listener=%s client=%s backend=%s addr=%s up=%llu down=%llu "
+                     "duration_ms=%.0f reason=%s\n",
+                     ts, s->w->id, s->lc->name, client, s->srv ? s->srv->name : "-",
+                     s->srv ? s->srv->addr_str : "-", (unsigned long long)s->up.bytes,
+                     (unsigned long long)s->down.bytes, ms < 0 ? 0 : ms,
+                     end_reason_str((enum end_reason)s->reason));
+    if (n > 0)
+        log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void session_free(struct session *s)
+{
+    struct worker *w = s->w;
+    config_unref(s->cfg);
+    if (w->nfree_sessions < SESSION_CACHE_MAX) {
+        s->next = w->free_sessions;
+        w->free_sessions = s;
+        w->nfree_sessions++;
+    } else {
+        free(s);
+    }
+}
+
+/* Leave the backend: its live count drops; fd closed. */
+static void backend_release(struct session *s)
+{
+    if (backend_fd(s) >= 0) {
+        ev_io_stop(s->w->loop, &s->w_backend);
+        close(backend_fd(s));
+        ev_io_set(&s->w_backend, -1, 0);
+    }
+    if (s->holds_backend) {
+        atomic_fetch_sub_explicit(&s->srv->be->active, 1, memory_order_relaxed);
+        s->holds_backend = false;
+    }
+}
+
+void session_finish(struct session *s, enum end_reason reason)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    struct worker *w = s->w;
+    session_set_state(s, SS_CLOSING);
+    s->reason = (uint8_t)reason;
+    ev_timer_stop(w->loop, &s->w_timer);
+    ev_io_stop(w->loop, &s->w_client);
+    close(client_fd(s));
+    backend_release(s);
+    bufchain_clear(&s->up.chain, &w->bufs);
+    bufchain_clear(&s->down.chain, &w->bufs);
+
+    int wid = w->id;
+    counter_add(&w->stats.ends[reason], 1);
+    struct listener_wstats *ls = &s->lc->st->ws[wid];
+    counter_add(&ls->bytes_in, s->up.bytes);
+    counter_add(&ls->bytes_out, s->down.bytes);
+    if (reason == END_no_backend)
+        counter_add(&ls->no_backend, 1);
+    if (s->srv != NULL) {
+        struct backend_wstats *bs = &s->srv->be->ws[wid];
+        counter_add(&bs->bytes_out, s->up.bytes);
+        counter_add(&bs->bytes_in, s->down.bytes);
+    }
+    if (log_access_enabled())
+        access_log(s);
+    log_debug("worker %d: session end %s after %llu/%llu bytes", wid,
+              end_reason_str(reason), (unsigned long long)s->up.bytes,
+              (unsigned long long)s->down.bytes);
+
+    atomic_fetch_sub_explicit(&s->lc->st->active, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    w->nsessions--;
+    if (s->busy == 0)
+        session_free(s);
+    worker_session_gone(w);
+}
+
+/* Session callbacks bracket their work with these so a session finished
+ * deep inside is freed only on the way out. */
+static void session_enter(struct session *s)
+{
+    s->busy++;
+}
+
+static void session_leave(struct session *s)
+{
+    if (--s->busy == 0 && s->state == SS_CLOSING)
+        session_free(s);
+}
+
+/* Move bytes for one direction. Writes what is pending (unless the last
+ * write hit EAGAIN), then reads while there is room, writing after each
+ * read. Returns false if the session ended. */
+static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
+{
+    struct worker *w = s->w;
+    size_t cap = s->cfg->max_buffer;
+    bool drained = false;
+    for (int round = 0;; round++) {
+        if (d->chain.len > 0 && !d->dst_blocked) {
+            ssize_t n = bufchain_writev(&d->chain, &w->bufs, dst);
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                session_finish(s, END_reset);
+                return false;
+            }
+            if (n > 0)
+                s->last_activity = ev_now(w->loop);
+            /* A short write means the socket buffer is full. */
+            d->dst_blocked = d->chain.len > 0;
+        }
+        if (d->src_eof || drained || d->chain.len >= cap || round >= PUMP_ROUNDS)
+            break;
+        ssize_t n = bufchain_readv(&d->chain, &w->bufs, src, cap - d->chain.len, &drained);
+        if (n > 0) {
+            d->bytes += (uint64_t)n;
+            s->last_activity = ev_now(w->loop);
+        } else if (n == 0) {
+            d->src_eof = true;
+            if (src == client_fd(s) && !s->down.src_eof)
+                s->client_eof_first = true;
+        } else if (errno == EAGAIN || errno == EINTR) {
+            break;
+        } else if (errno == ENOMEM) {
+            counter_add(&w->stats.alloc_failures, 1);
+            session_finish(s, END_local_error);
+            return false;
+        } else {
+            session_finish(s, END_reset);
+            return false;
+        }
+    }
+    if (d->src_eof && d->chain.len == 0 && !d->shut_sent) {
+        /* Everything before the FIN is delivered: forward the FIN. */
+        shutdown(dst, SHUT_WR);
+        d->shut_sent = true;
+    }
+    return true;
+}
+
+/* After any event: end the session if both directions are done, else
+ * recompute what each fd waits for. */
+static void session_update(struct session *s)
+{
+    struct relay_dir *up = &s->up, *down = &s->down;
+    if (up->shut_sent && down->shut_sent) {
+        session_finish(s, s->client_eof_first ? END_client_close : END_backend_close);
+        return;
+    }
+    if (s->state == SS_RELAYING && (up->src_eof || down->src_eof))
+        session_set_state(s, SS_HALF_CLOSED);
+    size_t cap = s->cfg->max_buffer;
+    int cev = 0, bev = 0;
+    if (!up->src_eof && up->chain.len < cap)
+        cev |= EV_READ;
+    if (down->chain.len > 0)
+        cev |= EV_WRITE;
+    if (!down->src_eof && down->chain.len < cap)
+        bev |= EV_READ;
+    if (up->chain.len > 0)
+        bev |= EV_WRITE;
+    io_want(s->w->loop, &s->w_client, cev);
+    io_want(s->w->loop, &s->w_backend, bev);
+}
+
+static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    struct session *s = container_of(io, struct session, w_client);
+    session_enter(s);
+    if (revents & EV_WRITE)
+        s->down.dst_blocked = false;
+    bool alive = true;
+    if (revents & EV_READ)
+        alive = pump(s, &s->up, client_fd(s), backend_fd(s));
+    if (alive && (revents & EV_WRITE))
+        alive = pump(s, &s->down, backend_fd(s), client_fd(s));
+    if (alive)
+        session_update(s);
+    session_leave(s);
+}
+
+static void relay_backend_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    struct session *s = container_of(io, struct session, w_backend);
+    session_enter(s);
+    if (revents & EV_WRITE)
+        s->up.dst_blocked = false;
+    bool alive = true;
+    if (revents & EV_READ)
+        alive = pump(s, &s->down, backend_fd(s), client_fd(s));
+    if (alive && (revents & EV_WRITE))
+        alive = pump(s, &s->up, client_fd(s), backend_fd(s));
+    if (alive)
+        session_update(s);
+    session_leave(s);
+}
+
+static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct session *s = container_of(t, struct session, w_timer);
+    /* Lazy re-arm: activity only moves last_activity; the timer checks. */
+    ev_tstamp idle = (ev_tstamp)s->srv->pool->idle_timeout_ms / 1000.0;
+    ev_tstamp left = s->last_activity + idle - ev_now(loop);
+    if (left <= 0.001) {
+        session_enter(s);
+        session_finish(s, END_idle_timeout);
+        session_leave(s);
+        return;
+    }
+    t->repeat = left;
+    ev_timer_again(loop, t);
+}
+
+static void session_connected(struct session *s)
+{
+    struct worker *w = s->w;
+    backend_connect_ok(s->srv);
+    counter_add(&s->srv->be->ws[w->id].sessions, 1);
+    session_set_state(s, SS_RELAYING);
+    ev_set_cb(&s->w_backend, relay_backend_cb);
+    ev_timer_stop(w->loop, &s->w_timer);
+    ev_set_cb(&s->w_timer, idle_timer_cb);
+    s->last_activity = ev_now(w->loop);
+    s->w_timer.repeat = (ev_tstamp)s->srv->pool->idle_timeout_ms / 1000.0;
+    ev_timer_again(w->loop, &s->w_timer);
+    /* The client may have sent already and a server may greet first:
+     * try both directions now instead of waiting for the next poll. */
+    if (!pump(s, &s->up, client_fd(s), backend_fd(s)))
+        return;
+    if (!pump(s, &s->down, backend_fd(s), client_fd(s)))
+        return;
+    session_update(s);
+}
+
+static void session_connect(struct session *s);
+
+static void connect_failed(struct session *s, int err)
+{
+    struct worker *w = s->w;
+    struct server_conf *srv = s->srv;
+    counter_add(&srv->be->ws[w->id].connect_failures, 1);
+    backend_connect_failed(srv, time_mono_ms(), err ? strerror(err) : "connect timeout");
+    log_debug("worker %d: connect to %s (%s) failed: %s", w->id, srv->be->obj.key, srv->addr_str,
+              err ? strerror(err) : "timeout");
+    ev_timer_stop(w->loop, &s->w_timer);
+    backend_release(s);
+    if (s->attempts > srv->pool->retries) {
+        session_finish(s, END_connect_failed); /* srv kept for the access log */
+        return;
+    }
+    s->srv = NULL;
+    counter_add(&srv->be->ws[w->id].retries, 1);
+    session_connect(s);
+}
+
+static void connect_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct session *s = container_of(io, struct session, w_backend);
+    session_enter(s);
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(backend_fd(s), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == 0)
+        session_connected(s);
+    else
+        connect_failed(s, err);
+    session_leave(s);
+}
+
+static void connect_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct session *s = container_of(t, struct session, w_timer);
+    session_enter(s);
+    connect_failed(s, 0);
+    session_leave(s);
+}
+
+/* Pick a server not tried yet and start a non-blocking connect to it. */
+static void session_connect(struct session *s)
+{
+    struct worker *w = s->w;
+    struct pool_conf *pool = s->lc->pool;
+    struct server_conf *srv =
+        balance_pick(pool, w->id, &s->client.u.sa, s->exclude, time_mono_ms());
+    if (srv == NULL) {
+        session_finish(s, s->attempts == 0 ? END_no_backend : END_connect_failed);
+        return;
+    }
+    s->srv = srv;
+    s->exclude |= balance_exclude_bit(pool, srv);
+    s->attempts++;
+    atomic_fetch_add_explicit(&srv->be->active, 1, memory_order_relaxed);
+    s->holds_backend = true;
+    counter_add(&srv->be->ws[w->id].connect_attempts, 1);
+
+    int family = srv->addr.u.sa.sa_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_warn("worker %d: socket() for %s: %s", w->id, srv->be->obj.key, strerror(errno));
+        session_finish(s, END_local_error);
+        return;
+    }
+    if (family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    ev_io_set(&s->w_backend, fd, EV_WRITE);
+    ev_set_cb(&s->w_backend, connect_cb);
+    if (connect(fd, &srv->addr.u.sa, srv->addr.len) == 0) {
+        session_connected(s);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        connect_failed(s, errno);
+        return;
+    }
+    ev_io_start(w->loop, &s->w_backend);
+    ev_set_cb(&s->w_timer, connect_timer_cb);
+    ev_timer_set(&s->w_timer, (ev_tstamp)pool->connect_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &s->w_timer);
+}
+
+void session_start(struct worker *w, struct listener_conf *lc, int fd,
+                   const struct sockaddr_ip *client)
+{
+    struct session *s = w->free_sessions;
+    if (s != NULL) {
+        w->free_sessions = s->next;
+        w->nfree_sessions--;
+    } else if ((s = malloc(sizeof(*s))) == NULL) {
+        counter_add(&w->stats.alloc_failures, 1);
+        close(fd);
+        atomic_fetch_sub_explicit(&lc->st->active, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+        worker_session_gone(w);
+        return;
+    }
+    memset(s, 0, sizeof(*s));
+    s->w = w;
+    s->cfg = w->cfg;
+    config_ref(s->cfg);
+    s->lc = lc;
+    s->client = *client;
+    s->started = s->last_activity = ev_now(w->loop);
+    s->reason = END_NONE;
+    s->state = SS_CONNECTING;
+    ev_io_init(&s->w_client, client_cb, fd, 0);
+    ev_io_init(&s->w_backend, connect_cb, -1, 0);
+    ev_init(&s->w_timer, connect_timer_cb);
+    if (client->u.sa.sa_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    s->next = w->sessions;
+    if (w->sessions)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->nsessions++;
+    counter_add(&lc->st->ws[w->id].accepted, 1);
+
+    session_enter(s);
+    session_connect(s);
+    session_leave(s);
+}

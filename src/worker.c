@@ -1,0 +1,186 @@
+/* worker.c - worker thread lifecycle and its command inbox. */
+#include "sluice/worker.h"
+#include "sluice/control.h"
+#include "sluice/config.h"
+#include "sluice/listener.h"
+#include "sluice/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Buffer blocks each worker keeps for reuse (4 MiB at 16 KiB). */
+#define BUF_CACHE_BLOCKS 256
+
+static void worker_close_listens(struct worker *w)
+{
+    while (w->listens) {
+        struct worker_listen *wl = w->listens;
+        w->listens = wl->next;
+        ev_io_stop(w->loop, &wl->w_accept);
+        close(wl->w_accept.fd);
+        free(wl);
+    }
+    ev_timer_stop(w->loop, &w->w_resume);
+}
+
+static void worker_maybe_exit(struct worker *w)
+{
+    if (w->stopping && w->nsessions == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+void worker_session_gone(struct worker *w)
+{
+    /* A slot freed up: a listener paused at max_conns may accept again. */
+    if (ev_is_active(&w->w_resume))
+        listener_resume_paused(w);
+    worker_maybe_exit(w);
+}
+
+static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = container_of(t, struct worker, w_resume);
+    if (listener_resume_paused(w)) {
+        ev_tstamp wait = w->emfile_until > ev_now(loop) ? w->emfile_until - ev_now(loop) : 0.02;
+        ev_timer_set(t, wait, 0.);
+        ev_timer_start(loop, t);
+    }
+}
+
+static void kill_all(struct worker *w)
+{
+    while (w->sessions)
+        session_finish(w->sessions, END_shutdown);
+}
+
+static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = container_of(a, struct worker, w_inbox);
+    pthread_mutex_lock(&w->inbox_lock);
+    struct worker_msg *m = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    pthread_mutex_unlock(&w->inbox_lock);
+    while (m) {
+        struct worker_msg *next = m->next;
+        switch (m->type) {
+        case WMSG_STOP_ACCEPT:
+            w->stopping = true;
+            worker_close_listens(w);
+            break;
+        case WMSG_KILL_ALL:
+            kill_all(w);
+            break;
+        }
+        free(m);
+        m = next;
+    }
+    worker_maybe_exit(w);
+}
+
+int worker_init(struct worker *w, struct control *ctl, int id, struct config *cfg)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->ctl = ctl;
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+    if (w->loop == NULL)
+        return -1;
+    config_ref(cfg);
+    w->cfg = cfg;
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    ev_async_init(&w->w_inbox, inbox_cb);
+    ev_async_start(w->loop, &w->w_inbox);
+    ev_init(&w->w_resume, resume_cb);
+    buf_pool_init(&w->bufs, cfg->buffer_size, BUF_CACHE_BLOCKS);
+    return 0;
+}
+
+int worker_add_listen(struct worker *w, struct listener_conf *lc, const struct sockaddr_any *addr,
+                      int fd)
+{
+    struct worker_listen *wl = calloc(1, sizeof(*wl));
+    if (wl == NULL)
+        return -1;
+    wl->w = w;
+    wl->lc = lc;
+    wl->addr = *addr;
+    ev_io_init(&wl->w_accept, listener_accept_cb, fd, EV_READ);
+    ev_io_start(w->loop, &wl->w_accept);
+    wl->next = w->listens;
+    w->listens = wl;
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    log_debug("worker %d: running", w->id);
+    ev_run(w->loop, 0);
+    log_debug("worker %d: stopped", w->id);
+    atomic_store(&w->exited, true);
+    ev_async_send(w->ctl->loop, &w->ctl->w_worker_exit);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    /* Signals belong to the main thread: workers start with all blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+void worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void worker_destroy(struct worker *w)
+{
+    worker_close_listens(w);
+    while (w->free_sessions) {
+        struct session *s = w->free_sessions;
+        w->free_sessions = s->next;
+        free(s);
+    }
+    struct worker_msg *m = w->inbox_head;
+    while (m) {
+        struct worker_msg *next = m->next;
+        free(m);
+        m = next;
+    }
+    buf_pool_destroy(&w->bufs);
+    config_unref(w->cfg);
+    ev_loop_destroy(w->loop);
+    pthread_mutex_destroy(&w->inbox_lock);
+}
+
+int worker_send(struct worker *w, enum worker_msg_type type)
+{
+    struct worker_msg *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -1;
+    m->type = type;
+    pthread_mutex_lock(&w->inbox_lock);
+    if (w->inbox_tail)
+        w->inbox_tail->next = m;
+    else
+        w->inbox_head = m;
+    w->inbox_tail = m;
+    pthread_mutex_unlock(&w->inbox_lock);
+    ev_async_send(w->loop, &w->w_inbox);
+    return 0;
+}
