@@ -20,6 +20,31 @@ const char *backend_admin_str(enum backend_admin a)
     return "?";
 }
 
+const char *check_result_str(enum check_result r)
+{
+    static const char *const names[] = {"none", "ok", "refused", "timeout", "bad_reply", "closed",
+                                        "error"};
+    return (unsigned)r < ARRAY_SIZE(names) ? names[r] : "?";
+}
+
+const char *down_cause_str(enum down_cause c)
+{
+    static const char *const names[] = {"-", "health check", "passive (connect failures)"};
+    return (unsigned)c < ARRAY_SIZE(names) ? names[c] : "?";
+}
+
+const char *backend_state_str(const struct backend *b, int64_t now_ms)
+{
+    int admin = atomic_load_explicit(&b->admin, memory_order_relaxed);
+    if (admin == ADMIN_DISABLED)
+        return "disabled";
+    if (atomic_load_explicit(&b->health, memory_order_acquire) != HEALTH_UP)
+        return "down";
+    if (now_ms < atomic_load_explicit(&b->down_until_ms, memory_order_relaxed))
+        return "down";
+    return admin == ADMIN_DRAINING ? "draining" : "up";
+}
+
 bool backend_usable(const struct server_conf *s, int64_t now_ms)
 {
     const struct backend *b = s->be;
@@ -42,6 +67,16 @@ void backend_connect_failed(const struct server_conf *s, int64_t now_ms, const c
     int fails = atomic_fetch_add_explicit(&b->fails, 1, memory_order_relaxed) + 1;
     if (fails < s->pool->fall)
         return;
+    if (s->pool->check != CHECK_NONE) {
+        /* Active checks run: mark down until they see it rise again. */
+        atomic_store_explicit(&b->down_cause, DOWN_PASSIVE, memory_order_relaxed);
+        if (atomic_exchange_explicit(&b->health, HEALTH_DOWN, memory_order_acq_rel) == HEALTH_UP) {
+            atomic_fetch_add_explicit(&b->transitions, 1, memory_order_relaxed);
+            log_warn("%s DOWN (passive: %d consecutive connect failures, last: %s)", b->obj.key,
+                     fails, why);
+        }
+        return;
+    }
     int64_t until = now_ms + s->pool->fail_timeout_ms;
     int64_t prev = atomic_exchange_explicit(&b->down_until_ms, until, memory_order_relaxed);
     if (prev <= now_ms)

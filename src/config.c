@@ -196,6 +196,10 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         p->fail_timeout_ms = 10 * 1000;
         p->retries = 2;
         p->fall = 3;
+        p->rise = 2;
+        p->check = CHECK_NONE;
+        p->check_interval_ms = 2000;
+        p->check_timeout_ms = 1000;
         c->kind = SEC_POOL;
         c->cur = i;
     }
@@ -308,11 +312,15 @@ static const char *static_key(const char *name, const char *const *keys, size_t 
     return NULL;
 }
 
-static const char *const global_keys[] = {"workers", "log_level", "access_log", "max_conns",
-                                          "shutdown_timeout", "buffer_size", "max_buffer"};
+static const char *const global_keys[] = {"workers",     "log_level",    "access_log",
+                                          "max_conns",   "shutdown_timeout", "buffer_size",
+                                          "max_buffer",  "admin_socket", "admin_mode",
+                                          "admin_http"};
 static const char *const listener_keys[] = {"bind", "pool", "max_conns", "backlog"};
-static const char *const pool_keys[] = {"balance", "server", "connect_timeout", "idle_timeout",
-                                        "retries", "fall", "fail_timeout"};
+static const char *const pool_keys[] = {
+    "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
+    "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
+    "check_send", "check_expect"};
 
 static void handle_global(struct parse_ctx *c, const char *key, const char *v)
 {
@@ -348,6 +356,32 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
         val_size(c, key, v, 1024, 1024 * 1024, &cfg->buffer_size);
     } else if (strcmp(key, "max_buffer") == 0) {
         val_size(c, key, v, 1024, 64 * 1024 * 1024, &cfg->max_buffer);
+    } else if (strcmp(key, "admin_socket") == 0) {
+        if (strcmp(v, "off") == 0)
+            return;
+        struct sockaddr_any a;
+        const char *why = v[0] == '/' ? NULL : "must be off or an absolute path";
+        char unix_path[sizeof(a.u.un.sun_path) + 8];
+        snprintf(unix_path, sizeof(unix_path), "unix:%s", v);
+        if (why == NULL)
+            why = addr_parse(unix_path, ADDR_ALLOW_UNIX, &a);
+        if (why != NULL) {
+            add_error(c, c->lineno, key, "'%s': %s", v, why);
+            return;
+        }
+        if ((cfg->admin_socket = strdup(v)) == NULL)
+            c->oom = true;
+    } else if (strcmp(key, "admin_mode") == 0) {
+        if (!parse_mode(v, &cfg->admin_mode))
+            add_error(c, c->lineno, key, "'%s' is not an octal mode like 0600", v);
+    } else if (strcmp(key, "admin_http") == 0) {
+        if (strcmp(v, "off") == 0)
+            return;
+        const char *why = addr_parse(v, ADDR_ALLOW_WILDCARD, &cfg->admin_http);
+        if (why != NULL)
+            add_error(c, c->lineno, key, "'%s': %s", v, why);
+        else
+            cfg->has_admin_http = true;
     }
 }
 
@@ -467,6 +501,36 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
         val_int(c, key, v, 0, 16, &p->retries);
     } else if (strcmp(key, "fall") == 0) {
         val_int(c, key, v, 1, 1000, &p->fall);
+    } else if (strcmp(key, "rise") == 0) {
+        val_int(c, key, v, 1, 1000, &p->rise);
+    } else if (strcmp(key, "check") == 0) {
+        if (strcmp(v, "none") == 0)
+            p->check = CHECK_NONE;
+        else if (strcmp(v, "tcp") == 0)
+            p->check = CHECK_TCP;
+        else if (strcmp(v, "send-expect") == 0)
+            p->check = CHECK_SEND_EXPECT;
+        else
+            add_error(c, c->lineno, key, "'%s' is not one of none, tcp, send-expect", v);
+    } else if (strcmp(key, "check_interval") == 0) {
+        val_duration(c, key, v, 10, &p->check_interval_ms);
+    } else if (strcmp(key, "check_timeout") == 0) {
+        val_duration(c, key, v, 1, &p->check_timeout_ms);
+    } else if (strcmp(key, "check_send") == 0 || strcmp(key, "check_expect") == 0) {
+        char *out;
+        size_t n;
+        const char *why = parse_escapes(v, &out, &n);
+        if (why != NULL) {
+            add_error(c, c->lineno, key, "%s", why);
+            return;
+        }
+        if (key[6] == 's') {
+            p->check_send = out;
+            p->check_send_len = n;
+        } else {
+            p->check_expect = out;
+            p->check_expect_len = n;
+        }
     }
 }
 
@@ -540,6 +604,12 @@ static void validate(struct parse_ctx *c)
         struct pool_conf *p = &cfg->pools[i];
         if (p->nservers == 0)
             add_error(c, p->line, "server", "pool '%s' has no servers", p->name);
+        if (p->check == CHECK_SEND_EXPECT && p->check_expect == NULL)
+            add_error(c, p->line, "check_expect", "pool '%s': check = send-expect needs check_expect",
+                      p->name);
+        if (p->check != CHECK_SEND_EXPECT && (p->check_send || p->check_expect))
+            add_error(c, p->line, "check_send", "pool '%s': check_send/check_expect need check = send-expect",
+                      p->name);
         for (int j = 0; j < p->nservers; j++)
             p->servers[j].pool = p;
     }
@@ -592,6 +662,7 @@ struct config *config_load_buffer(const char *data, size_t len, const char *name
     cfg->shutdown_timeout_ms = 30000;
     cfg->buffer_size = 16 * 1024;
     cfg->max_buffer = 256 * 1024;
+    cfg->admin_mode = 0600;
     cfg->path = strdup(name);
     struct parse_ctx c = {
         .name = name, .data = data, .len = len, .cfg = cfg, .errs = errs,
@@ -698,6 +769,8 @@ static void config_free(struct config *cfg)
             free(p->wstate[w]);
         free(p->servers);
         free(p->name);
+        free(p->check_send);
+        free(p->check_expect);
     }
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
@@ -710,6 +783,7 @@ static void config_free(struct config *cfg)
     free(cfg->pools);
     free(cfg->listeners);
     free(cfg->access_log);
+    free(cfg->admin_socket);
     free(cfg->path);
     free(cfg);
 }

@@ -1,7 +1,9 @@
 /* control.c - the main thread: open listening sockets, start workers,
- * handle signals, graceful stop. */
+ * signals, in-process reload, fan-out calls to workers, graceful stop. */
 #include "sluice/control.h"
+#include "sluice/admin.h"
 #include "sluice/config.h"
+#include "sluice/health.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
 
@@ -11,20 +13,120 @@
 #include <string.h>
 #include <unistd.h>
 
+struct fanout {
+    struct fanout *next;
+    struct control *ctl;
+    _Atomic int pending;
+    void (*fn)(struct worker *, void *);
+    void (*done)(void *);
+    void *arg;
+};
+
 static int workers_alive(struct control *ctl)
 {
     int n = 0;
-    for (int i = 0; i < ctl->nworkers; i++)
-        n += !atomic_load(&ctl->workers[i].exited);
+    for (int i = 0; i < ctl->nslots; i++)
+        n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
     return n;
+}
+
+/* Join workers that exited (retired by a reload, or all of them at stop). */
+static void reap_workers(struct control *ctl)
+{
+    for (int i = 0; i < ctl->nslots; i++) {
+        struct worker *w = ctl->workers[i];
+        if (w->started && atomic_load(&w->exited) && !atomic_load(&w->joined)) {
+            worker_join(w);
+            worker_destroy(w);
+            atomic_store(&w->joined, true);
+            log_info("worker %d: exited", i);
+        }
+    }
 }
 
 static void worker_exit_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)revents;
     struct control *ctl = container_of(a, struct control, w_worker_exit);
-    if (workers_alive(ctl) == 0)
+    reap_workers(ctl);
+    if (ctl->stopping && workers_alive(ctl) == 0)
         ev_break(loop, EVBREAK_ALL);
+}
+
+static void fanout_run(struct worker *w, void *arg)
+{
+    struct fanout *f = arg;
+    f->fn(w, f->arg);
+    if (atomic_fetch_sub(&f->pending, 1) == 1) {
+        struct control *ctl = f->ctl;
+        pthread_mutex_lock(&ctl->fanout_lock);
+        f->next = ctl->fanout_done;
+        ctl->fanout_done = f;
+        pthread_mutex_unlock(&ctl->fanout_lock);
+        ev_async_send(ctl->loop, &ctl->w_fanout_done);
+    }
+}
+
+static void fanout_done_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct control *ctl = container_of(a, struct control, w_fanout_done);
+    pthread_mutex_lock(&ctl->fanout_lock);
+    struct fanout *f = ctl->fanout_done;
+    ctl->fanout_done = NULL;
+    pthread_mutex_unlock(&ctl->fanout_lock);
+    while (f) {
+        struct fanout *next = f->next;
+        f->done(f->arg);
+        free(f);
+        f = next;
+    }
+}
+
+int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), void (*done)(void *),
+                   void *arg)
+{
+    struct fanout *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return -1;
+    f->ctl = ctl;
+    f->fn = fn;
+    f->done = done;
+    f->arg = arg;
+    int n = 0;
+    for (int i = 0; i < ctl->nworkers; i++)
+        n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+    if (n == 0) {
+        done(arg);
+        free(f);
+        return 0;
+    }
+    struct worker_msg *msgs[SLUICE_MAX_WORKERS];
+    int k = 0;
+    for (int i = 0; i < ctl->nworkers && k < n; i++) {
+        struct worker *w = ctl->workers[i];
+        if (!w->started || atomic_load(&w->exited))
+            continue;
+        if ((msgs[k] = calloc(1, sizeof(struct worker_msg))) == NULL) {
+            while (k--)
+                free(msgs[k]);
+            free(f);
+            return -1;
+        }
+        msgs[k]->type = WMSG_CALL;
+        msgs[k]->fn = fanout_run;
+        msgs[k]->arg = f;
+        k++;
+    }
+    atomic_init(&f->pending, n);
+    k = 0;
+    for (int i = 0; i < ctl->nworkers && k < n; i++) {
+        struct worker *w = ctl->workers[i];
+        if (w->started && !atomic_load(&w->exited))
+            worker_post(w, msgs[k++]);
+    }
+    return 0;
 }
 
 static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -32,10 +134,10 @@ static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     struct control *ctl = container_of(t, struct control, w_shutdown);
-    log_warn("shutdown_timeout reached: closing %d remaining sessions",
-             atomic_load(&ctl->active));
-    for (int i = 0; i < ctl->nworkers; i++)
-        worker_send(&ctl->workers[i], WMSG_KILL_ALL);
+    log_warn("shutdown_timeout reached: closing %d remaining sessions", atomic_load(&ctl->active));
+    for (int i = 0; i < ctl->nslots; i++)
+        if (ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited))
+            worker_send(ctl->workers[i], WMSG_KILL_ALL);
 }
 
 static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
@@ -51,18 +153,34 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     log_info("stopping (%s): no new connections, %d sessions draining for up to %.1fs",
              strsignal(sig->signum), atomic_load(&ctl->active),
              (double)ctl->cfg->shutdown_timeout_ms / 1000.0);
-    for (int i = 0; i < ctl->nworkers; i++)
-        worker_send(&ctl->workers[i], WMSG_STOP_ACCEPT);
+    for (int i = 0; i < ctl->nslots; i++)
+        if (ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited))
+            worker_send(ctl->workers[i], WMSG_STOP_ACCEPT);
+    if (ctl->admin) {
+        admin_stop(ctl->admin);
+        ctl->admin = NULL;
+    }
+    if (ctl->http) {
+        admin_http_stop(ctl->http);
+        ctl->http = NULL;
+    }
     ev_timer_set(&ctl->w_shutdown, (double)ctl->cfg->shutdown_timeout_ms / 1000.0, 0.);
     ev_timer_start(loop, &ctl->w_shutdown);
+    if (workers_alive(ctl) == 0)
+        ev_break(loop, EVBREAK_ALL);
 }
 
 static void hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
     (void)loop;
-    (void)sig;
     (void)revents;
-    log_warn("SIGHUP: configuration reload is not supported yet; keeping the running config");
+    struct control *ctl = sig->data;
+    if (ctl->stopping)
+        return;
+    struct strbuf report;
+    strbuf_init(&report);
+    control_reload(ctl, &report);
+    strbuf_free(&report);
 }
 
 static void usr1_cb(struct ev_loop *loop, ev_signal *sig, int revents)
@@ -76,34 +194,236 @@ static void usr1_cb(struct ev_loop *loop, ev_signal *sig, int revents)
         log_info("SIGUSR1: access log reopened");
 }
 
-/* Every worker gets its own SO_REUSEPORT socket for every bind address. */
-static int open_listeners(struct control *ctl)
+static bool cfg_has_bind(struct config *cfg, const struct sockaddr_any *a)
 {
-    struct config *cfg = ctl->cfg;
-    char err[256];
+    if (cfg == NULL)
+        return false;
+    for (int i = 0; i < cfg->nlisteners; i++)
+        for (int b = 0; b < cfg->listeners[i].nbinds; b++)
+            if (addr_equal(&cfg->listeners[i].binds[b], a))
+                return true;
+    return false;
+}
+
+static void free_new_listens(struct worker_new_listen *nl)
+{
+    while (nl) {
+        struct worker_new_listen *next = nl->next;
+        close(nl->fd);
+        free(nl);
+        nl = next;
+    }
+}
+
+/* Open a socket per bind address of `cfg` that `old` does not have (all of
+ * them when old is NULL), for one worker. Returns -1 with err set. */
+static int open_new_binds(struct config *cfg, struct config *old, struct worker_new_listen **out,
+                          char *err, size_t errlen)
+{
+    *out = NULL;
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *lc = &cfg->listeners[i];
         for (int b = 0; b < lc->nbinds; b++) {
-            for (int wi = 0; wi < ctl->nworkers; wi++) {
-                int fd = listener_open(&lc->binds[b], lc->backlog, err, sizeof(err));
-                if (fd < 0) {
-                    log_error("listener %s: %s", lc->name, err);
-                    return -1;
-                }
-                if (worker_add_listen(&ctl->workers[wi], lc, &lc->binds[b], fd) < 0) {
+            if (cfg_has_bind(old, &lc->binds[b]))
+                continue;
+            char why[256];
+            int fd = listener_open(&lc->binds[b], lc->backlog, why, sizeof(why));
+            struct worker_new_listen *nl = fd >= 0 ? calloc(1, sizeof(*nl)) : NULL;
+            if (nl == NULL) {
+                snprintf(err, errlen, "listener %s: %s", lc->name, fd < 0 ? why : "out of memory");
+                if (fd >= 0)
                     close(fd);
-                    log_error("listener %s: out of memory", lc->name);
-                    return -1;
-                }
+                free_new_listens(*out);
+                *out = NULL;
+                return -1;
             }
+            nl->listener = i;
+            nl->addr = lc->binds[b];
+            nl->fd = fd;
+            nl->next = *out;
+            *out = nl;
         }
     }
     return 0;
 }
 
+/* Prepare slot i for a new worker thread running cfg; counters survive. */
+static int slot_init(struct control *ctl, int i, struct config *cfg)
+{
+    if (ctl->workers[i] == NULL) {
+        size_t sz = (sizeof(struct worker) + SLUICE_CACHELINE - 1) & ~(size_t)(SLUICE_CACHELINE - 1);
+        struct worker *w = aligned_alloc(SLUICE_CACHELINE, sz);
+        if (w == NULL)
+            return -1;
+        memset(w, 0, sizeof(*w));
+        ctl->workers[i] = w;
+        if (i >= ctl->nslots)
+            ctl->nslots = i + 1;
+    }
+    return worker_init(ctl->workers[i], ctl, i, cfg);
+}
+
+static void apply_admin(struct control *ctl, struct config *cfg, struct config *old)
+{
+    char err[256];
+    bool same_sock = old && ((old->admin_socket == NULL && cfg->admin_socket == NULL) ||
+                             (old->admin_socket && cfg->admin_socket &&
+                              strcmp(old->admin_socket, cfg->admin_socket) == 0 &&
+                              old->admin_mode == cfg->admin_mode));
+    if (!same_sock) {
+        if (ctl->admin)
+            admin_stop(ctl->admin);
+        ctl->admin = NULL;
+        if (cfg->admin_socket) {
+            ctl->admin = admin_start(ctl, cfg->admin_socket, cfg->admin_mode, err, sizeof(err));
+            if (ctl->admin == NULL)
+                log_error("admin socket: %s", err);
+        }
+    }
+    bool same_http = old && old->has_admin_http == cfg->has_admin_http &&
+                     (!cfg->has_admin_http || addr_equal(&old->admin_http, &cfg->admin_http));
+    if (!same_http) {
+        if (ctl->http)
+            admin_http_stop(ctl->http);
+        ctl->http = NULL;
+        if (cfg->has_admin_http) {
+            ctl->http = admin_http_start(ctl, &cfg->admin_http, err, sizeof(err));
+            if (ctl->http == NULL)
+                log_error("admin_http: %s", err);
+        }
+    }
+}
+
+static void reload_failed(struct control *ctl, struct strbuf *report, const char *why)
+{
+    ctl->reloads_failed++;
+    ctl->last_reload = ev_time();
+    snprintf(ctl->last_reload_result, sizeof(ctl->last_reload_result), "failed: %s", why);
+    log_error("reload failed: %s; still running generation %llu", why,
+              (unsigned long long)ctl->generation);
+    strbuf_printf(report, "reload failed: %s; still running generation %llu\n", why,
+                  (unsigned long long)ctl->generation);
+}
+
+int control_reload(struct control *ctl, struct strbuf *report)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load_file(ctl->config_path, &errs);
+    if (cfg == NULL) {
+        for (int i = 0; i < errs.n; i++) {
+            log_error("%s", errs.msgs[i]);
+            strbuf_printf(report, "%s\n", errs.msgs[i]);
+        }
+        char why[64];
+        snprintf(why, sizeof(why), "%d error%s in the config file", errs.n, errs.n == 1 ? "" : "s");
+        config_errors_free(&errs);
+        reload_failed(ctl, report, why);
+        return -1;
+    }
+    if (config_attach_runtime(cfg) < 0) {
+        config_unref(cfg);
+        reload_failed(ctl, report, "out of memory");
+        return -1;
+    }
+    struct config *old = ctl->cfg;
+    int old_n = ctl->nworkers, new_n = cfg->workers;
+    for (int i = old_n; i < new_n; i++) {
+        struct worker *w = ctl->workers[i];
+        if (w && w->started && !atomic_load(&w->joined)) {
+            char why[128];
+            snprintf(why, sizeof(why), "worker %d is still draining after an earlier reload", i);
+            config_unref(cfg);
+            reload_failed(ctl, report, why);
+            return -1;
+        }
+    }
+    /* Open every new socket first: a bind error must change nothing. */
+    struct worker_new_listen *fresh[SLUICE_MAX_WORKERS] = {0};
+    char err[300];
+    for (int i = 0; i < new_n; i++) {
+        if (open_new_binds(cfg, i < old_n ? old : NULL, &fresh[i], err, sizeof(err)) < 0) {
+            for (int k = 0; k < i; k++)
+                free_new_listens(fresh[k]);
+            config_unref(cfg);
+            reload_failed(ctl, report, err);
+            return -1;
+        }
+    }
+    struct worker_msg *msgs[SLUICE_MAX_WORKERS] = {0};
+    for (int i = 0; i < new_n && i < old_n; i++) {
+        if ((msgs[i] = calloc(1, sizeof(struct worker_msg))) == NULL) {
+            for (int k = 0; k < new_n; k++) {
+                free(msgs[k]);
+                free_new_listens(fresh[k]);
+            }
+            config_unref(cfg);
+            reload_failed(ctl, report, "out of memory");
+            return -1;
+        }
+    }
+    /* From here on the reload happens. */
+    ctl->generation++;
+    cfg->generation = ctl->generation;
+    for (int i = 0; i < new_n && i < old_n; i++) {
+        msgs[i]->type = WMSG_CONFIG;
+        config_ref(cfg);
+        msgs[i]->cfg = cfg;
+        msgs[i]->listens = fresh[i];
+        worker_post(ctl->workers[i], msgs[i]);
+    }
+    for (int i = old_n; i < new_n; i++) {
+        struct worker *w;
+        if (slot_init(ctl, i, cfg) < 0) {
+            log_error("reload: worker %d could not start; running with %d workers", i, i);
+            for (int k = i; k < new_n; k++)
+                free_new_listens(fresh[k]);
+            new_n = i;
+            break;
+        }
+        w = ctl->workers[i];
+        for (struct worker_new_listen *nl = fresh[i]; nl; nl = nl->next) {
+            if (worker_add_listen(w, &cfg->listeners[nl->listener], &nl->addr, nl->fd) < 0)
+                close(nl->fd);
+            nl->fd = -1;
+        }
+        for (struct worker_new_listen *nl = fresh[i], *next; nl; nl = next) {
+            next = nl->next;
+            free(nl);
+        }
+        if (worker_start(w) < 0) {
+            log_error("reload: worker %d thread: %s", i, strerror(errno));
+            worker_destroy(w);
+            new_n = i;
+            break;
+        }
+        w->started = true;
+    }
+    for (int i = new_n; i < old_n; i++)
+        worker_send(ctl->workers[i], WMSG_RETIRE);
+    ctl->nworkers = new_n;
+    ctl->cfg = cfg;
+    atomic_store(&ctl->max_conns, cfg->max_conns);
+    log_current_level = cfg->log_level;
+    if (strcmp(old->access_log, cfg->access_log) != 0 && log_access_open(cfg->access_log) < 0)
+        log_error("reload: access_log %s: %s (access log is off)", cfg->access_log,
+                  strerror(errno));
+    health_update(cfg);
+    apply_admin(ctl, cfg, old);
+    config_unref(old);
+
+    ctl->reloads_ok++;
+    ctl->last_reload = ev_time();
+    snprintf(ctl->last_reload_result, sizeof(ctl->last_reload_result),
+             "ok: generation %llu, %d workers, %d listeners, %d pools",
+             (unsigned long long)ctl->generation, new_n, cfg->nlisteners, cfg->npools);
+    log_info("reload %s", ctl->last_reload_result);
+    strbuf_printf(report, "reload %s\n", ctl->last_reload_result);
+    return 0;
+}
+
 int control_run(struct config *cfg, const char *config_path)
 {
-    struct control ctl_storage;
+    static struct control ctl_storage;
     struct control *ctl = &ctl_storage;
     memset(ctl, 0, sizeof(*ctl));
     ctl->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
@@ -111,38 +431,52 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("cannot create the event loop");
         return 1;
     }
+    config_ref(cfg);
     ctl->cfg = cfg;
     ctl->config_path = config_path;
     ctl->started = ev_time();
+    ctl->generation = 1;
+    cfg->generation = 1;
     atomic_store(&ctl->max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&ctl->fanout_lock, NULL);
 
+    int rc = 1;
     if (config_attach_runtime(cfg) < 0) {
         log_error("out of memory");
-        return 1;
+        goto out;
     }
     if (log_access_open(cfg->access_log) < 0) {
         log_error("access_log %s: %s", cfg->access_log, strerror(errno));
-        return 1;
+        goto out;
     }
-    ctl->nworkers = cfg->workers;
-    ctl->workers = calloc((size_t)ctl->nworkers, sizeof(struct worker));
-    if (ctl->workers == NULL)
-        return 1;
-    int rc = 1, started = 0;
-    for (int i = 0; i < ctl->nworkers; i++) {
-        if (worker_init(&ctl->workers[i], ctl, i, cfg) < 0) {
+    char err[300];
+    for (int i = 0; i < cfg->workers; i++) {
+        struct worker_new_listen *nl;
+        if (slot_init(ctl, i, cfg) < 0) {
             log_error("worker %d: cannot create its event loop", i);
-            ctl->nworkers = i;
             goto out;
         }
+        ctl->nworkers = i + 1;
+        if (open_new_binds(cfg, NULL, &nl, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        while (nl) {
+            struct worker_new_listen *next = nl->next;
+            if (worker_add_listen(ctl->workers[i], &cfg->listeners[nl->listener], &nl->addr,
+                                  nl->fd) < 0)
+                close(nl->fd);
+            free(nl);
+            nl = next;
+        }
     }
-    if (open_listeners(ctl) < 0)
-        goto out;
 
     ev_async_init(&ctl->w_worker_exit, worker_exit_cb);
     ev_async_start(ctl->loop, &ctl->w_worker_exit);
+    ev_async_init(&ctl->w_fanout_done, fanout_done_cb);
+    ev_async_start(ctl->loop, &ctl->w_fanout_done);
     ev_init(&ctl->w_shutdown, shutdown_timeout_cb);
     ev_signal_init(&ctl->w_sigterm, stop_cb, SIGTERM);
     ev_signal_init(&ctl->w_sigint, stop_cb, SIGINT);
@@ -153,28 +487,56 @@ int control_run(struct config *cfg, const char *config_path)
         sigs[i]->data = ctl;
         ev_signal_start(ctl->loop, sigs[i]);
     }
-
-    for (; started < ctl->nworkers; started++) {
-        if (worker_start(&ctl->workers[started]) < 0) {
-            log_error("worker %d: cannot start thread: %s", started, strerror(errno));
-            for (int i = 0; i < started; i++)
-                worker_send(&ctl->workers[i], WMSG_STOP_ACCEPT);
-            for (int i = 0; i < started; i++)
-                worker_join(&ctl->workers[i]);
-            goto out;
-        }
+    apply_admin(ctl, cfg, NULL);
+    if (cfg->admin_socket && ctl->admin == NULL)
+        goto out;
+    if (cfg->has_admin_http && ctl->http == NULL)
+        goto out;
+    if (health_start(cfg) < 0) {
+        log_error("cannot start the health-check thread");
+        goto out;
     }
-    log_info("ready: %d workers, %d listeners, pid %d", ctl->nworkers, cfg->nlisteners,
-             (int)getpid());
-    ev_run(ctl->loop, 0);
-    for (int i = 0; i < ctl->nworkers; i++)
-        worker_join(&ctl->workers[i]);
-    log_info("exit: all sessions closed");
-    rc = 0;
+    for (int i = 0; i < ctl->nworkers; i++) {
+        if (worker_start(ctl->workers[i]) < 0) {
+            log_error("worker %d: cannot start thread: %s", i, strerror(errno));
+            ctl->stopping = true;
+            for (int k = 0; k < i; k++)
+                worker_send(ctl->workers[k], WMSG_STOP_ACCEPT);
+            break;
+        }
+        ctl->workers[i]->started = true;
+    }
+    if (!ctl->stopping) {
+        log_info("ready: %d workers, %d listeners, pid %d", ctl->nworkers, cfg->nlisteners,
+                 (int)getpid());
+        ev_run(ctl->loop, 0);
+        rc = 0;
+    }
+    for (int i = 0; i < ctl->nslots; i++) {
+        struct worker *w = ctl->workers[i];
+        if (w->started && !atomic_load(&w->joined))
+            worker_join(w);
+        if (!atomic_load(&w->joined))
+            worker_destroy(w);
+        atomic_store(&w->joined, true);
+    }
+    health_stop();
+    if (rc == 0)
+        log_info("exit: all sessions closed");
 out:
-    for (int i = 0; i < ctl->nworkers; i++)
-        worker_destroy(&ctl->workers[i]);
-    free(ctl->workers);
+    if (ctl->admin)
+        admin_stop(ctl->admin);
+    if (ctl->http)
+        admin_http_stop(ctl->http);
+    for (int i = 0; i < ctl->nslots; i++) {
+        if (ctl->workers[i] && !atomic_load(&ctl->workers[i]->joined))
+            worker_destroy(ctl->workers[i]);
+        free(ctl->workers[i]);
+    }
+    /* The fan-out results nobody waited for. */
+    fanout_done_cb(ctl->loop, &ctl->w_fanout_done, 0);
     log_access_close();
+    config_unref(ctl->cfg);
+    pthread_mutex_destroy(&ctl->fanout_lock);
     return rc;
 }

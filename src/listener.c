@@ -90,11 +90,8 @@ static void accept_exhausted(struct worker *w, int err)
         listen_pause(w, wl, EMFILE_PAUSE);
 }
 
-void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+bool listener_accept_batch(struct worker_listen *wl)
 {
-    (void)loop;
-    (void)revents;
-    struct worker_listen *wl = container_of(io, struct worker_listen, w_accept);
     struct worker *w = wl->w;
     struct listener_conf *lc = wl->lc;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -102,13 +99,13 @@ void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                                                               memory_order_relaxed))) {
             counter_add(&w->stats.limit_pauses, 1);
             listen_pause(w, wl, LIMIT_RECHECK);
-            return;
+            return false;
         }
         if (!slot_take(&lc->st->active, lc->max_conns)) {
             atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
             counter_add(&w->stats.limit_pauses, 1);
             listen_pause(w, wl, LIMIT_RECHECK);
-            return;
+            return false;
         }
         struct sockaddr_ip peer;
         socklen_t len = sizeof(peer);
@@ -120,18 +117,26 @@ void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
             if (err == EAGAIN)
-                return;
+                return false;
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 accept_exhausted(w, err);
-                return;
+                return false;
             }
             counter_add(&w->stats.accept_errors, 1);
             log_warn("worker %d: accept on listener %s: %s", w->id, lc->name, strerror(err));
-            return;
+            return false;
         }
         counter_add(&w->stats.accepted, 1);
         session_start(w, lc, fd, &peer);
     }
+    return true;
+}
+
+void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    listener_accept_batch(container_of(io, struct worker_listen, w_accept));
 }
 
 int listener_resume_paused(struct worker *w)

@@ -93,3 +93,78 @@ bool parse_bool(const char *s, bool *out)
     }
     return false;
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+const char *parse_escapes(const char *s, char **out, size_t *outlen)
+{
+    size_t n = strlen(s);
+    char *buf = malloc(n + 1);
+    if (buf == NULL)
+        return "out of memory";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\') {
+            buf[o++] = s[i];
+            continue;
+        }
+        char e = s[++i];
+        switch (e) {
+        case 'r':
+            buf[o++] = '\r';
+            break;
+        case 'n':
+            buf[o++] = '\n';
+            break;
+        case 't':
+            buf[o++] = '\t';
+            break;
+        case '\\':
+            buf[o++] = '\\';
+            break;
+        case 'x': {
+            int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                free(buf);
+                return "\\x needs two hex digits";
+            }
+            buf[o++] = (char)(hi * 16 + lo);
+            i += 2;
+            break;
+        }
+        default:
+            free(buf);
+            return "unknown escape (use \\r \\n \\t \\\\ \\xHH)";
+        }
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *outlen = o;
+    return NULL;
+}
+
+bool parse_mode(const char *s, int *mode)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 4)
+        return false;
+    int v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '7')
+            return false;
+        v = v * 8 + (*p - '0');
+    }
+    if (v > 0777)
+        return false;
+    *mode = v;
+    return true;
+}

@@ -132,16 +132,8 @@ void session_finish(struct session *s, enum end_reason reason)
 
     int wid = w->id;
     counter_add(&w->stats.ends[reason], 1);
-    struct listener_wstats *ls = &s->lc->st->ws[wid];
-    counter_add(&ls->bytes_in, s->up.bytes);
-    counter_add(&ls->bytes_out, s->down.bytes);
     if (reason == END_no_backend)
-        counter_add(&ls->no_backend, 1);
-    if (s->srv != NULL) {
-        struct backend_wstats *bs = &s->srv->be->ws[wid];
-        counter_add(&bs->bytes_out, s->up.bytes);
-        counter_add(&bs->bytes_in, s->down.bytes);
-    }
+        counter_add(&s->lc->st->ws[wid].no_backend, 1);
     if (log_access_enabled())
         access_log(s);
     log_debug("worker %d: session end %s after %llu/%llu bytes", wid,
@@ -201,6 +193,16 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
         if (n > 0) {
             d->bytes += (uint64_t)n;
             s->last_activity = ev_now(w->loop);
+            /* Live byte counters (one writer: this worker). */
+            struct listener_wstats *ls = &s->lc->st->ws[w->id];
+            struct backend_wstats *bs = &s->srv->be->ws[w->id];
+            if (d == &s->up) {
+                counter_add(&ls->bytes_in, (uint64_t)n);
+                counter_add(&bs->bytes_out, (uint64_t)n);
+            } else {
+                counter_add(&bs->bytes_in, (uint64_t)n);
+                counter_add(&ls->bytes_out, (uint64_t)n);
+            }
         } else if (n == 0) {
             d->src_eof = true;
             if (src == client_fd(s) && !s->down.src_eof)

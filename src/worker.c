@@ -14,14 +14,14 @@
 /* Buffer blocks each worker keeps for reuse (4 MiB at 16 KiB). */
 #define BUF_CACHE_BLOCKS 256
 
+static void close_listen(struct worker *w, struct worker_listen *wl);
+
 static void worker_close_listens(struct worker *w)
 {
     while (w->listens) {
         struct worker_listen *wl = w->listens;
         w->listens = wl->next;
-        ev_io_stop(w->loop, &wl->w_accept);
-        close(wl->w_accept.fd);
-        free(wl);
+        close_listen(w, wl);
     }
     ev_timer_stop(w->loop, &w->w_resume);
 }
@@ -57,6 +57,71 @@ static void kill_all(struct worker *w)
         session_finish(w->sessions, END_shutdown);
 }
 
+/* Accept what the kernel already queued on a socket we are about to close,
+ * so a reload or a retiring worker loses no connection. */
+/* Accept what the kernel already queued on a socket we are about to close,
+ * so a reload or a retiring worker loses no connection. */
+static void drain_accept_queue(struct worker_listen *wl)
+{
+    for (int i = 0; i < 1000 && !wl->paused; i++)
+        if (!listener_accept_batch(wl))
+            break;
+}
+
+static void close_listen(struct worker *w, struct worker_listen *wl)
+{
+    ev_io_stop(w->loop, &wl->w_accept);
+    close(wl->w_accept.fd);
+    free(wl);
+}
+
+static struct listener_conf *find_bind(struct config *cfg, const struct sockaddr_any *a)
+{
+    for (int i = 0; i < cfg->nlisteners; i++)
+        for (int b = 0; b < cfg->listeners[i].nbinds; b++)
+            if (addr_equal(&cfg->listeners[i].binds[b], a))
+                return &cfg->listeners[i];
+    return NULL;
+}
+
+/* Switch to a new generation between events. Sockets whose address is in
+ * both generations are kept (nothing queued is lost); removed ones are
+ * drained and closed; new ones were opened for us by the main thread.
+ * Live sessions keep the generation (and backend) they started with. */
+static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new_listen *nl)
+{
+    struct worker_listen **pp = &w->listens;
+    while (*pp) {
+        struct worker_listen *wl = *pp;
+        if (find_bind(cfg, &wl->addr) == NULL) {
+            drain_accept_queue(wl);
+            *pp = wl->next;
+            close_listen(w, wl);
+        } else {
+            pp = &wl->next;
+        }
+    }
+    struct config *old = w->cfg;
+    w->cfg = cfg;
+    for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
+        struct listener_conf *lc = find_bind(cfg, &wl->addr);
+        if (lc->backlog != wl->lc->backlog)
+            listen(wl->w_accept.fd, lc->backlog); /* Linux re-sizes in place */
+        wl->lc = lc;
+    }
+    while (nl) {
+        struct worker_new_listen *next = nl->next;
+        if (w->stopping || worker_add_listen(w, &cfg->listeners[nl->listener], &nl->addr, nl->fd) < 0)
+            close(nl->fd);
+        free(nl);
+        nl = next;
+    }
+    config_unref(old);
+    buf_pool_resize(&w->bufs, cfg->buffer_size);
+    if (ev_is_active(&w->w_resume))
+        listener_resume_paused(w);
+}
+
 static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
@@ -73,11 +138,25 @@ static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
             w->stopping = true;
             worker_close_listens(w);
             break;
+        case WMSG_RETIRE:
+            for (struct worker_listen *wl = w->listens; wl; wl = wl->next)
+                drain_accept_queue(wl);
+            w->stopping = true;
+            worker_close_listens(w);
+            break;
         case WMSG_KILL_ALL:
             kill_all(w);
             break;
+        case WMSG_CONFIG:
+            worker_adopt(w, m->cfg, m->listens);
+            m->cfg = NULL;
+            m->listens = NULL;
+            break;
+        case WMSG_CALL:
+            m->fn(w, m->arg);
+            break;
         }
-        free(m);
+        worker_msg_free(m);
         m = next;
     }
     worker_maybe_exit(w);
@@ -85,7 +164,10 @@ static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
 
 int worker_init(struct worker *w, struct control *ctl, int id, struct config *cfg)
 {
+    /* A slot can be reused after its worker retired: counters carry on. */
+    struct worker_stats keep = w->stats;
     memset(w, 0, sizeof(*w));
+    w->stats = keep;
     w->id = id;
     w->ctl = ctl;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
@@ -150,6 +232,8 @@ void worker_join(struct worker *w)
 
 void worker_destroy(struct worker *w)
 {
+    if (w->loop == NULL)
+        return;
     worker_close_listens(w);
     while (w->free_sessions) {
         struct session *s = w->free_sessions;
@@ -159,13 +243,31 @@ void worker_destroy(struct worker *w)
     struct worker_msg *m = w->inbox_head;
     while (m) {
         struct worker_msg *next = m->next;
-        free(m);
+        /* A call still queued must complete (its caller waits for it). */
+        if (m->type == WMSG_CALL)
+            m->fn(w, m->arg);
+        worker_msg_free(m);
         m = next;
     }
+    w->inbox_head = w->inbox_tail = NULL;
     buf_pool_destroy(&w->bufs);
     config_unref(w->cfg);
     ev_loop_destroy(w->loop);
+    w->loop = NULL;
     pthread_mutex_destroy(&w->inbox_lock);
+}
+
+void worker_msg_free(struct worker_msg *m)
+{
+    if (m->cfg)
+        config_unref(m->cfg);
+    while (m->listens) {
+        struct worker_new_listen *nl = m->listens;
+        m->listens = nl->next;
+        close(nl->fd);
+        free(nl);
+    }
+    free(m);
 }
 
 int worker_send(struct worker *w, enum worker_msg_type type)
@@ -174,6 +276,13 @@ int worker_send(struct worker *w, enum worker_msg_type type)
     if (m == NULL)
         return -1;
     m->type = type;
+    worker_post(w, m);
+    return 0;
+}
+
+void worker_post(struct worker *w, struct worker_msg *m)
+{
+    m->next = NULL;
     pthread_mutex_lock(&w->inbox_lock);
     if (w->inbox_tail)
         w->inbox_tail->next = m;
@@ -182,5 +291,4 @@ int worker_send(struct worker *w, enum worker_msg_type type)
     w->inbox_tail = m;
     pthread_mutex_unlock(&w->inbox_lock);
     ev_async_send(w->loop, &w->w_inbox);
-    return 0;
 }

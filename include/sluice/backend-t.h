@@ -11,6 +11,20 @@
 enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };
 enum backend_admin { ADMIN_ENABLED = 0, ADMIN_DRAINING = 1, ADMIN_DISABLED = 2 };
 
+/* Why a server is down (shown by `show backends`). */
+enum down_cause { DOWN_NONE = 0, DOWN_CHECK = 1, DOWN_PASSIVE = 2 };
+
+/* Outcome of the last active check. */
+enum check_result {
+    CHECK_RESULT_NONE = 0, /* no check ran yet (or checks are off) */
+    CHECK_RESULT_OK,
+    CHECK_RESULT_REFUSED,   /* connect refused or failed */
+    CHECK_RESULT_TIMEOUT,   /* no connect or reply within check_timeout */
+    CHECK_RESULT_BAD_REPLY, /* reply did not start with check_expect */
+    CHECK_RESULT_CLOSED,    /* closed before a full reply */
+    CHECK_RESULT_ERROR,     /* local error (socket, memory) */
+};
+
 /* Per-worker server counters: one writer (the worker), summed on read. */
 #define BACKEND_COUNTERS(X)                                                    \
     X(sessions)         /* sessions connected to this server */               \
@@ -34,6 +48,14 @@ struct backend {
     _Atomic int active;      /* live sessions over all workers */
     _Atomic int fails;       /* consecutive passive connect failures */
     _Atomic int64_t down_until_ms; /* passive hold-down, CLOCK_MONOTONIC ms */
+    _Atomic int down_cause;  /* enum down_cause while health is DOWN */
+    /* Written by the health thread only. */
+    _Atomic int check_result;   /* enum check_result */
+    _Atomic int64_t check_us;   /* duration of the last check */
+    _Atomic int64_t checks_total;
+    _Atomic int64_t checks_failed;
+    _Atomic int64_t transitions; /* up<->down changes */
+    int rise_count, fall_count; /* health thread's private streaks */
     struct backend_wstats ws[SLUICE_MAX_WORKERS];
 };
 

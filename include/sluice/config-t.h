@@ -28,6 +28,12 @@ struct server_conf {
     struct backend *be; /* runtime state, attached by config_attach_runtime */
 };
 
+enum check_kind {
+    CHECK_NONE,        /* no active checks: only passive health */
+    CHECK_TCP,         /* a connect that succeeds */
+    CHECK_SEND_EXPECT, /* send check_send, reply must start with check_expect */
+};
+
 struct balance_state; /* per worker, see balance.c */
 
 struct pool_conf {
@@ -41,6 +47,14 @@ struct pool_conf {
     int64_t fail_timeout_ms;
     int retries;
     int fall;
+    int rise;
+    enum check_kind check;
+    int64_t check_interval_ms;
+    int64_t check_timeout_ms;
+    char *check_send; /* unescaped; may hold NUL bytes */
+    size_t check_send_len;
+    char *check_expect;
+    size_t check_expect_len;
     /* Balancer state, one per worker, made lazily by that worker only. */
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };
@@ -71,6 +85,10 @@ struct config {
     int64_t shutdown_timeout_ms;
     uint32_t buffer_size;
     uint32_t max_buffer;
+    char *admin_socket;     /* NULL = no admin socket */
+    int admin_mode;         /* permission bits of the socket file */
+    bool has_admin_http;
+    struct sockaddr_any admin_http;
 
     struct listener_conf *listeners;
     int nlisteners;

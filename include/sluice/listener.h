@@ -6,6 +6,7 @@
 #include "sluice/addr.h"
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct worker;
@@ -14,6 +15,11 @@ struct worker_listen;
 /* Non-blocking, close-on-exec, SO_REUSEADDR + SO_REUSEPORT, bound and
  * listening. Returns the fd, or -1 with a message in err. */
 int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen);
+
+/* Accept up to one batch from a worker's listening socket. Returns true
+ * when the batch was full (more may be queued), false on EAGAIN, a limit
+ * or an error. */
+bool listener_accept_batch(struct worker_listen *wl);
 
 /* libev callback for a worker's listening socket. */
 void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);

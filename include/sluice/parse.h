@@ -20,4 +20,11 @@ bool parse_int_range(const char *s, long min, long max, long *out);
 /* "on|yes|true|1" / "off|no|false|0". */
 bool parse_bool(const char *s, bool *out);
 
+/* Decode C escapes \r \n \t \\ \xHH into a new buffer (may contain NUL).
+ * Returns NULL on success or a static reason; *out is malloc'ed. */
+const char *parse_escapes(const char *s, char **out, size_t *outlen);
+
+/* An octal permission mode like "0600" or "660" (0..0777). */
+bool parse_mode(const char *s, int *mode);
+
 #endif

@@ -41,12 +41,29 @@ struct worker_listen {
 
 enum worker_msg_type {
     WMSG_STOP_ACCEPT, /* close listening sockets; exit when idle */
+    WMSG_RETIRE,      /* accept what is queued, close listening sockets,
+                         let sessions finish, then exit */
     WMSG_KILL_ALL,    /* finish every session with reason shutdown */
+    WMSG_CONFIG,      /* adopt a new generation (a reload) */
+    WMSG_CALL,        /* run fn(worker, arg) on the worker thread */
+};
+
+/* A listening socket opened by the main thread for a bind address that is
+ * new in a generation. */
+struct worker_new_listen {
+    struct worker_new_listen *next;
+    int listener;             /* index in the new generation */
+    struct sockaddr_any addr;
+    int fd;
 };
 
 struct worker_msg {
     struct worker_msg *next;
     enum worker_msg_type type;
+    struct config *cfg;                /* WMSG_CONFIG: a reference, passed on */
+    struct worker_new_listen *listens; /* WMSG_CONFIG: owned, passed on */
+    void (*fn)(struct worker *w, void *arg); /* WMSG_CALL */
+    void *arg;
 };
 
 struct worker {
@@ -71,7 +88,9 @@ struct worker {
     int nfree_sessions;
     struct buf_pool bufs;
     bool stopping;
+    bool started;
     _Atomic bool exited;
+    _Atomic bool joined;
 
     struct worker_stats stats;
 };
@@ -86,6 +105,10 @@ void worker_join(struct worker *w);
 void worker_destroy(struct worker *w);
 /* Any thread: queue a command. Returns -1 on allocation failure. */
 int worker_send(struct worker *w, enum worker_msg_type type);
+/* Any thread: queue a prepared message (the worker frees it). */
+void worker_post(struct worker *w, struct worker_msg *m);
+/* Free a message that was never posted, with what it carries. */
+void worker_msg_free(struct worker_msg *m);
 
 /* Worker thread only: a session has ended (frees slots, may resume accept). */
 void worker_session_gone(struct worker *w);

@@ -1,0 +1,32 @@
+/* admin.h - the admin socket (Unix stream, line protocol) and the optional
+ * HTTP listener for /metrics and /stats.json. Both run on the main loop. */
+#ifndef SLUICE_ADMIN_H
+#define SLUICE_ADMIN_H
+
+#include "sluice/addr.h"
+#include "sluice/strbuf.h"
+
+#include <stddef.h>
+
+struct control;
+
+/* Create the socket at path (parent directory made if missing, a stale
+ * socket file replaced, mode applied). NULL with a message on failure. */
+struct admin *admin_start(struct control *ctl, const char *path, int mode, char *err, size_t errlen);
+/* Close every client and remove the socket file. */
+void admin_stop(struct admin *a);
+const char *admin_path(const struct admin *a);
+
+struct admin_http *admin_http_start(struct control *ctl, const struct sockaddr_any *addr, char *err,
+                                    size_t errlen);
+void admin_http_stop(struct admin_http *h);
+const struct sockaddr_any *admin_http_addr(const struct admin_http *h);
+
+/* Run one command line synchronously where possible. Returns 1 when the
+ * reply is complete in `out`, 0 when it will be completed later through
+ * `done(ctx)` (show sessions, which asks the workers). Exposed for tests
+ * and fuzzing: commands that need workers fail cleanly without them. */
+int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
+                  void (*done)(void *ctx, struct strbuf *reply), void *ctx);
+
+#endif

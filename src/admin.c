@@ -1,0 +1,651 @@
+/* admin.c - the admin socket: a Unix stream socket with a line protocol
+ * (one command per line, each reply ends with an empty line), and the
+ * optional HTTP listener serving /metrics and /stats.json. Everything runs
+ * on the main loop with non-blocking I/O, bounded input and a timeout per
+ * client, so a bad client never blocks the others or the workers. */
+#include "sluice/admin.h"
+#include "sluice/backend.h"
+#include "sluice/control.h"
+#include "sluice/listener.h"
+#include "sluice/log.h"
+#include "sluice/parse.h"
+#include "sluice/stats.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ADMIN_LINE_MAX 4096
+#define ADMIN_MAX_CLIENTS 256
+#define ADMIN_IDLE_TIMEOUT 30.0
+#define HTTP_TIMEOUT 10.0
+#define SESSIONS_DEFAULT 100
+#define SESSIONS_MAX 100000
+
+enum conn_kind { CONN_ADMIN, CONN_HTTP };
+
+/* One client of either server. */
+struct conn {
+    struct conn *next, *prev;
+    struct server *srv; /* NULL once its server stopped (orphan) */
+    enum conn_kind kind;
+    ev_io w_io;
+    ev_timer w_timer;
+    char in[ADMIN_LINE_MAX];
+    size_t inlen;
+    struct strbuf out;
+    bool waiting; /* a reply is being assembled by the workers */
+    bool closing; /* close once `out` is flushed */
+};
+
+/* A listening socket and its clients (both the admin socket and HTTP). */
+struct server {
+    struct control *ctl;
+    enum conn_kind kind;
+    ev_io w_accept;
+    struct conn *conns;
+    int nconns;
+    char *path; /* admin socket file, removed on stop */
+    struct sockaddr_any addr;
+};
+
+struct admin {
+    struct server s;
+};
+
+struct admin_http {
+    struct server s;
+};
+
+static void conn_process(struct conn *c);
+
+static void conn_free(struct conn *c)
+{
+    struct ev_loop *loop = EV_DEFAULT;
+    ev_io_stop(loop, &c->w_io);
+    ev_timer_stop(loop, &c->w_timer);
+    close(c->w_io.fd);
+    if (c->srv) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            c->srv->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        c->srv->nconns--;
+    }
+    strbuf_free(&c->out);
+    free(c);
+}
+
+/* Write what we can; when done and closing, free. Returns false if c was
+ * freed. */
+static bool conn_flush(struct conn *c)
+{
+    struct ev_loop *loop = EV_DEFAULT;
+    while (c->out.len > 0) {
+        ssize_t n = send(c->w_io.fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            conn_free(c);
+            return false;
+        }
+        strbuf_consume(&c->out, (size_t)n);
+    }
+    if (c->out.len == 0 && c->closing && !c->waiting) {
+        conn_free(c);
+        return false;
+    }
+    int ev = c->out.len > 0 ? EV_WRITE : (c->closing || c->waiting ? 0 : EV_READ);
+    if (ev != (c->w_io.events & (EV_READ | EV_WRITE)) || !ev_is_active(&c->w_io)) {
+        ev_io_stop(loop, &c->w_io);
+        ev_io_set(&c->w_io, c->w_io.fd, ev);
+        if (ev)
+            ev_io_start(loop, &c->w_io);
+    }
+    return true;
+}
+
+/* ---- commands ---- */
+
+static const char help_text[] =
+    "commands:\n"
+    "  help                              this list\n"
+    "  show info                         version, pid, uptime, generation, reloads, sessions\n"
+    "  show stats [json]                 listeners and servers with their counters\n"
+    "  show backends                     state of every server and why\n"
+    "  show sessions [N]                 up to N live sessions (default 100)\n"
+    "  disable server POOL/NAME          no new sessions; live ones continue\n"
+    "  drain server POOL/NAME            no new sessions; live ones finish\n"
+    "  enable server POOL/NAME           take new sessions again\n"
+    "  set weight POOL/NAME N            weight 0..256 (0: no new sessions)\n"
+    "  reload                            re-read the config file (like SIGHUP)\n"
+    "  quit                              close this connection\n";
+
+static struct server_conf *find_server(struct control *ctl, const char *ref, struct strbuf *out)
+{
+    const char *slash = ref ? strchr(ref, '/') : NULL;
+    if (slash == NULL) {
+        strbuf_puts(out, "error: expected POOL/NAME\n");
+        return NULL;
+    }
+    struct config *cfg = ctl->cfg;
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        if (strncmp(p->name, ref, (size_t)(slash - ref)) != 0 || p->name[slash - ref] != '\0')
+            continue;
+        for (int j = 0; j < p->nservers; j++)
+            if (strcmp(p->servers[j].name, slash + 1) == 0)
+                return &p->servers[j];
+    }
+    strbuf_printf(out, "error: no server '%.128s'\n", ref);
+    return NULL;
+}
+
+struct sessions_call {
+    void (*done)(void *ctx, struct strbuf *reply);
+    void *ctx;
+    int limit;
+    int nslots;
+    struct strbuf per_worker[SLUICE_MAX_WORKERS];
+    int count[SLUICE_MAX_WORKERS];
+};
+
+/* Runs on each worker thread: lists its own sessions. */
+static void sessions_collect(struct worker *w, void *arg)
+{
+    struct sessions_call *sc = arg;
+    struct strbuf *b = &sc->per_worker[w->id];
+    ev_tstamp now = ev_time();
+    int n = 0;
+    for (struct session *s = w->sessions; s; s = s->next, n++) {
+        if (n >= sc->limit)
+            continue;
+        char client[ADDR_STRLEN];
+        addr_format(&s->client.u.sa, sizeof(s->client), client, sizeof(client));
+        strbuf_printf(b, "%-6d %-12s %-24s %-28s %-11s %9.1f %12llu %12llu\n", w->id, s->lc->name,
+                      client, s->srv ? s->srv->be->obj.key : "-",
+                      session_state_str((enum session_state)s->state), now - s->started,
+                      (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes);
+    }
+    sc->count[w->id] = n;
+}
+
+static void sessions_done(void *arg)
+{
+    struct sessions_call *sc = arg;
+    struct strbuf out;
+    strbuf_init(&out);
+    strbuf_printf(&out, "%-6s %-12s %-24s %-28s %-11s %9s %12s %12s\n", "WORKER", "LISTENER",
+                  "CLIENT", "BACKEND", "STATE", "AGE_S", "BYTES_UP", "BYTES_DOWN");
+    int total = 0, shown = 0;
+    for (int i = 0; i < sc->nslots; i++) {
+        strbuf_append(&out, sc->per_worker[i].data ? sc->per_worker[i].data : "",
+                      sc->per_worker[i].len);
+        total += sc->count[i];
+        shown += sc->count[i] < sc->limit ? sc->count[i] : sc->limit;
+        strbuf_free(&sc->per_worker[i]);
+    }
+    strbuf_printf(&out, "%d sessions", total);
+    if (shown < total)
+        strbuf_printf(&out, " (%d shown; at most %d per worker)", shown, sc->limit);
+    strbuf_puts(&out, "\n");
+    sc->done(sc->ctx, &out);
+    strbuf_free(&out);
+    free(sc);
+}
+
+static int show_sessions(struct control *ctl, const char *arg, struct strbuf *out,
+                         void (*done)(void *, struct strbuf *), void *ctx)
+{
+    long limit = SESSIONS_DEFAULT;
+    if (arg && !parse_int_range(arg, 1, SESSIONS_MAX, &limit)) {
+        strbuf_printf(out, "error: N must be 1..%d\n", SESSIONS_MAX);
+        return 1;
+    }
+    if (done == NULL) {
+        strbuf_puts(out, "error: show sessions needs a connection\n");
+        return 1;
+    }
+    struct sessions_call *sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        strbuf_puts(out, "error: out of memory\n");
+        return 1;
+    }
+    sc->done = done;
+    sc->ctx = ctx;
+    sc->limit = (int)limit;
+    sc->nslots = ctl->nslots;
+    if (control_fanout(ctl, sessions_collect, sessions_done, sc) < 0) {
+        free(sc);
+        strbuf_puts(out, "error: out of memory\n");
+        return 1;
+    }
+    return 0;
+}
+
+static void set_admin_state(struct server_conf *sv, enum backend_admin st, const char *verb,
+                            struct strbuf *out)
+{
+    int prev = atomic_exchange(&sv->be->admin, st);
+    log_info("admin: %s %s (was %s)", verb, sv->be->obj.key,
+             backend_admin_str((enum backend_admin)prev));
+    strbuf_printf(out, "%s %s (was %s, %d live sessions)\n", verb, sv->be->obj.key,
+                  backend_admin_str((enum backend_admin)prev), atomic_load(&sv->be->active));
+}
+
+int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
+                  void (*done)(void *ctx, struct strbuf *reply), void *ctx)
+{
+    char buf[ADMIN_LINE_MAX];
+    snprintf(buf, sizeof(buf), "%s", line);
+    char *argv[8];
+    int argc = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, " \t\r", &save); t && argc < 8; t = strtok_r(NULL, " \t\r", &save))
+        argv[argc++] = t;
+    if (strtok_r(NULL, " \t\r", &save) != NULL) {
+        strbuf_puts(out, "error: too many arguments\n");
+        return 1;
+    }
+#define IS(i, word) (argc > (i) && strcmp(argv[i], word) == 0)
+    if (argc == 1 && IS(0, "help")) {
+        strbuf_puts(out, help_text);
+    } else if (argc == 2 && IS(0, "show") && IS(1, "info")) {
+        stats_info(ctl, out);
+    } else if (IS(0, "show") && IS(1, "stats") && (argc == 2 || (argc == 3 && IS(2, "json")))) {
+        if (argc == 3)
+            stats_json(ctl, out);
+        else
+            stats_table(ctl, out);
+    } else if (argc == 2 && IS(0, "show") && IS(1, "backends")) {
+        stats_backends(ctl, out);
+    } else if (IS(0, "show") && IS(1, "sessions") && argc <= 3) {
+        return show_sessions(ctl, argc == 3 ? argv[2] : NULL, out, done, ctx);
+    } else if (argc == 3 && IS(1, "server") &&
+               (IS(0, "disable") || IS(0, "enable") || IS(0, "drain"))) {
+        struct server_conf *sv = find_server(ctl, argv[2], out);
+        if (sv == NULL)
+            return 1;
+        enum backend_admin st = IS(0, "disable") ? ADMIN_DISABLED
+                                : IS(0, "drain") ? ADMIN_DRAINING
+                                                 : ADMIN_ENABLED;
+        set_admin_state(sv, st, IS(0, "disable") ? "disabled" : IS(0, "drain") ? "draining" : "enabled",
+                        out);
+    } else if (argc == 4 && IS(0, "set") && IS(1, "weight")) {
+        struct server_conf *sv = find_server(ctl, argv[2], out);
+        long w;
+        if (sv == NULL)
+            return 1;
+        if (!parse_int_range(argv[3], 0, 256, &w)) {
+            strbuf_puts(out, "error: weight must be 0..256\n");
+            return 1;
+        }
+        int prev = atomic_exchange(&sv->be->weight, (int)w);
+        log_info("admin: weight of %s %d -> %ld", sv->be->obj.key, prev, w);
+        strbuf_printf(out, "weight of %s: %d -> %ld\n", sv->be->obj.key, prev, w);
+    } else if (argc == 1 && IS(0, "reload")) {
+        if (ctl->stopping)
+            strbuf_puts(out, "error: stopping\n");
+        else
+            control_reload(ctl, out);
+    } else if (argc == 0) {
+        strbuf_puts(out, "error: empty command (try help)\n");
+    } else {
+        strbuf_printf(out, "error: unknown or malformed command '%.64s' (try help)\n", argv[0]);
+    }
+#undef IS
+    return 1;
+}
+
+/* ---- the line protocol ---- */
+
+static void reply_end(struct conn *c)
+{
+    strbuf_puts(&c->out, "\n"); /* the empty line that ends every reply */
+}
+
+static void async_done(void *ctx, struct strbuf *reply)
+{
+    struct conn *c = ctx;
+    c->waiting = false;
+    if (c->srv == NULL) { /* the server went away meanwhile */
+        conn_free(c);
+        return;
+    }
+    strbuf_append(&c->out, reply->data ? reply->data : "", reply->len);
+    reply_end(c);
+    if (conn_flush(c))
+        conn_process(c);
+}
+
+static void admin_lines(struct conn *c)
+{
+    while (!c->waiting && !c->closing) {
+        char *nl = memchr(c->in, '\n', c->inlen);
+        if (nl == NULL) {
+            if (c->inlen == sizeof(c->in)) {
+                strbuf_printf(&c->out, "error: line too long (max %d bytes)\n\n", ADMIN_LINE_MAX - 1);
+                c->closing = true;
+            }
+            return;
+        }
+        *nl = '\0';
+        size_t used = (size_t)(nl - c->in) + 1;
+        char line[ADMIN_LINE_MAX];
+        memcpy(line, c->in, used);
+        memmove(c->in, c->in + used, c->inlen - used);
+        c->inlen -= used;
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
+        if (strlen(line) != used - 1) {
+            strbuf_puts(&c->out, "error: NUL byte in command\n\n");
+            continue;
+        }
+        if (strcmp(line, "quit") == 0 || strcmp(line, "exit") == 0) {
+            c->closing = true;
+            return;
+        }
+        if (line[0] == '\0')
+            continue;
+        c->waiting = true;
+        int complete = admin_execute(c->srv->ctl, line, &c->out, async_done, c);
+        if (complete) {
+            c->waiting = false;
+            reply_end(c);
+        }
+    }
+}
+
+/* ---- HTTP: GET /metrics and /stats.json, then close ---- */
+
+static void http_request(struct conn *c)
+{
+    char *end = strstr(c->in, "\r\n\r\n");
+    if (end == NULL)
+        end = strstr(c->in, "\n\n");
+    if (end == NULL) {
+        if (c->inlen == sizeof(c->in) - 1) {
+            strbuf_puts(&c->out, "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                 "Connection: close\r\nContent-Length: 0\r\n\r\n");
+            c->closing = true;
+        }
+        return;
+    }
+    char method[16] = "", target[256] = "";
+    sscanf(c->in, "%15s %255s", method, target);
+    struct strbuf body;
+    strbuf_init(&body);
+    const char *status = "200 OK", *type = "text/plain; version=0.0.4; charset=utf-8";
+    char *q = strchr(target, '?');
+    if (q)
+        *q = '\0';
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        status = "405 Method Not Allowed";
+        type = "text/plain";
+        strbuf_puts(&body, "only GET\n");
+    } else if (strcmp(target, "/metrics") == 0) {
+        stats_prometheus(c->srv->ctl, &body);
+    } else if (strcmp(target, "/stats.json") == 0) {
+        type = "application/json";
+        stats_json(c->srv->ctl, &body);
+    } else {
+        status = "404 Not Found";
+        type = "text/plain";
+        strbuf_puts(&body, "try /metrics or /stats.json\n");
+    }
+    strbuf_printf(&c->out,
+                  "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                  "Connection: close\r\n\r\n",
+                  status, type, body.len);
+    if (strcmp(method, "HEAD") != 0)
+        strbuf_append(&c->out, body.data ? body.data : "", body.len);
+    strbuf_free(&body);
+    c->closing = true;
+}
+
+static void conn_process(struct conn *c)
+{
+    if (c->kind == CONN_ADMIN)
+        admin_lines(c);
+    else
+        http_request(c);
+    conn_flush(c);
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = container_of(io, struct conn, w_io);
+    if (revents & EV_WRITE) {
+        if (!conn_flush(c))
+            return;
+        if (c->out.len == 0)
+            conn_process(c); /* lines that waited for the reply to drain */
+        return;
+    }
+    /* HTTP keeps a NUL terminator after the request bytes. */
+    size_t room = sizeof(c->in) - c->inlen - (c->kind == CONN_HTTP ? 1 : 0);
+    ssize_t n = recv(io->fd, c->in + c->inlen, room, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (c->waiting) {
+            c->closing = true; /* freed when the reply arrives */
+            ev_io_stop(loop, io);
+        } else {
+            conn_free(c);
+        }
+        return;
+    }
+    if (n < 0)
+        return;
+    c->inlen += (size_t)n;
+    if (c->kind == CONN_HTTP)
+        c->in[c->inlen] = '\0';
+    ev_timer_again(loop, &c->w_timer);
+    conn_process(c);
+}
+
+static void conn_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = container_of(t, struct conn, w_timer);
+    if (c->waiting)
+        return;
+    if (c->kind == CONN_ADMIN)
+        strbuf_puts(&c->out, "error: idle timeout\n\n");
+    c->closing = true;
+    conn_flush(c);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    struct server *s = container_of(io, struct server, w_accept);
+    for (int i = 0; i < 16; i++) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warn("admin: accept: %s", strerror(errno));
+            return;
+        }
+        struct conn *c = s->nconns < ADMIN_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+        if (c == NULL) {
+            static const char busy[] = "error: too many admin clients\n\n";
+            if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                (void)0;
+            close(fd);
+            continue;
+        }
+        c->srv = s;
+        c->kind = s->kind;
+        strbuf_init(&c->out);
+        ev_io_init(&c->w_io, conn_io_cb, fd, EV_READ);
+        ev_io_start(loop, &c->w_io);
+        ev_init(&c->w_timer, conn_timeout_cb);
+        c->w_timer.repeat = s->kind == CONN_ADMIN ? ADMIN_IDLE_TIMEOUT : HTTP_TIMEOUT;
+        ev_timer_again(loop, &c->w_timer);
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->nconns++;
+    }
+}
+
+static void server_init(struct server *s, struct control *ctl, enum conn_kind kind, int fd)
+{
+    s->ctl = ctl;
+    s->kind = kind;
+    ev_io_init(&s->w_accept, accept_cb, fd, EV_READ);
+    ev_io_start(EV_DEFAULT, &s->w_accept);
+}
+
+static void server_stop(struct server *s)
+{
+    ev_io_stop(EV_DEFAULT, &s->w_accept);
+    close(s->w_accept.fd);
+    while (s->conns) {
+        struct conn *c = s->conns;
+        s->conns = c->next;
+        c->prev = c->next = NULL;
+        if (c->waiting) {
+            c->srv = NULL; /* orphan: freed by its pending reply */
+            ev_io_stop(EV_DEFAULT, &c->w_io);
+            ev_timer_stop(EV_DEFAULT, &c->w_timer);
+        } else {
+            c->srv = NULL;
+            conn_free(c);
+        }
+    }
+}
+
+/* mkdir -p for the socket's parent directory (mode 0750). */
+static int make_parent(const char *path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *d = dirname(dir);
+    for (char *p = d + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(d, 0750) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(d, 0750) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+struct admin *admin_start(struct control *ctl, const char *path, int mode, char *err, size_t errlen)
+{
+    struct sockaddr_any a;
+    char spec[sizeof(a.u.un.sun_path) + 8];
+    snprintf(spec, sizeof(spec), "unix:%s", path);
+    const char *why = addr_parse(spec, ADDR_ALLOW_UNIX, &a);
+    if (why != NULL) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return NULL;
+    }
+    if (make_parent(path) < 0) {
+        snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
+        return NULL;
+    }
+    /* A socket file left by a dead process is replaced; a live one (some
+     * other sluice answers on it) or a non-socket file is not. */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a socket", path);
+            return NULL;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, &a.u.sa, a.len) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live) {
+            snprintf(err, errlen, "%s is in use by another process", path);
+            return NULL;
+        }
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
+        return NULL;
+    }
+    /* Create it with the final mode: no window where it is wider. */
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int rc = bind(fd, &a.u.sa, a.len);
+    umask(old);
+    if (rc < 0 || chmod(path, (mode_t)mode) < 0 || listen(fd, 64) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    struct admin *ad = calloc(1, sizeof(*ad));
+    if (ad == NULL || (ad->s.path = strdup(path)) == NULL) {
+        free(ad);
+        close(fd);
+        unlink(path);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    server_init(&ad->s, ctl, CONN_ADMIN, fd);
+    log_info("admin socket on %s (mode %04o)", path, (unsigned)mode);
+    return ad;
+}
+
+void admin_stop(struct admin *a)
+{
+    server_stop(&a->s);
+    unlink(a->s.path);
+    free(a->s.path);
+    free(a);
+}
+
+const char *admin_path(const struct admin *a)
+{
+    return a->s.path;
+}
+
+struct admin_http *admin_http_start(struct control *ctl, const struct sockaddr_any *addr, char *err,
+                                    size_t errlen)
+{
+    int fd = listener_open(addr, 64, err, errlen);
+    if (fd < 0)
+        return NULL;
+    struct admin_http *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->s.addr = *addr;
+    server_init(&h->s, ctl, CONN_HTTP, fd);
+    char a[ADDR_STRLEN];
+    addr_format(&addr->u.sa, addr->len, a, sizeof(a));
+    log_info("admin http on %s (/metrics, /stats.json)", a);
+    return h;
+}
+
+void admin_http_stop(struct admin_http *h)
+{
+    server_stop(&h->s);
+    free(h);
+}
+
+const struct sockaddr_any *admin_http_addr(const struct admin_http *h)
+{
+    return &h->s.addr;
+}

@@ -1,0 +1,315 @@
+/* health.c - active health checks (tcp, send-expect) on their own thread.
+ *
+ * One ev_timer per server, first fired at a random point of the interval
+ * and then every interval +-10%, so checks never fire all at once. A check
+ * is bounded by check_timeout. Results go to the server's struct backend
+ * (atomics); `rise` successes bring a server up, `fall` failures take it
+ * down, and each change is logged once. */
+#include "sluice/health.h"
+#include "sluice/backend.h"
+#include "sluice/config.h"
+#include "sluice/log.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXPECT_MAX 512
+
+struct check {
+    struct server_conf *srv;
+    ev_timer w_timer; /* next run, then the running check's deadline */
+    ev_io w_io;
+    int fd;
+    bool running;
+    ev_tstamp started;
+    size_t sent;
+    size_t got;
+    char reply[EXPECT_MAX];
+};
+
+struct health {
+    pthread_t thread;
+    struct ev_loop *loop;
+    ev_async w_wake;
+    pthread_mutex_t lock;
+    struct config *pending; /* new generation, under lock */
+    bool stop;              /* under lock */
+    struct config *cfg;     /* the generation being checked */
+    struct check *checks;
+    int nchecks;
+    uint64_t rng;
+};
+
+static struct health *H;
+
+static double jitter(struct health *h)
+{
+    h->rng ^= h->rng << 13;
+    h->rng ^= h->rng >> 7;
+    h->rng ^= h->rng << 17;
+    return (double)(h->rng >> 11) / 9007199254740992.0; /* [0,1) */
+}
+
+static void check_schedule(struct health *h, struct check *c, bool first)
+{
+    double interval = (double)c->srv->pool->check_interval_ms / 1000.0;
+    double at = first ? interval * jitter(h) : interval * (0.9 + 0.2 * jitter(h));
+    ev_timer_stop(h->loop, &c->w_timer);
+    ev_timer_set(&c->w_timer, at, 0.);
+    ev_timer_start(h->loop, &c->w_timer);
+}
+
+static void check_done(struct health *h, struct check *c, enum check_result r)
+{
+    struct server_conf *s = c->srv;
+    struct backend *b = s->be;
+    if (c->fd >= 0) {
+        ev_io_stop(h->loop, &c->w_io);
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->running = false;
+    int64_t us = (int64_t)((ev_time() - c->started) * 1e6);
+    atomic_store_explicit(&b->check_result, r, memory_order_relaxed);
+    atomic_store_explicit(&b->check_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->checks_total, 1, memory_order_relaxed);
+    bool up = atomic_load_explicit(&b->health, memory_order_acquire) == HEALTH_UP;
+    if (r == CHECK_RESULT_OK) {
+        b->fall_count = 0;
+        b->rise_count++;
+        if (!up && b->rise_count >= s->pool->rise) {
+            atomic_store_explicit(&b->fails, 0, memory_order_relaxed);
+            atomic_store_explicit(&b->down_cause, DOWN_NONE, memory_order_relaxed);
+            atomic_store_explicit(&b->health, HEALTH_UP, memory_order_release);
+            atomic_fetch_add_explicit(&b->transitions, 1, memory_order_relaxed);
+            log_warn("%s UP (after %d successful checks)", b->obj.key, b->rise_count);
+        }
+    } else {
+        atomic_fetch_add_explicit(&b->checks_failed, 1, memory_order_relaxed);
+        b->rise_count = 0;
+        b->fall_count++;
+        if (up && b->fall_count >= s->pool->fall) {
+            atomic_store_explicit(&b->down_cause, DOWN_CHECK, memory_order_relaxed);
+            atomic_store_explicit(&b->health, HEALTH_DOWN, memory_order_release);
+            atomic_fetch_add_explicit(&b->transitions, 1, memory_order_relaxed);
+            log_warn("%s DOWN (%s, after %d failed checks)", b->obj.key, check_result_str(r),
+                     b->fall_count);
+        }
+    }
+    check_schedule(h, c, false);
+}
+
+static void check_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct check *c = container_of(io, struct check, w_io);
+    struct pool_conf *p = c->srv->pool;
+    if (revents & EV_WRITE) {
+        if (c->sent == 0) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
+                check_done(H, c, CHECK_RESULT_REFUSED);
+                return;
+            }
+            if (p->check == CHECK_TCP) {
+                check_done(H, c, CHECK_RESULT_OK);
+                return;
+            }
+        }
+        ssize_t n = send(c->fd, p->check_send + c->sent, p->check_send_len - c->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN) {
+            check_done(H, c, CHECK_RESULT_CLOSED);
+            return;
+        }
+        if (n > 0)
+            c->sent += (size_t)n;
+        if (c->sent < p->check_send_len && p->check_send_len > 0)
+            return;
+        c->sent = c->sent ? c->sent : 1; /* connected, nothing (more) to send */
+        ev_io_stop(loop, io);
+        ev_io_set(io, c->fd, EV_READ);
+        ev_io_start(loop, io);
+        return;
+    }
+    size_t want = p->check_expect_len < EXPECT_MAX ? p->check_expect_len : EXPECT_MAX;
+    ssize_t n = recv(c->fd, c->reply + c->got, want - c->got, 0);
+    if (n < 0) {
+        if (errno != EAGAIN)
+            check_done(H, c, CHECK_RESULT_CLOSED);
+        return;
+    }
+    if (n == 0) {
+        check_done(H, c, CHECK_RESULT_CLOSED);
+        return;
+    }
+    c->got += (size_t)n;
+    if (memcmp(c->reply, p->check_expect, c->got) != 0)
+        check_done(H, c, CHECK_RESULT_BAD_REPLY);
+    else if (c->got >= want)
+        check_done(H, c, CHECK_RESULT_OK);
+}
+
+static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct check *c = container_of(t, struct check, w_timer);
+    if (c->running) {
+        check_done(H, c, CHECK_RESULT_TIMEOUT);
+        return;
+    }
+    struct server_conf *s = c->srv;
+    c->running = true;
+    c->started = ev_time();
+    c->sent = c->got = 0;
+    c->fd = socket(s->addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        check_done(H, c, CHECK_RESULT_ERROR);
+        return;
+    }
+    if (connect(c->fd, &s->addr.u.sa, s->addr.len) < 0 && errno != EINPROGRESS) {
+        check_done(H, c, CHECK_RESULT_REFUSED);
+        return;
+    }
+    ev_io_set(&c->w_io, c->fd, EV_WRITE);
+    ev_io_start(loop, &c->w_io);
+    ev_timer_set(t, (double)s->pool->check_timeout_ms / 1000.0, 0.);
+    ev_timer_start(loop, t);
+}
+
+static void checks_clear(struct health *h)
+{
+    for (int i = 0; i < h->nchecks; i++) {
+        struct check *c = &h->checks[i];
+        ev_timer_stop(h->loop, &c->w_timer);
+        if (c->fd >= 0) {
+            ev_io_stop(h->loop, &c->w_io);
+            close(c->fd);
+        }
+    }
+    free(h->checks);
+    h->checks = NULL;
+    h->nchecks = 0;
+    config_unref(h->cfg);
+    h->cfg = NULL;
+}
+
+static void checks_plan(struct health *h, struct config *cfg)
+{
+    checks_clear(h);
+    h->cfg = cfg;
+    int n = 0;
+    for (int i = 0; i < cfg->npools; i++)
+        if (cfg->pools[i].check != CHECK_NONE)
+            n += cfg->pools[i].nservers;
+    h->checks = n ? calloc((size_t)n, sizeof(struct check)) : NULL;
+    if (n && h->checks == NULL) {
+        log_error("health: out of memory, active checks are off");
+        return;
+    }
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        if (p->check == CHECK_NONE)
+            continue;
+        for (int j = 0; j < p->nservers; j++) {
+            struct check *c = &h->checks[h->nchecks++];
+            c->srv = &p->servers[j];
+            c->fd = -1;
+            ev_init(&c->w_timer, check_timer_cb);
+            ev_init(&c->w_io, check_io_cb);
+            check_schedule(h, c, true);
+        }
+    }
+    log_debug("health: %d servers under active checks", h->nchecks);
+}
+
+static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)revents;
+    struct health *h = container_of(a, struct health, w_wake);
+    pthread_mutex_lock(&h->lock);
+    struct config *next = h->pending;
+    h->pending = NULL;
+    bool stop = h->stop;
+    pthread_mutex_unlock(&h->lock);
+    if (next)
+        checks_plan(h, next);
+    if (stop) {
+        checks_clear(h);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void *health_main(void *arg)
+{
+    struct health *h = arg;
+    ev_run(h->loop, 0);
+    return NULL;
+}
+
+int health_start(struct config *cfg)
+{
+    struct health *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return -1;
+    h->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+    if (h->loop == NULL) {
+        free(h);
+        return -1;
+    }
+    h->rng = 0x2545F4914F6CDD1DULL ^ (uint64_t)getpid() ^ (uint64_t)(ev_time() * 1e6);
+    pthread_mutex_init(&h->lock, NULL);
+    ev_async_init(&h->w_wake, wake_cb);
+    ev_async_start(h->loop, &h->w_wake);
+    config_ref(cfg);
+    checks_plan(h, cfg);
+    H = h;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&h->thread, NULL, health_main, h);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        checks_clear(h);
+        ev_loop_destroy(h->loop);
+        free(h);
+        H = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void health_update(struct config *cfg)
+{
+    struct health *h = H;
+    if (h == NULL)
+        return;
+    config_ref(cfg);
+    pthread_mutex_lock(&h->lock);
+    struct config *old = h->pending;
+    h->pending = cfg;
+    pthread_mutex_unlock(&h->lock);
+    config_unref(old);
+    ev_async_send(h->loop, &h->w_wake);
+}
+
+void health_stop(void)
+{
+    struct health *h = H;
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    pthread_mutex_unlock(&h->lock);
+    ev_async_send(h->loop, &h->w_wake);
+    pthread_join(h->thread, NULL);
+    config_unref(h->pending);
+    ev_loop_destroy(h->loop);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+    H = NULL;
+}

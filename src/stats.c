@@ -1,0 +1,346 @@
+/* stats.c - sums per-worker counters on demand and renders them. Workers
+ * only ever store their own slots; nothing here blocks them. */
+#include "sluice/stats.h"
+#include "sluice/backend.h"
+#include "sluice/log.h"
+
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct listener_sums {
+#define X(name) uint64_t name;
+    LISTENER_COUNTERS(X)
+#undef X
+};
+
+struct backend_sums {
+#define X(name) uint64_t name;
+    BACKEND_COUNTERS(X)
+#undef X
+};
+
+struct worker_sums {
+#define X(name) uint64_t name;
+    WORKER_COUNTERS(X)
+#undef X
+    uint64_t ends[END_REASON_COUNT];
+};
+
+static void sum_listener(struct control *ctl, struct listener_state *st, struct listener_sums *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int w = 0; w < ctl->nslots; w++) {
+#define X(name) o->name += counter_get(&st->ws[w].name);
+        LISTENER_COUNTERS(X)
+#undef X
+    }
+}
+
+static void sum_backend(struct control *ctl, struct backend *b, struct backend_sums *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int w = 0; w < ctl->nslots; w++) {
+#define X(name) o->name += counter_get(&b->ws[w].name);
+        BACKEND_COUNTERS(X)
+#undef X
+    }
+}
+
+static void sum_workers(struct control *ctl, struct worker_sums *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < ctl->nslots; i++) {
+        struct worker_stats *s = &ctl->workers[i]->stats;
+#define X(name) o->name += counter_get(&s->name);
+        WORKER_COUNTERS(X)
+#undef X
+        for (int r = 0; r < END_REASON_COUNT; r++)
+            o->ends[r] += counter_get(&s->ends[r]);
+    }
+}
+
+static void fmt_time(ev_tstamp t, char *buf, size_t n)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int ival(_Atomic int *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+void stats_info(struct control *ctl, struct strbuf *out)
+{
+    struct worker_sums ws;
+    sum_workers(ctl, &ws);
+    char last[64] = "never";
+    if (ctl->last_reload > 0)
+        fmt_time(ctl->last_reload, last, sizeof(last));
+    strbuf_printf(out,
+                  "version: %s\npid: %d\nuptime_seconds: %.0f\nworkers: %d\nconfig: %s\n"
+                  "generation: %llu\nreloads_ok: %llu\nreloads_failed: %llu\n"
+                  "last_reload: %s\nlast_reload_result: %s\nsessions_active: %d\n"
+                  "sessions_total: %llu\nmax_conns: %d\n",
+                  SLUICE_VERSION, (int)getpid(), ev_time() - ctl->started, ctl->nworkers,
+                  ctl->config_path, (unsigned long long)ctl->generation,
+                  (unsigned long long)ctl->reloads_ok, (unsigned long long)ctl->reloads_failed,
+                  last, ctl->last_reload_result[0] ? ctl->last_reload_result : "-",
+                  ival(&ctl->active), (unsigned long long)ws.accepted, ival(&ctl->max_conns));
+}
+
+void stats_table(struct control *ctl, struct strbuf *out)
+{
+    struct config *cfg = ctl->cfg;
+    int64_t now = time_mono_ms();
+    strbuf_printf(out, "%-20s %7s %10s %9s %14s %14s\n", "LISTENER", "ACTIVE", "TOTAL",
+                  "REJECTED", "BYTES_IN", "BYTES_OUT");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        struct listener_sums s;
+        sum_listener(ctl, l->st, &s);
+        strbuf_printf(out, "%-20s %7d %10llu %9llu %14llu %14llu\n", l->name, ival(&l->st->active),
+                      (unsigned long long)s.accepted, (unsigned long long)s.no_backend,
+                      (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
+    }
+    strbuf_printf(out, "\n%-24s %-22s %-8s %6s %6s %10s %9s %7s %14s %14s %-9s %8s\n", "SERVER",
+                  "ADDRESS", "STATE", "WEIGHT", "ACTIVE", "TOTAL", "CONN_FAIL", "RETRIES",
+                  "BYTES_IN", "BYTES_OUT", "CHECK", "CHECK_MS");
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        for (int j = 0; j < p->nservers; j++) {
+            struct server_conf *sv = &p->servers[j];
+            struct backend *b = sv->be;
+            struct backend_sums s;
+            sum_backend(ctl, b, &s);
+            strbuf_printf(out, "%-24s %-22s %-8s %6d %6d %10llu %9llu %7llu %14llu %14llu %-9s %8.1f\n",
+                          b->obj.key, sv->addr_str, backend_state_str(b, now), ival(&b->weight),
+                          ival(&b->active), (unsigned long long)s.sessions,
+                          (unsigned long long)s.connect_failures, (unsigned long long)s.retries,
+                          (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out,
+                          check_result_str((enum check_result)ival(&b->check_result)),
+                          (double)atomic_load(&b->check_us) / 1000.0);
+        }
+    }
+}
+
+void stats_json(struct control *ctl, struct strbuf *out)
+{
+    struct config *cfg = ctl->cfg;
+    struct worker_sums ws;
+    sum_workers(ctl, &ws);
+    int64_t now = time_mono_ms();
+    strbuf_printf(out,
+                  "{\"info\":{\"version\":\"%s\",\"pid\":%d,\"uptime_seconds\":%.3f,\"workers\":%d,"
+                  "\"config\":",
+                  SLUICE_VERSION, (int)getpid(), ev_time() - ctl->started, ctl->nworkers);
+    strbuf_json_str(out, ctl->config_path);
+    strbuf_printf(out,
+                  ",\"generation\":%llu,\"reloads_ok\":%llu,\"reloads_failed\":%llu,"
+                  "\"last_reload\":%.3f,\"last_reload_result\":",
+                  (unsigned long long)ctl->generation, (unsigned long long)ctl->reloads_ok,
+                  (unsigned long long)ctl->reloads_failed, ctl->last_reload);
+    strbuf_json_str(out, ctl->last_reload_result);
+    strbuf_printf(out, ",\"sessions_active\":%d,\"sessions_total\":%llu,\"max_conns\":%d},",
+                  ival(&ctl->active), (unsigned long long)ws.accepted, ival(&ctl->max_conns));
+    strbuf_puts(out, "\"process\":{");
+#define X(name) strbuf_printf(out, "\"%s\":%llu,", #name, (unsigned long long)ws.name);
+    WORKER_COUNTERS(X)
+#undef X
+    strbuf_puts(out, "\"end_reasons\":{");
+    for (int r = 0; r < END_REASON_COUNT; r++)
+        strbuf_printf(out, "%s\"%s\":%llu", r ? "," : "", end_reason_str((enum end_reason)r),
+                      (unsigned long long)ws.ends[r]);
+    strbuf_puts(out, "}},\"listeners\":[");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        struct listener_sums s;
+        sum_listener(ctl, l->st, &s);
+        strbuf_printf(out, "%s{\"name\":", i ? "," : "");
+        strbuf_json_str(out, l->name);
+        strbuf_puts(out, ",\"binds\":[");
+        for (int b = 0; b < l->nbinds; b++) {
+            char a[ADDR_STRLEN];
+            addr_format(&l->binds[b].u.sa, l->binds[b].len, a, sizeof(a));
+            if (b)
+                strbuf_puts(out, ",");
+            strbuf_json_str(out, a);
+        }
+        strbuf_printf(out, "],\"pool\":");
+        strbuf_json_str(out, l->pool->name);
+        strbuf_printf(out, ",\"active\":%d,\"max_conns\":%d", ival(&l->st->active), l->max_conns);
+#define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
+        LISTENER_COUNTERS(X)
+#undef X
+        strbuf_puts(out, "}");
+    }
+    strbuf_puts(out, "],\"servers\":[");
+    bool first = true;
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        for (int j = 0; j < p->nservers; j++) {
+            struct server_conf *sv = &p->servers[j];
+            struct backend *b = sv->be;
+            struct backend_sums s;
+            sum_backend(ctl, b, &s);
+            strbuf_printf(out, "%s{\"pool\":", first ? "" : ",");
+            first = false;
+            strbuf_json_str(out, p->name);
+            strbuf_puts(out, ",\"name\":");
+            strbuf_json_str(out, sv->name);
+            strbuf_puts(out, ",\"address\":");
+            strbuf_json_str(out, sv->addr_str);
+            strbuf_printf(out,
+                          ",\"state\":\"%s\",\"admin\":\"%s\",\"backup\":%s,\"weight\":%d,"
+                          "\"active\":%d,\"check\":\"%s\",\"check_ms\":%.3f,\"checks_total\":%lld,"
+                          "\"checks_failed\":%lld,\"transitions\":%lld",
+                          backend_state_str(b, now),
+                          backend_admin_str((enum backend_admin)ival(&b->admin)),
+                          sv->backup ? "true" : "false", ival(&b->weight), ival(&b->active),
+                          check_result_str((enum check_result)ival(&b->check_result)),
+                          (double)atomic_load(&b->check_us) / 1000.0,
+                          (long long)atomic_load(&b->checks_total),
+                          (long long)atomic_load(&b->checks_failed),
+                          (long long)atomic_load(&b->transitions));
+#define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
+            BACKEND_COUNTERS(X)
+#undef X
+            strbuf_puts(out, "}");
+        }
+    }
+    strbuf_puts(out, "]}\n");
+}
+
+void stats_backends(struct control *ctl, struct strbuf *out)
+{
+    struct config *cfg = ctl->cfg;
+    int64_t now = time_mono_ms();
+    strbuf_printf(out, "%-24s %-22s %-8s %-9s %s\n", "SERVER", "ADDRESS", "STATE", "ADMIN", "WHY");
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        for (int j = 0; j < p->nservers; j++) {
+            struct server_conf *sv = &p->servers[j];
+            struct backend *b = sv->be;
+            const char *state = backend_state_str(b, now);
+            int admin = ival(&b->admin);
+            char why[128] = "-";
+            if (admin == ADMIN_DISABLED)
+                snprintf(why, sizeof(why), "admin: disabled");
+            else if (atomic_load(&b->health) != HEALTH_UP)
+                snprintf(why, sizeof(why), "%s (last check: %s)",
+                         down_cause_str((enum down_cause)ival(&b->down_cause)),
+                         check_result_str((enum check_result)ival(&b->check_result)));
+            else if (now < atomic_load(&b->down_until_ms))
+                snprintf(why, sizeof(why), "passive (connect failures), retry in %lldms",
+                         (long long)(atomic_load(&b->down_until_ms) - now));
+            else if (admin == ADMIN_DRAINING)
+                snprintf(why, sizeof(why), "admin: draining, %d sessions left", ival(&b->active));
+            else if (ival(&b->weight) == 0)
+                snprintf(why, sizeof(why), "weight 0: no new sessions");
+            strbuf_printf(out, "%-24s %-22s %-8s %-9s %s%s\n", b->obj.key, sv->addr_str, state,
+                          backend_admin_str((enum backend_admin)admin), why,
+                          sv->backup ? " [backup]" : "");
+        }
+    }
+}
+
+static void prom_header(struct strbuf *out, const char *name, const char *type, const char *help)
+{
+    strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void stats_prometheus(struct control *ctl, struct strbuf *out)
+{
+    struct config *cfg = ctl->cfg;
+    struct worker_sums ws;
+    sum_workers(ctl, &ws);
+    int64_t now = time_mono_ms();
+    prom_header(out, "sluice_info", "gauge", "Version of the running sluice.");
+    strbuf_printf(out, "sluice_info{version=\"%s\"} 1\n", SLUICE_VERSION);
+    prom_header(out, "sluice_uptime_seconds", "gauge", "Seconds since start.");
+    strbuf_printf(out, "sluice_uptime_seconds %.3f\n", ev_time() - ctl->started);
+    prom_header(out, "sluice_workers", "gauge", "Worker threads running.");
+    strbuf_printf(out, "sluice_workers %d\n", ctl->nworkers);
+    prom_header(out, "sluice_config_generation", "gauge", "Generation of the running config.");
+    strbuf_printf(out, "sluice_config_generation %llu\n", (unsigned long long)ctl->generation);
+    prom_header(out, "sluice_reloads_total", "counter", "Reloads by result.");
+    strbuf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
+                  (unsigned long long)ctl->reloads_ok);
+    strbuf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
+                  (unsigned long long)ctl->reloads_failed);
+    prom_header(out, "sluice_sessions_active", "gauge", "Live sessions.");
+    strbuf_printf(out, "sluice_sessions_active %d\n", ival(&ctl->active));
+    prom_header(out, "sluice_sessions_total", "counter", "Connections accepted.");
+    strbuf_printf(out, "sluice_sessions_total %llu\n", (unsigned long long)ws.accepted);
+    prom_header(out, "sluice_session_ends_total", "counter", "Sessions ended, by reason.");
+    for (int r = 0; r < END_REASON_COUNT; r++)
+        strbuf_printf(out, "sluice_session_ends_total{reason=\"%s\"} %llu\n",
+                      end_reason_str((enum end_reason)r), (unsigned long long)ws.ends[r]);
+    prom_header(out, "sluice_accept_pauses_total", "counter",
+                "Times accepting paused, by cause (emfile: out of descriptors; limit: max_conns).");
+    strbuf_printf(out, "sluice_accept_pauses_total{cause=\"emfile\"} %llu\n",
+                  (unsigned long long)ws.accept_emfile);
+    strbuf_printf(out, "sluice_accept_pauses_total{cause=\"limit\"} %llu\n",
+                  (unsigned long long)ws.limit_pauses);
+    prom_header(out, "sluice_accept_errors_total", "counter", "Other accept failures.");
+    strbuf_printf(out, "sluice_accept_errors_total %llu\n", (unsigned long long)ws.accept_errors);
+    prom_header(out, "sluice_alloc_failures_total", "counter", "Failed session/buffer allocations.");
+    strbuf_printf(out, "sluice_alloc_failures_total %llu\n", (unsigned long long)ws.alloc_failures);
+
+    prom_header(out, "sluice_listener_sessions_active", "gauge", "Live sessions per listener.");
+    for (int i = 0; i < cfg->nlisteners; i++)
+        strbuf_printf(out, "sluice_listener_sessions_active{listener=\"%s\"} %d\n",
+                      cfg->listeners[i].name, ival(&cfg->listeners[i].st->active));
+#define X(ctr)                                                                                    \
+    prom_header(out, "sluice_listener_" #ctr "_total", "counter", "Per listener: " #ctr ".");   \
+    for (int i = 0; i < cfg->nlisteners; i++) {                                                    \
+        struct listener_sums s;                                                                    \
+        sum_listener(ctl, cfg->listeners[i].st, &s);                                               \
+        strbuf_printf(out, "sluice_listener_" #ctr "_total{listener=\"%s\"} %llu\n",             \
+                      cfg->listeners[i].name, (unsigned long long)s.ctr);                         \
+    }
+    LISTENER_COUNTERS(X)
+#undef X
+
+    prom_header(out, "sluice_server_up", "gauge", "1 if the server takes new sessions.");
+    for (int i = 0; i < cfg->npools; i++)
+        for (int j = 0; j < cfg->pools[i].nservers; j++) {
+            struct server_conf *sv = &cfg->pools[i].servers[j];
+            strbuf_printf(out, "sluice_server_up{pool=\"%s\",server=\"%s\"} %d\n",
+                          cfg->pools[i].name, sv->name, backend_usable(sv, now) ? 1 : 0);
+        }
+    prom_header(out, "sluice_server_weight", "gauge", "Effective weight.");
+    for (int i = 0; i < cfg->npools; i++)
+        for (int j = 0; j < cfg->pools[i].nservers; j++)
+            strbuf_printf(out, "sluice_server_weight{pool=\"%s\",server=\"%s\"} %d\n",
+                          cfg->pools[i].name, cfg->pools[i].servers[j].name,
+                          ival(&cfg->pools[i].servers[j].be->weight));
+    prom_header(out, "sluice_server_sessions_active", "gauge", "Live sessions per server.");
+    for (int i = 0; i < cfg->npools; i++)
+        for (int j = 0; j < cfg->pools[i].nservers; j++)
+            strbuf_printf(out, "sluice_server_sessions_active{pool=\"%s\",server=\"%s\"} %d\n",
+                          cfg->pools[i].name, cfg->pools[i].servers[j].name,
+                          ival(&cfg->pools[i].servers[j].be->active));
+    prom_header(out, "sluice_server_check_duration_seconds", "gauge", "Duration of the last check.");
+    for (int i = 0; i < cfg->npools; i++)
+        for (int j = 0; j < cfg->pools[i].nservers; j++)
+            strbuf_printf(out,
+                          "sluice_server_check_duration_seconds{pool=\"%s\",server=\"%s\"} %.6f\n",
+                          cfg->pools[i].name, cfg->pools[i].servers[j].name,
+                          (double)atomic_load(&cfg->pools[i].servers[j].be->check_us) / 1e6);
+#define X(ctr)                                                                                    \
+    prom_header(out, "sluice_server_" #ctr "_total", "counter", "Per server: " #ctr ".");       \
+    for (int i = 0; i < cfg->npools; i++)                                                          \
+        for (int j = 0; j < cfg->pools[i].nservers; j++) {                                         \
+            struct backend_sums s;                                                                 \
+            sum_backend(ctl, cfg->pools[i].servers[j].be, &s);                                     \
+            strbuf_printf(out, "sluice_server_" #ctr "_total{pool=\"%s\",server=\"%s\"} %llu\n", \
+                          cfg->pools[i].name, cfg->pools[i].servers[j].name,                       \
+                          (unsigned long long)s.ctr);                                             \
+        }
+    BACKEND_COUNTERS(X)
+#undef X
+}
