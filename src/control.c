@@ -405,7 +405,7 @@ int control_reload(struct control *ctl, struct strbuf *report)
     atomic_store(&ctl->max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     if (strcmp(old->access_log, cfg->access_log) != 0 && log_access_open(cfg->access_log) < 0)
-        log_error("reload: access_log %s: %s (access log is off)", cfg->access_log,
+        log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
                   strerror(errno));
     health_update(cfg);
     apply_admin(ctl, cfg, old);

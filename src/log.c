@@ -85,21 +85,34 @@ void log_write(enum log_level level, const char *fmt, ...)
     write_all(STDERR_FILENO, line, off);
 }
 
+/* The access log keeps one descriptor number for the life of the process:
+ * a reopen (SIGUSR1, a reload) dup2()s the new file onto it, which is
+ * atomic, so a worker writing at that moment never sees a closed or
+ * recycled descriptor. */
+static int access_slot = -1;
+
 int log_access_open(const char *target)
 {
-    int fd;
     if (target == NULL || strcmp(target, "off") == 0) {
-        fd = -1;
-    } else if (strcmp(target, "stderr") == 0) {
-        fd = STDERR_FILENO;
-    } else {
+        atomic_store(&access_fd, -1);
+        return 0;
+    }
+    int fd;
+    if (strcmp(target, "stderr") == 0)
+        fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    else
         fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        if (fd < 0)
+    if (fd < 0)
+        return -1;
+    if (access_slot < 0) {
+        access_slot = fd;
+    } else {
+        int rc = dup3(fd, access_slot, O_CLOEXEC);
+        close(fd);
+        if (rc < 0)
             return -1;
     }
-    int old = atomic_exchange(&access_fd, fd);
-    if (old > STDERR_FILENO)
-        close(old);
+    atomic_store(&access_fd, access_slot);
     return 0;
 }
 
@@ -117,7 +130,8 @@ void log_access_line(const char *line, size_t len)
 
 void log_access_close(void)
 {
-    int old = atomic_exchange(&access_fd, -1);
-    if (old > STDERR_FILENO)
-        close(old);
+    atomic_store(&access_fd, -1);
+    if (access_slot >= 0)
+        close(access_slot);
+    access_slot = -1;
 }

@@ -339,7 +339,8 @@ static void connect_failed(struct session *s, int err)
         session_finish(s, END_connect_failed); /* srv kept for the access log */
         return;
     }
-    s->srv = NULL;
+    /* s->srv stays as the last server tried (for the access log) until
+     * the next pick replaces it; it no longer holds a slot there. */
     counter_add(&srv->be->ws[w->id].retries, 1);
     session_connect(s);
 }

@@ -1,0 +1,111 @@
+/* sluicectl.c - command-line client for the admin socket: sends one
+ * command, prints the reply, exits 1 if the reply is an error. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/sluice/admin.sock"
+#define REPLY_TIMEOUT_MS 30000
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sluicectl [-s SOCKET] COMMAND [ARG...]\n"
+                 "  -s SOCKET  admin socket (default " DEFAULT_SOCKET ")\n"
+                 "  try: sluicectl help\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_SOCKET;
+    int opt;
+    while ((opt = getopt(argc, argv, "+s:hV")) != -1) {
+        switch (opt) {
+        case 's':
+            path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("sluicectl %s\n", SLUICE_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    char cmd[4096];
+    size_t len = 0;
+    for (int i = optind; i < argc; i++) {
+        int n = snprintf(cmd + len, sizeof(cmd) - len, "%s%s", i > optind ? " " : "", argv[i]);
+        if (n < 0 || (size_t)n >= sizeof(cmd) - len - 1) {
+            fprintf(stderr, "sluicectl: command too long\n");
+            return 2;
+        }
+        len += (size_t)n;
+    }
+    cmd[len++] = '\n';
+
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "sluicectl: socket path too long\n");
+        return 2;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr, "sluicectl: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    if (write(fd, cmd, len) != (ssize_t)len) {
+        fprintf(stderr, "sluicectl: write: %s\n", strerror(errno));
+        return 1;
+    }
+    /* Read until the reply's closing empty line ("\n\n") or EOF. */
+    size_t cap = 65536, got = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return 1;
+    for (;;) {
+        if (got >= 2 && buf[got - 1] == '\n' && buf[got - 2] == '\n')
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr = poll(&p, 1, REPLY_TIMEOUT_MS);
+        if (pr == 0) {
+            fprintf(stderr, "sluicectl: no reply within %ds\n", REPLY_TIMEOUT_MS / 1000);
+            return 1;
+        }
+        if (got + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL)
+                return 1;
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + got, cap - got - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (got >= 1 && buf[got - 1] == '\n')
+        got--; /* drop the protocol's empty line, keep the reply's own \n */
+    fwrite(buf, 1, got, stdout);
+    buf[got] = '\0';
+    int failed = (got >= 6 && strncmp(buf, "error:", 6) == 0) ||
+                 (got >= 13 && strncmp(buf, "reload failed", 13) == 0) ||
+                 strstr(buf, "\nreload failed") != NULL;
+    free(buf);
+    return failed ? 1 : 0;
+}
