@@ -12,26 +12,39 @@
 
 bool parse_duration_ms(const char *s, int64_t *ms)
 {
+    /* Plain decimal only: digits, an optional fraction, a unit. strtod
+     * alone would also take "1e3", "0x10" or "inf". */
     if (s == NULL || !isdigit((unsigned char)s[0]))
         return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || end == s || !isfinite(v) || v < 0)
+    size_t i = 0;
+    while (isdigit((unsigned char)s[i]))
+        i++;
+    if (s[i] == '.') {
+        i++;
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        while (isdigit((unsigned char)s[i]))
+            i++;
+    }
+    if (i > 20)
         return false;
+    char num[24];
+    memcpy(num, s, i);
+    num[i] = '\0';
+    const char *unit = s + i;
     double mult;
-    if (*end == '\0' || strcmp(end, "s") == 0)
+    if (*unit == '\0' || strcmp(unit, "s") == 0)
         mult = 1000;
-    else if (strcmp(end, "ms") == 0)
+    else if (strcmp(unit, "ms") == 0)
         mult = 1;
-    else if (strcmp(end, "m") == 0)
+    else if (strcmp(unit, "m") == 0)
         mult = 60 * 1000;
-    else if (strcmp(end, "h") == 0)
+    else if (strcmp(unit, "h") == 0)
         mult = 3600 * 1000;
     else
         return false;
-    double r = v * mult;
-    if (r > (double)MAX_DURATION_MS)
+    double r = strtod(num, NULL) * mult;
+    if (!isfinite(r) || r > (double)MAX_DURATION_MS)
         return false;
     *ms = (int64_t)(r + 0.5);
     return true;
