@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +39,9 @@ int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_
     }
     if (addr->u.sa.sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY: one syscall less per client. */
+    if (addr->u.sa.sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, &addr->u.sa, addr->len) < 0) {
         snprintf(err, errlen, "%s: bind: %s", a, strerror(errno));
         close(fd);

@@ -314,11 +314,10 @@ static void session_connected(struct session *s)
     s->last_activity = ev_now(w->loop);
     s->w_timer.repeat = (ev_tstamp)s->srv->pool->idle_timeout_ms / 1000.0;
     ev_timer_again(w->loop, &s->w_timer);
-    /* The client may have sent already and a server may greet first:
-     * try both directions now instead of waiting for the next poll. */
+    /* Clients usually send right after connecting: read them now instead
+     * of waiting for the next poll. A server that greets first is left to
+     * its READ event; an eager read there would mostly be a wasted EAGAIN. */
     if (!pump(s, &s->up, client_fd(s), backend_fd(s)))
-        return;
-    if (!pump(s, &s->down, backend_fd(s), client_fd(s)))
         return;
     session_update(s);
 }
@@ -444,10 +443,7 @@ void session_start(struct worker *w, struct listener_conf *lc, int fd,
     ev_io_init(&s->w_client, client_cb, fd, 0);
     ev_io_init(&s->w_backend, connect_cb, -1, 0);
     ev_init(&s->w_timer, connect_timer_cb);
-    if (client->u.sa.sa_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
+    /* TCP_NODELAY is inherited from the listening socket. */
     s->next = w->sessions;
     if (w->sessions)
         w->sessions->prev = s;
