@@ -46,6 +46,7 @@ struct parse_ctx {
     /* [global] values kept raw until the whole file is read */
     bool workers_auto;
     bool oom;
+    int admin_http_line;
 };
 
 static void add_error(struct parse_ctx *c, int line, const char *key, const char *fmt, ...)
@@ -230,19 +231,34 @@ static char *reader(char *str, int num, void *stream)
     str[copy] = '\n';
     str[copy + 1] = '\0';
 
-    /* Section header? (inih does the same test: '[' after blanks). */
     char *p = str;
-    while (*p == ' ' || *p == '\t')
+    /* inih skips a UTF-8 byte-order mark on the first line; so do we. */
+    if (c->lineno == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+        (unsigned char)p[2] == 0xBF)
+        p += 3;
+    while (*p == ' ' || *p == '\t' || *p == '\r')
         p++;
     if (*p == '[') {
+        /* Section header (inih does the same test: '[' after blanks). */
         char *end = strchr(p, ']');
-        if (end != NULL) {
-            char header[INI_MAX_LINE];
-            size_t n = (size_t)(end - p - 1);
-            memcpy(header, p + 1, n);
-            header[n] = '\0';
-            section_begin(c, header, c->lineno);
+        if (end == NULL) {
+            add_error(c, c->lineno, "line", "syntax error: missing ']' in section header");
+            c->kind = SEC_UNKNOWN; /* its keys would only add noise */
+            c->cur = -1;
+            str[0] = '\n';
+            str[1] = '\0';
+            return str;
         }
+        char header[INI_MAX_LINE];
+        size_t n = (size_t)(end - p - 1);
+        memcpy(header, p + 1, n);
+        header[n] = '\0';
+        section_begin(c, header, c->lineno);
+    } else if (*p != '\n' && *p != ';' && *p != '#' && strpbrk(p, "=:") == NULL) {
+        /* inih reports only its first syntax error: catch them all here. */
+        add_error(c, c->lineno, "line", "syntax error (expected [section] or key = value)");
+        str[0] = '\n';
+        str[1] = '\0';
     }
     return str;
 }
@@ -382,6 +398,7 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "'%s': %s", v, why);
         else
             cfg->has_admin_http = true;
+        c->admin_http_line = c->lineno;
     }
 }
 
@@ -622,6 +639,12 @@ static void validate(struct parse_ctx *c)
         } else if ((l->pool = config_find_pool(cfg, l->pool_name)) == NULL) {
             add_error(c, l->pool_line, "pool", "no [pool %s] section", l->pool_name);
         }
+        /* The stats endpoint must not share a port with the proxy: both use
+         * SO_REUSEPORT, so the kernel would split clients between them. */
+        for (int b = 0; cfg->has_admin_http && b < l->nbinds; b++)
+            if (addr_equal(&l->binds[b], &cfg->admin_http))
+                add_error(c, c->admin_http_line, "admin_http",
+                          "same address as a bind of listener '%s'", l->name);
         /* One address may belong to one listener only. */
         for (int b = 0; b < l->nbinds; b++) {
             for (int k = 0; k < i; k++) {

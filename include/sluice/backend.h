@@ -12,8 +12,8 @@ const char *backend_admin_str(enum backend_admin a);
 const char *check_result_str(enum check_result r);
 const char *down_cause_str(enum down_cause c);
 
-/* One word for stats: up, down, draining, disabled, or "passive" while a
- * passive hold-down lasts. */
+/* One word for stats: up, down (health check, passive marking or a
+ * passive hold-down), draining or disabled. */
 const char *backend_state_str(const struct backend *b, int64_t now_ms);
 
 /* Up (health check and passive hold-down), enabled by admin, weight > 0
