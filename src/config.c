@@ -332,7 +332,7 @@ static const char *const global_keys[] = {"workers",     "log_level",    "access
                                           "max_conns",   "shutdown_timeout", "buffer_size",
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http"};
-static const char *const listener_keys[] = {"bind", "pool", "max_conns", "backlog"};
+static const char *const listener_keys[] = {"bind", "pool", "max_conns", "backlog", "relay"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
@@ -436,6 +436,13 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
         val_int(c, key, v, 1, 1000000, &l->max_conns);
     } else if (strcmp(key, "backlog") == 0) {
         val_int(c, key, v, 1, 65535, &l->backlog);
+    } else if (strcmp(key, "relay") == 0) {
+        if (strcmp(v, "copy") == 0)
+            l->splice = false;
+        else if (strcmp(v, "splice") == 0)
+            l->splice = true;
+        else
+            add_error(c, c->lineno, key, "'%s' is not one of copy, splice", v);
     }
 }
 

@@ -129,6 +129,8 @@ void session_finish(struct session *s, enum end_reason reason)
     backend_release(s);
     bufchain_clear(&s->up.chain, &w->bufs);
     bufchain_clear(&s->down.chain, &w->bufs);
+    pipebuf_release(&s->up.pipe, &w->pipes);
+    pipebuf_release(&s->down.pipe, &w->pipes);
 
     int wid = w->id;
     counter_add(&w->stats.ends[reason], 1);
@@ -167,17 +169,57 @@ static void session_leave(struct session *s)
         session_free(s);
 }
 
+/* Bytes read from src and not yet written to dst. */
+static size_t dir_pending(const struct relay_dir *d)
+{
+    return d->splice ? d->pipe.len : d->chain.len;
+}
+
+/* How much a direction may buffer before reading stops (backpressure). */
+static size_t dir_cap(const struct session *s, const struct relay_dir *d)
+{
+    size_t cap = s->cfg->max_buffer;
+    if (d->splice && d->pipe.rfd >= 0 && d->pipe.cap < cap)
+        cap = d->pipe.cap;
+    return cap;
+}
+
+/* One read into the direction's buffer: a block chain (copy) or a pipe
+ * (splice). A direction that cannot get a pipe falls back to copy. */
+static ssize_t dir_fill(struct session *s, struct relay_dir *d, int src, size_t room,
+                        bool *drained)
+{
+    struct worker *w = s->w;
+    if (d->splice) {
+        ssize_t n = pipebuf_fill(&d->pipe, &w->pipes, src, room, drained);
+        if (n >= 0 || errno == EAGAIN || errno == EINTR || d->pipe.rfd >= 0)
+            return n;
+        if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+            return n;
+        log_debug("worker %d: no pipe for splice (%s): copying instead", w->id, strerror(errno));
+        d->splice = false;
+    }
+    return bufchain_readv(&d->chain, &w->bufs, src, room, drained);
+}
+
+static ssize_t dir_flush(struct session *s, struct relay_dir *d, int dst)
+{
+    if (d->splice)
+        return pipebuf_drain(&d->pipe, &s->w->pipes, dst);
+    return bufchain_writev(&d->chain, &s->w->bufs, dst);
+}
+
 /* Move bytes for one direction. Writes what is pending (unless the last
  * write hit EAGAIN), then reads while there is room, writing after each
  * read. Returns false if the session ended. */
 static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
 {
     struct worker *w = s->w;
-    size_t cap = s->cfg->max_buffer;
     bool drained = false;
     for (int round = 0;; round++) {
-        if (d->chain.len > 0 && !d->dst_blocked) {
-            ssize_t n = bufchain_writev(&d->chain, &w->bufs, dst);
+        size_t cap = dir_cap(s, d);
+        if (dir_pending(d) > 0 && !d->dst_blocked) {
+            ssize_t n = dir_flush(s, d, dst);
             if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 session_finish(s, END_reset);
                 return false;
@@ -185,11 +227,11 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
             if (n > 0)
                 s->last_activity = ev_now(w->loop);
             /* A short write means the socket buffer is full. */
-            d->dst_blocked = d->chain.len > 0;
+            d->dst_blocked = dir_pending(d) > 0;
         }
-        if (d->src_eof || drained || d->chain.len >= cap || round >= PUMP_ROUNDS)
+        if (d->src_eof || drained || dir_pending(d) >= cap || round >= PUMP_ROUNDS)
             break;
-        ssize_t n = bufchain_readv(&d->chain, &w->bufs, src, cap - d->chain.len, &drained);
+        ssize_t n = dir_fill(s, d, src, cap - dir_pending(d), &drained);
         if (n > 0) {
             d->bytes += (uint64_t)n;
             s->last_activity = ev_now(w->loop);
@@ -209,7 +251,7 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
                 s->client_eof_first = true;
         } else if (errno == EAGAIN || errno == EINTR) {
             break;
-        } else if (errno == ENOMEM) {
+        } else if (errno == ENOMEM || errno == EMFILE || errno == ENFILE) {
             counter_add(&w->stats.alloc_failures, 1);
             session_finish(s, END_local_error);
             return false;
@@ -218,7 +260,7 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
             return false;
         }
     }
-    if (d->src_eof && d->chain.len == 0 && !d->shut_sent) {
+    if (d->src_eof && dir_pending(d) == 0 && !d->shut_sent) {
         /* Everything before the FIN is delivered: forward the FIN. */
         shutdown(dst, SHUT_WR);
         d->shut_sent = true;
@@ -237,15 +279,14 @@ static void session_update(struct session *s)
     }
     if (s->state == SS_RELAYING && (up->src_eof || down->src_eof))
         session_set_state(s, SS_HALF_CLOSED);
-    size_t cap = s->cfg->max_buffer;
     int cev = 0, bev = 0;
-    if (!up->src_eof && up->chain.len < cap)
+    if (!up->src_eof && dir_pending(up) < dir_cap(s, up))
         cev |= EV_READ;
-    if (down->chain.len > 0)
+    if (dir_pending(down) > 0)
         cev |= EV_WRITE;
-    if (!down->src_eof && down->chain.len < cap)
+    if (!down->src_eof && dir_pending(down) < dir_cap(s, down))
         bev |= EV_READ;
-    if (up->chain.len > 0)
+    if (dir_pending(up) > 0)
         bev |= EV_WRITE;
     io_want(s->w->loop, &s->w_client, cev);
     io_want(s->w->loop, &s->w_backend, bev);
@@ -440,6 +481,9 @@ void session_start(struct worker *w, struct listener_conf *lc, int fd,
     s->started = s->last_activity = ev_now(w->loop);
     s->reason = END_NONE;
     s->state = SS_CONNECTING;
+    pipebuf_init(&s->up.pipe);
+    pipebuf_init(&s->down.pipe);
+    s->up.splice = s->down.splice = lc->splice;
     ev_io_init(&s->w_client, client_cb, fd, 0);
     ev_io_init(&s->w_backend, connect_cb, -1, 0);
     ev_init(&s->w_timer, connect_timer_cb);

@@ -13,6 +13,8 @@
 
 /* Buffer blocks each worker keeps for reuse (4 MiB at 16 KiB). */
 #define BUF_CACHE_BLOCKS 256
+/* Empty pipes each worker keeps for splice sessions. */
+#define PIPE_CACHE 64
 
 static void close_listen(struct worker *w, struct worker_listen *wl);
 
@@ -118,6 +120,7 @@ static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new
     }
     config_unref(old);
     buf_pool_resize(&w->bufs, cfg->buffer_size);
+    w->pipes.pipe_size = cfg->max_buffer;
     if (ev_is_active(&w->w_resume))
         listener_resume_paused(w);
 }
@@ -180,6 +183,7 @@ int worker_init(struct worker *w, struct control *ctl, int id, struct config *cf
     ev_async_start(w->loop, &w->w_inbox);
     ev_init(&w->w_resume, resume_cb);
     buf_pool_init(&w->bufs, cfg->buffer_size, BUF_CACHE_BLOCKS);
+    pipe_pool_init(&w->pipes, PIPE_CACHE, cfg->max_buffer);
     return 0;
 }
 
@@ -251,6 +255,7 @@ void worker_destroy(struct worker *w)
     }
     w->inbox_head = w->inbox_tail = NULL;
     buf_pool_destroy(&w->bufs);
+    pipe_pool_destroy(&w->pipes);
     config_unref(w->cfg);
     ev_loop_destroy(w->loop);
     w->loop = NULL;

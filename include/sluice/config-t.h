@@ -69,6 +69,7 @@ struct listener_conf {
     struct pool_conf *pool;
     int max_conns;
     int backlog;
+    bool splice; /* relay = splice: zero-copy through pipes */
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

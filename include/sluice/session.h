@@ -6,6 +6,7 @@
 #include "sluice/addr.h"
 #include "sluice/config-t.h"
 #include "sluice/relay.h"
+#include "sluice/splice.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -44,7 +45,9 @@ const char *end_reason_str(enum end_reason r);
 /* One direction of the relay: bytes read from `src` wait in `chain` until
  * written to `dst`. up = client -> backend, down = backend -> client. */
 struct relay_dir {
-    struct bufchain chain;
+    struct bufchain chain; /* copy mode */
+    struct pipebuf pipe;   /* splice mode */
+    bool splice;           /* this direction moves bytes with splice(2) */
     uint64_t bytes;    /* bytes read from src */
     bool src_eof;      /* src sent FIN */
     bool shut_sent;    /* FIN forwarded to dst */

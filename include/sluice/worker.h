@@ -7,6 +7,7 @@
 #include "sluice/config-t.h"
 #include "sluice/relay.h"
 #include "sluice/session.h"
+#include "sluice/splice.h"
 
 #include <ev.h>
 #include <pthread.h>
@@ -87,6 +88,7 @@ struct worker {
     struct session *free_sessions;
     int nfree_sessions;
     struct buf_pool bufs;
+    struct pipe_pool pipes;
     bool stopping;
     bool started;
     _Atomic bool exited;

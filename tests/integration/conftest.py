@@ -99,3 +99,9 @@ def sluice(tmp_path):
         reports += [f"{s.name}: {line}" for line in s.sanitizer_reports()]
     if reports:
         pytest.fail("sanitizer reports in sluice's stderr:\n" + "\n".join(reports[:40]), pytrace=False)
+
+
+@pytest.fixture(params=["copy", "splice"])
+def relay(request):
+    """Both relay modes: user-space block chains and zero-copy splice."""
+    return request.param

@@ -574,7 +574,7 @@ class BlackHole:
 
 
 def make_config(port, servers, *, balance="roundrobin", workers=1, glob=None,
-                pool=None, listener=None, extra=""):
+                pool=None, listener=None, extra="", relay=None):
     """Config text: one listener 'main' on 127.0.0.1:port -> pool 'main'.
 
     servers: list of 'NAME ADDR [options]' strings.  glob/pool/listener: dicts
@@ -584,6 +584,8 @@ def make_config(port, servers, *, balance="roundrobin", workers=1, glob=None,
     g.update(glob or {})
     lines = ["[global]"] + [f"{k} = {v}" for k, v in g.items()]
     lines += ["", "[listener main]", f"bind = 127.0.0.1:{port}", "pool = main"]
+    if relay:
+        lines.append(f"relay = {relay}")
     lines += [f"{k} = {v}" for k, v in (listener or {}).items()]
     lines += ["", "[pool main]", f"balance = {balance}"]
     lines += [f"server = {s}" for s in servers]

@@ -30,9 +30,9 @@ def source_handler(conn, srv):
 
 
 @pytest.mark.heavy
-def test_stalled_reader_bounded_rss_then_exact_bytes(sluice, backend, port):
+def test_stalled_reader_bounded_rss_then_exact_bytes(sluice, backend, port, relay):
     b = backend(source_handler, conn_timeout=120)
-    s = sluice(st.make_config(port, [f"src {b.addr}"],
+    s = sluice(st.make_config(port, [f"src {b.addr}"], relay=relay,
                               glob={"max_buffer": "256k", "buffer_size": "16k"}))
     t_start = time.monotonic()
     rss_start = s.rss_kib()

@@ -10,7 +10,7 @@ import sluicetest as st
 BOUND = 1.0 * st.SLOW  # "promptly"
 
 
-def test_client_half_close_backend_still_replies(sluice, backend, port):
+def test_client_half_close_backend_still_replies(sluice, backend, port, relay):
     reply_tail = os.urandom(1 << 20)
 
     def handler(conn, srv):
@@ -28,7 +28,7 @@ def test_client_half_close_backend_still_replies(sluice, backend, port):
         conn.shutdown(socket.SHUT_WR)
 
     b = backend(handler)
-    s = sluice(st.make_config(port, [f"b {b.addr}"]))
+    s = sluice(st.make_config(port, [f"b {b.addr}"], relay=relay))
     payload = os.urandom(1 << 20)
     c = st.connect(port)
     local = c.getsockname()[1]
@@ -46,7 +46,7 @@ def test_client_half_close_backend_still_replies(sluice, backend, port):
     s.stop()
 
 
-def test_backend_half_close_client_still_sends(sluice, backend, port):
+def test_backend_half_close_client_still_sends(sluice, backend, port, relay):
     def handler(conn, srv):
         conn.sendall(b"hello\n")
         conn.shutdown(socket.SHUT_WR)
@@ -62,7 +62,7 @@ def test_backend_half_close_client_still_sends(sluice, backend, port):
         srv.note("eof")
 
     b = backend(handler)
-    s = sluice(st.make_config(port, [f"b {b.addr}"]))
+    s = sluice(st.make_config(port, [f"b {b.addr}"], relay=relay))
     c = st.connect(port)
     data, how = st.recv_until_close(c, timeout=5 * st.SLOW)
     assert (data, how) == (b"hello\n", "eof"), "client should get the banner then EOF"
@@ -80,7 +80,7 @@ def test_backend_half_close_client_still_sends(sluice, backend, port):
     s.stop()
 
 
-def test_backend_rst_mid_stream_closes_client(sluice, backend, port):
+def test_backend_rst_mid_stream_closes_client(sluice, backend, port, relay):
     def handler(conn, srv):
         assert st.recv_exact(conn, 2) == b"go"
         conn.sendall(os.urandom(200 << 10))
@@ -88,7 +88,7 @@ def test_backend_rst_mid_stream_closes_client(sluice, backend, port):
         st.rst_close(conn)
 
     b = backend(handler)
-    s = sluice(st.make_config(port, [f"b {b.addr}"]))
+    s = sluice(st.make_config(port, [f"b {b.addr}"], relay=relay))
     c = st.connect(port)
     local = c.getsockname()[1]
     c.sendall(b"go")
@@ -103,9 +103,9 @@ def test_backend_rst_mid_stream_closes_client(sluice, backend, port):
     s.stop()
 
 
-def test_client_rst_frees_backend(sluice, backend, port):
+def test_client_rst_frees_backend(sluice, backend, port, relay):
     b = backend(st.watch_handler)
-    s = sluice(st.make_config(port, [f"b {b.addr}"]))
+    s = sluice(st.make_config(port, [f"b {b.addr}"], relay=relay))
     c = st.connect(port)
     local = c.getsockname()[1]
     st.roundtrip(c, b"x" * 1000)

@@ -29,13 +29,13 @@ def pick_sizes(rng):
 
 @pytest.mark.heavy
 @pytest.mark.threaded
-def test_200_concurrent_clients_sha256_both_ways(sluice, backend, port):
+def test_200_concurrent_clients_sha256_both_ways(sluice, backend, port, relay):
     seed = int(os.environ.get("SLUICE_TEST_SEED", str(time.time_ns() % 1_000_000)))
     rng = random.Random(seed)
     st.blob()  # generate before the clock starts
     b1 = backend(st.sinksource_handler, name="s1")
     b2 = backend(st.sinksource_handler, name="s2")
-    s = sluice(st.make_config(port, [f"s1 {b1.addr}", f"s2 {b2.addr}"], workers=2))
+    s = sluice(st.make_config(port, [f"s1 {b1.addr}", f"s2 {b2.addr}"], relay=relay, workers=2))
 
     sizes = pick_sizes(rng)
     results = [None] * CLIENTS
