@@ -308,9 +308,21 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
 
 /* ---- the line protocol ---- */
 
-static void reply_end(struct conn *c)
+/* Every reply ends with an empty line, so a reply must not contain one:
+ * squeeze any out of the part appended since `from`. */
+static void reply_end(struct conn *c, size_t from)
 {
-    strbuf_puts(&c->out, "\n"); /* the empty line that ends every reply */
+    struct strbuf *b = &c->out;
+    size_t w = from;
+    for (size_t r = from; r < b->len; r++) {
+        if (b->data[r] == '\n' && w > from && b->data[w - 1] == '\n')
+            continue;
+        b->data[w++] = b->data[r];
+    }
+    b->len = w;
+    if (b->len > from && b->data[b->len - 1] != '\n')
+        strbuf_puts(b, "\n");
+    strbuf_puts(b, "\n");
 }
 
 static void async_done(void *ctx, struct strbuf *reply)
@@ -321,8 +333,9 @@ static void async_done(void *ctx, struct strbuf *reply)
         conn_free(c);
         return;
     }
+    size_t from = c->out.len;
     strbuf_append(&c->out, reply->data ? reply->data : "", reply->len);
-    reply_end(c);
+    reply_end(c, from);
     if (conn_flush(c))
         conn_process(c);
 }
@@ -358,10 +371,11 @@ static void admin_lines(struct conn *c)
         if (line[0] == '\0')
             continue;
         c->waiting = true;
+        size_t from = c->out.len;
         int complete = admin_execute(c->srv->ctl, line, &c->out, async_done, c);
         if (complete) {
             c->waiting = false;
-            reply_end(c);
+            reply_end(c, from);
         }
     }
 }
@@ -370,6 +384,12 @@ static void admin_lines(struct conn *c)
 
 static void http_request(struct conn *c)
 {
+    if (memchr(c->in, '\0', c->inlen) != NULL) {
+        strbuf_puts(&c->out, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+                             "Content-Length: 0\r\n\r\n");
+        c->closing = true;
+        return;
+    }
     char *end = strstr(c->in, "\r\n\r\n");
     if (end == NULL)
         end = strstr(c->in, "\n\n");

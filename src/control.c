@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct fanout {
@@ -94,8 +95,10 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     f->fn = fn;
     f->done = done;
     f->arg = arg;
+    /* Every running worker, retiring ones included (they still hold
+     * sessions). */
     int n = 0;
-    for (int i = 0; i < ctl->nworkers; i++)
+    for (int i = 0; i < ctl->nslots; i++)
         n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
     if (n == 0) {
         done(arg);
@@ -104,7 +107,7 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     }
     struct worker_msg *msgs[SLUICE_MAX_WORKERS];
     int k = 0;
-    for (int i = 0; i < ctl->nworkers && k < n; i++) {
+    for (int i = 0; i < ctl->nslots && k < n; i++) {
         struct worker *w = ctl->workers[i];
         if (!w->started || atomic_load(&w->exited))
             continue;
@@ -121,7 +124,7 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     }
     atomic_init(&f->pending, n);
     k = 0;
-    for (int i = 0; i < ctl->nworkers && k < n; i++) {
+    for (int i = 0; i < ctl->nslots && k < n; i++) {
         struct worker *w = ctl->workers[i];
         if (w->started && !atomic_load(&w->exited))
             worker_post(w, msgs[k++]);
@@ -263,34 +266,77 @@ static int slot_init(struct control *ctl, int i, struct config *cfg)
     return worker_init(ctl->workers[i], ctl, i, cfg);
 }
 
-static void apply_admin(struct control *ctl, struct config *cfg, struct config *old)
+/* The admin endpoints a generation asks for, opened before it is
+ * committed so that a reload which cannot open them changes nothing. */
+struct admin_change {
+    bool sock_changes, http_changes;
+    struct admin *sock;
+    struct admin_http *http;
+};
+
+static bool same_str(const char *a, const char *b)
 {
-    char err[256];
-    bool same_sock = old && ((old->admin_socket == NULL && cfg->admin_socket == NULL) ||
-                             (old->admin_socket && cfg->admin_socket &&
-                              strcmp(old->admin_socket, cfg->admin_socket) == 0 &&
-                              old->admin_mode == cfg->admin_mode));
-    if (!same_sock) {
-        if (ctl->admin)
-            admin_stop(ctl->admin);
-        ctl->admin = NULL;
-        if (cfg->admin_socket) {
-            ctl->admin = admin_start(ctl, cfg->admin_socket, cfg->admin_mode, err, sizeof(err));
-            if (ctl->admin == NULL)
-                log_error("admin socket: %s", err);
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static int admin_prepare(struct control *ctl, struct config *cfg, struct config *old,
+                         struct admin_change *ch, char *err, size_t errlen)
+{
+    memset(ch, 0, sizeof(*ch));
+    ch->sock_changes = old == NULL || !same_str(old->admin_socket, cfg->admin_socket) ||
+                       old->admin_mode != cfg->admin_mode;
+    ch->http_changes = old == NULL || old->has_admin_http != cfg->has_admin_http ||
+                       (cfg->has_admin_http && !addr_equal(&old->admin_http, &cfg->admin_http));
+    bool same_path = old && same_str(old->admin_socket, cfg->admin_socket);
+    if (ch->sock_changes && cfg->admin_socket && !same_path) {
+        char why[256];
+        ch->sock = admin_start(ctl, cfg->admin_socket, cfg->admin_mode, why, sizeof(why));
+        if (ch->sock == NULL) {
+            snprintf(err, errlen, "admin_socket: %s", why);
+            return -1;
         }
     }
-    bool same_http = old && old->has_admin_http == cfg->has_admin_http &&
-                     (!cfg->has_admin_http || addr_equal(&old->admin_http, &cfg->admin_http));
-    if (!same_http) {
+    if (ch->http_changes && cfg->has_admin_http) {
+        char why[256];
+        ch->http = admin_http_start(ctl, &cfg->admin_http, why, sizeof(why));
+        if (ch->http == NULL) {
+            snprintf(err, errlen, "admin_http: %s", why);
+            if (ch->sock)
+                admin_stop(ch->sock);
+            ch->sock = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void admin_abort(struct admin_change *ch)
+{
+    if (ch->sock)
+        admin_stop(ch->sock);
+    if (ch->http)
+        admin_http_stop(ch->http);
+}
+
+static void admin_commit(struct control *ctl, struct config *cfg, struct admin_change *ch)
+{
+    if (ch->sock_changes) {
+        bool same_path = ctl->admin && cfg->admin_socket &&
+                         strcmp(admin_path(ctl->admin), cfg->admin_socket) == 0;
+        if (same_path) {
+            /* Only the mode changed: apply it to the live socket. */
+            if (chmod(cfg->admin_socket, (mode_t)cfg->admin_mode) < 0)
+                log_warn("admin socket: chmod %s: %s", cfg->admin_socket, strerror(errno));
+        } else {
+            if (ctl->admin)
+                admin_stop(ctl->admin);
+            ctl->admin = ch->sock;
+        }
+    }
+    if (ch->http_changes) {
         if (ctl->http)
             admin_http_stop(ctl->http);
-        ctl->http = NULL;
-        if (cfg->has_admin_http) {
-            ctl->http = admin_http_start(ctl, &cfg->admin_http, err, sizeof(err));
-            if (ctl->http == NULL)
-                log_error("admin_http: %s", err);
-        }
+        ctl->http = ch->http;
     }
 }
 
@@ -340,10 +386,17 @@ int control_reload(struct control *ctl, struct strbuf *report)
     /* Open every new socket first: a bind error must change nothing. */
     struct worker_new_listen *fresh[SLUICE_MAX_WORKERS] = {0};
     char err[300];
+    struct admin_change ach;
+    if (admin_prepare(ctl, cfg, old, &ach, err, sizeof(err)) < 0) {
+        config_unref(cfg);
+        reload_failed(ctl, report, err);
+        return -1;
+    }
     for (int i = 0; i < new_n; i++) {
         if (open_new_binds(cfg, i < old_n ? old : NULL, &fresh[i], err, sizeof(err)) < 0) {
             for (int k = 0; k < i; k++)
                 free_new_listens(fresh[k]);
+            admin_abort(&ach);
             config_unref(cfg);
             reload_failed(ctl, report, err);
             return -1;
@@ -356,6 +409,7 @@ int control_reload(struct control *ctl, struct strbuf *report)
                 free(msgs[k]);
                 free_new_listens(fresh[k]);
             }
+            admin_abort(&ach);
             config_unref(cfg);
             reload_failed(ctl, report, "out of memory");
             return -1;
@@ -408,7 +462,7 @@ int control_reload(struct control *ctl, struct strbuf *report)
         log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
                   strerror(errno));
     health_update(cfg);
-    apply_admin(ctl, cfg, old);
+    admin_commit(ctl, cfg, &ach);
     config_unref(old);
 
     ctl->reloads_ok++;
@@ -487,11 +541,12 @@ int control_run(struct config *cfg, const char *config_path)
         sigs[i]->data = ctl;
         ev_signal_start(ctl->loop, sigs[i]);
     }
-    apply_admin(ctl, cfg, NULL);
-    if (cfg->admin_socket && ctl->admin == NULL)
+    struct admin_change ach;
+    if (admin_prepare(ctl, cfg, NULL, &ach, err, sizeof(err)) < 0) {
+        log_error("%s", err);
         goto out;
-    if (cfg->has_admin_http && ctl->http == NULL)
-        goto out;
+    }
+    admin_commit(ctl, cfg, &ach);
     if (health_start(cfg) < 0) {
         log_error("cannot start the health-check thread");
         goto out;

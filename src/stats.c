@@ -106,7 +106,7 @@ void stats_table(struct control *ctl, struct strbuf *out)
                       (unsigned long long)s.accepted, (unsigned long long)s.no_backend,
                       (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
     }
-    strbuf_printf(out, "\n%-24s %-22s %-8s %6s %6s %10s %9s %7s %14s %14s %-9s %8s\n", "SERVER",
+    strbuf_printf(out, "%-24s %-22s %-8s %6s %6s %10s %9s %7s %14s %14s %-9s %8s\n", "SERVER",
                   "ADDRESS", "STATE", "WEIGHT", "ACTIVE", "TOTAL", "CONN_FAIL", "RETRIES",
                   "BYTES_IN", "BYTES_OUT", "CHECK", "CHECK_MS");
     for (int i = 0; i < cfg->npools; i++) {

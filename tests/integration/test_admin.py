@@ -1,0 +1,623 @@
+"""The admin socket: every command, steering traffic, bad clients, the socket
+file itself, and sluicectl."""
+
+import collections
+import json
+import os
+import socket
+import stat
+import threading
+import time
+
+import pytest
+
+import ctltest as ct
+import sluicetest as st
+from ctltest import sockdir  # noqa: F401  (fixture)
+
+INFO_KEYS = ("version", "pid", "uptime_seconds", "workers", "config", "generation", "reloads_ok",
+             "reloads_failed", "last_reload", "last_reload_result", "sessions_active",
+             "sessions_total", "max_conns")
+LISTENER_FIELDS = ("name", "binds", "pool", "active", "max_conns", "accepted", "no_backend",
+                   "bytes_in", "bytes_out")
+SERVER_FIELDS = ("pool", "name", "address", "state", "admin", "backup", "weight", "active", "check",
+                 "check_ms", "checks_total", "checks_failed", "transitions", "sessions",
+                 "connect_attempts", "connect_failures", "retries", "bytes_in", "bytes_out")
+
+
+def two_named(sluice, named, port, sockdir, weights=(1, 1), **kw):
+    a, b = named("a"), named("b")
+    sock = sockdir / "admin.sock"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr} weight={weights[0]}", f"b {b.addr} weight={weights[1]}"],
+                             sock=sock, **kw))
+    return s, str(sock), a, b
+
+
+def row(text, first):
+    """The whitespace-split row of a table whose first column is `first`."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == first:
+            return f
+    raise AssertionError(f"no row {first!r} in:\n{text}")
+
+
+# --------------------------------------------------------------------------
+# every command
+
+
+def test_help_lists_every_command(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    text = ct.ask(sock, "help")
+    for cmd in ("help", "show info", "show stats", "show backends", "show sessions", "disable server",
+                "enable server", "drain server", "set weight", "reload", "quit"):
+        assert cmd in text, f"help does not mention {cmd!r}:\n{text}"
+    assert not text.startswith("error:"), text
+    s.stop()
+
+
+@pytest.mark.threaded
+def test_show_info(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir, workers=2)
+    for _ in range(3):
+        ct.pick(port)
+    s.wait_access(3)
+    info = ct.show_info(sock)
+    missing = [k for k in INFO_KEYS if k not in info]
+    assert not missing, f"show info lacks {missing}: {info}"
+    assert info["pid"] == str(s.pid), info
+    assert info["workers"] == "2", info
+    assert info["config"] == str(s.cfg), info
+    assert info["generation"] == "1" and info["reloads_ok"] == "0" and info["reloads_failed"] == "0", info
+    assert info["sessions_active"] == "0", info
+    assert info["sessions_total"] == "3", info
+    assert info["max_conns"] == "100000", info
+    assert float(info["uptime_seconds"]) >= 0, info
+    vers = st.run_sluice(["-V"]).stdout.split()
+    assert info["version"] == vers[-1], f"show info version {info['version']} vs sluice -V {vers}"
+    s.stop()
+
+
+def test_show_stats_table(sluice, named, port, sockdir):
+    s, sock, a, b = two_named(sluice, named, port, sockdir)
+    got = collections.Counter(ct.pick(port) for _ in range(4))
+    assert got == {"a": 2, "b": 2}, got
+    s.wait_access(4)
+    text = ct.ask(sock, "show stats")
+    lst = row(text, "main")
+    assert lst[1:3] == ["0", "4"], f"listener row ACTIVE/TOTAL: {lst}\n{text}"
+    for name, srv in (("a", a), ("b", b)):
+        r = row(text, f"main/{name}")
+        assert r[1] == srv.addr and r[2] == "up", f"server row {r}\n{text}"
+        assert r[5] == "2", f"main/{name} TOTAL should be 2: {r}\n{text}"
+    s.stop()
+
+
+def test_show_stats_json_fields(sluice, named, port, sockdir):
+    s, sock, a, b = two_named(sluice, named, port, sockdir)
+    c = st.connect(port)
+    first = st.recv_line(c)
+    st.roundtrip(c, b"x" * 1000)
+    c.close()
+    s.wait_access(1)
+    doc = ct.stats_json(sock)
+    for k in ("info", "process", "listeners", "servers"):
+        assert k in doc, f"show stats json lacks {k!r}: {list(doc)}"
+    assert all(k in doc["info"] for k in INFO_KEYS), doc["info"]
+    assert doc["info"]["pid"] == s.pid
+    assert "accepted" in doc["process"] and "end_reasons" in doc["process"], doc["process"]
+    assert doc["process"]["accepted"] == 1
+    assert doc["process"]["end_reasons"].get("client_close") == 1, doc["process"]["end_reasons"]
+    assert len(doc["listeners"]) == 1
+    lst = doc["listeners"][0]
+    assert all(k in lst for k in LISTENER_FIELDS), f"listener fields: {sorted(lst)}"
+    assert lst["name"] == "main" and lst["pool"] == "main" and lst["binds"] == [f"127.0.0.1:{port}"], lst
+    assert lst["accepted"] == 1 and lst["bytes_in"] == 1000, lst
+    assert lst["bytes_out"] == 1000 + len(first) + 1, lst
+    servers = {sv["name"]: sv for sv in doc["servers"]}
+    assert set(servers) == {"a", "b"}, servers
+    for sv in servers.values():
+        missing = [k for k in SERVER_FIELDS if k not in sv]
+        assert not missing, f"server {sv.get('name')} lacks {missing}"
+        assert sv["pool"] == "main" and sv["state"] == "up" and sv["admin"] == "enabled", sv
+        assert sv["backup"] is False and sv["weight"] == 1, sv
+    used = servers[first.decode()]
+    assert used["sessions"] == 1 and used["connect_attempts"] == 1, used
+    assert used["bytes_out"] == 1000 and used["bytes_in"] == 1000 + len(first) + 1, used
+    assert servers["a"]["address"] == a.addr and servers["b"]["address"] == b.addr
+    s.stop()
+
+
+def test_show_backends(sluice, named, closed_port, port, sockdir):
+    a = named("a")
+    dead = closed_port()
+    sock = str(sockdir / "admin.sock")
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}", f"dead {dead.addr}", f"spare {a.addr} backup",
+                                    f"zero {a.addr} weight=0"], sock=sock,
+                             pool={"check": "tcp", "check_interval": "100ms", "fall": "2"}))
+    s.wait_log("main/dead DOWN (")
+    text = ct.ask(sock, "show backends")
+    assert row(text, "main/a")[2] == "up", text
+    r = row(text, "main/dead")
+    assert r[2] == "down" and "refused" in " ".join(r), f"dead server: {r}\n{text}"
+    assert "[backup]" in " ".join(row(text, "main/spare")), text
+    assert "weight 0" in " ".join(row(text, "main/zero")), text
+    ct.ask(sock, "disable server main/a")
+    assert row(ct.ask(sock, "show backends"), "main/a")[2] == "disabled"
+    s.stop()
+
+
+def test_show_sessions_live(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    c, name = ct.hold(port)
+    try:
+        st.roundtrip(c, b"y" * 1234)
+        local = f"127.0.0.1:{c.getsockname()[1]}"
+        text = ct.ask(sock, "show sessions")
+        lines = [l for l in text.splitlines() if local in l.split()]
+        assert len(lines) == 1, f"session {local} not listed once:\n{text}"
+        f = lines[0].split()
+        assert f"main/{name}" in f, f"backend main/{name} not in {f}"
+        assert "main" in f, f
+        # BYTES_UP, BYTES_DOWN are the last two columns
+        assert int(f[-2]) == 1234, f"bytes up {f[-2]} != 1234: {lines[0]}"
+        assert int(f[-1]) == 1234 + len(name) + 1, f"bytes down {f[-1]}: {lines[0]}"
+        assert "1 sessions" in text, text
+        # the N limit
+        c2, _ = ct.hold(port)
+        text = ct.ask(sock, "show sessions 1")
+        assert "2 sessions" in text and "1 shown" in text, text
+        c2.close()
+    finally:
+        c.close()
+    s.wait_access(2)
+    assert "0 sessions" in ct.ask(sock, "show sessions")
+    assert ct.ask(sock, "show sessions 0").startswith("error:")
+    assert ct.ask(sock, "show sessions many").startswith("error:")
+    s.stop()
+
+
+@pytest.mark.threaded
+def test_show_sessions_many_workers(sluice, named, port, sockdir):
+    """show sessions asks every worker thread; all live sessions are listed."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir, workers=2)
+    held = [ct.hold(port) for _ in range(8)]
+    try:
+        for c, _ in held:
+            st.roundtrip(c, b"z" * 10)
+        text = ct.ask(sock, "show sessions")
+        assert "8 sessions" in text, text
+        for c, name in held:
+            local = f"127.0.0.1:{c.getsockname()[1]}"
+            rows = [l.split() for l in text.splitlines() if local in l.split()]
+            assert len(rows) == 1 and f"main/{name}" in rows[0] and rows[0][0] in ("0", "1"), (local, text)
+        text = ct.ask(sock, "show sessions 1")
+        assert "8 sessions" in text and "shown" in text, text
+    finally:
+        for c, _ in held:
+            c.close()
+    s.wait_access(8)
+    st.wait_for(lambda: "0 sessions" in ct.ask(sock, "show sessions"), 5.0 * st.SLOW, "0 sessions listed")
+    s.stop()
+
+
+@pytest.mark.threaded
+def test_show_sessions_lists_sessions_of_a_retired_worker(sluice, named, port, sockdir):
+    """After a reload lowers `workers`, the retired worker keeps its live
+    sessions until they end: show sessions must still list them (show info
+    counts them in sessions_active)."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(w):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=w)
+    s = sluice(cfg(2))
+    held = []
+    try:
+        def on_both():
+            held.append(ct.hold(port))
+            text = ct.ask(sock, "show sessions")
+            workers = {l.split()[0] for l in text.splitlines()[1:-1]}
+            return workers == {"0", "1"} and len(held) >= 4
+        st.wait_for(on_both, 10.0 * st.SLOW, "live sessions on both workers", interval=0)
+        ct.write_config(s.cfg, cfg(1))
+        assert ct.ask(sock, "reload").startswith("reload ok")
+        st.wait_for(lambda: len(st.ss_listeners(port)) == 1, 5.0 * st.SLOW, "worker 1 to stop listening")
+        info = ct.show_info(sock)
+        text = ct.ask(sock, "show sessions")
+        assert info["sessions_active"] == str(len(held)), info
+        assert f"{len(held)} sessions" in text, (
+            f"{len(held)} live sessions (show info: {info['sessions_active']}), but show sessions lists:\n{text}")
+        for c, _ in held:  # and they all still work
+            st.roundtrip(c, b"ok\n")
+    finally:
+        for c, _ in held:
+            c.close()
+    s.wait_log("worker 1: exited", timeout=10.0 * st.SLOW)
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# steering traffic
+
+
+def test_disable_and_enable(sluice, named, port, sockdir):
+    s, sock, a, _b = two_named(sluice, named, port, sockdir)
+    c, _ = ct.hold(port, want="a")
+    try:
+        reply = ct.ask(sock, "disable server main/a")
+        assert reply.startswith("disabled main/a"), reply
+        assert "1 live sessions" in reply, reply
+        seen = collections.Counter(ct.pick(port) for _ in range(20))
+        assert seen == {"b": 20}, f"a disabled, new sessions went to {dict(seen)}"
+        st.roundtrip(c, b"still here\n")  # a live session on a disabled server goes on
+    finally:
+        c.close()
+    assert ct.server_stats(sock, "main", "a")["admin"] == "disabled"
+    assert ct.ask(sock, "enable server main/a").startswith("enabled main/a")
+    seen = collections.Counter(ct.pick(port) for _ in range(20))
+    assert 8 <= seen["a"] <= 12 and seen["a"] + seen["b"] == 20, f"after enable: {dict(seen)}"
+    s.stop()
+
+
+def test_drain_lets_live_session_finish(sluice, named, port, sockdir):
+    s, sock, a, _b = two_named(sluice, named, port, sockdir)
+    c, _ = ct.hold(port, want="a")
+    local = c.getsockname()[1]
+    try:
+        reply = ct.ask(sock, "drain server main/a")
+        assert reply.startswith("draining main/a"), reply
+        text = ct.ask(sock, "show backends")
+        assert row(text, "main/a")[2] == "draining", text
+        seen = collections.Counter(ct.pick(port) for _ in range(10))
+        assert seen == {"b": 10}, f"a draining, new sessions went to {dict(seen)}"
+        ct.echo_chunks(c, 256 << 10)  # the live session keeps working fully
+        c.shutdown(socket.SHUT_WR)
+        rest, how = st.recv_until_close(c, 5.0 * st.SLOW)
+        assert how == "eof" and rest == b"", (how, rest)
+    finally:
+        c.close()
+    e = s.access_for(local)
+    assert e["backend"] == "a" and e["reason"] in ("client_close", "backend_close"), e
+    assert int(e["up"]) == 256 << 10, e
+    st.wait_for(lambda: ct.server_stats(sock, "main", "a")["active"] == 0, 5.0, "main/a active 0")
+    ct.ask(sock, "enable server main/a")
+    assert "a" in {ct.pick(port) for _ in range(4)}
+    s.stop()
+
+
+def test_set_weight(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    reply = ct.ask(sock, "set weight main/a 0")
+    assert "1 -> 0" in reply, reply
+    seen = collections.Counter(ct.pick(port) for _ in range(20))
+    assert seen == {"b": 20}, f"weight 0 on a, got {dict(seen)}"
+    assert ct.server_stats(sock, "main", "a")["weight"] == 0
+    ct.ask(sock, "set weight main/a 3")
+    seen = collections.Counter(ct.pick(port) for _ in range(200))
+    assert set(seen) == {"a", "b"} and 2.7 <= seen["a"] / seen["b"] <= 3.3, f"weights 3:1 gave {dict(seen)}"
+    ct.ask(sock, "set weight main/a 1")
+    ct.ask(sock, "set weight main/b 4")
+    seen = collections.Counter(ct.pick(port) for _ in range(200))
+    assert 3.6 <= seen["b"] / seen["a"] <= 4.4, f"weights 1:4 gave {dict(seen)}"
+    for bad in ("set weight main/a 257", "set weight main/a -1", "set weight main/a x",
+                "set weight main/nosuch 1", "set weight nopool 1", "set weight main/a"):
+        r = ct.ask(sock, bad)
+        assert r.startswith("error:") and r.count("\n") == 1, f"{bad!r} -> {r!r}"
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# bad clients
+
+
+GARBAGE = [b"bogus", b"show", b"show nothing", b"show info extra", b"disable", b"disable server",
+           b"disable server nosuch/x", b"disable server main", b"enable server main/a/b",
+           b"drain main/a", b"set", b"set weight", b"reload now", b"\xff\xfe\x00\x01binary",
+           b"a b c d e f g h i j k", b"HELP", b"show  stats  jsonx", b"\t", b"GET / HTTP/1.1"]
+
+
+def test_garbage_gets_one_error_line(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    with ct.AdminConn(sock) as bystander:
+        for g in GARBAGE:
+            if g.strip() == b"":
+                continue
+            data = ct.ask_raw(sock, g)
+            assert data.startswith(b"error:"), f"{g!r} -> {data[:200]!r}"
+            assert data.count(b"\n") == 2 and data.endswith(b"\n\n"), f"{g!r}: not one error line: {data!r}"
+        # and several on one connection, each answered in order
+        conn = ct.AdminConn(sock)
+        conn.send(b"bogus1\nshow info\nbogus2\n")
+        r1, r2, r3 = conn.reply(), conn.reply(), conn.reply()
+        conn.close()
+        assert r1.startswith("error:") and "bogus1" in r1, r1
+        assert ct.parse_info(r2)["pid"] == str(s.pid), r2
+        assert r3.startswith("error:") and "bogus2" in r3, r3
+        assert ct.parse_info(bystander.cmd("show info"))["pid"] == str(s.pid)
+    assert s.alive()
+    assert ct.pick(port) in ("a", "b")
+    s.stop()
+
+
+def test_long_line_rejected_and_closed(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    bystander = ct.AdminConn(sock)
+    # exactly at the limit (4095 bytes + newline) is still a line
+    r = ct.ask(sock, "x" * 4095)
+    assert r.startswith("error:") and "too long" not in r, f"4095-byte line: {r[:200]!r}"
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(sock)
+    payload = b"A" * (1 << 20) + b"\nshow info\n"
+
+    def send_all():
+        try:
+            c.sendall(payload)
+        except OSError:
+            pass  # the server closes while we are still sending
+    t = threading.Thread(target=send_all, daemon=True)
+    t.start()
+    data = ct.read_to_eof(c, 10.0 * st.SLOW)
+    t.join(10)
+    c.close()
+    assert data.startswith(b"error: line too long"), f"1 MiB line -> {data[:200]!r}"
+    assert b"pid:" not in data, f"the connection should close after 'line too long': {data[:300]!r}"
+    assert ct.parse_info(bystander.cmd("show info"))["pid"] == str(s.pid)
+    bystander.close()
+    assert ct.show_info(sock)["pid"] == str(s.pid)
+    s.stop()
+
+
+@pytest.mark.threaded
+def test_fifty_concurrent_clients(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir, workers=2)
+    errors = []
+    barrier = threading.Barrier(50)
+
+    def client(i):
+        try:
+            with ct.AdminConn(sock, timeout=10.0 * st.SLOW) as c:
+                barrier.wait(10)
+                for _ in range(5):
+                    info = ct.parse_info(c.cmd("show info"))
+                    assert info["pid"] == str(s.pid), info
+                    assert c.cmd("show backends").count("main/") == 2
+                    doc = json.loads(c.cmd("show stats json"))
+                    assert len(doc["servers"]) == 2
+        except BaseException as e:
+            errors.append(f"client {i}: {e!r}")
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(50)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.1, 30 * st.SLOW - (time.monotonic() - t0)))
+    assert not any(t.is_alive() for t in threads), "admin clients still waiting after 30s"
+    assert not errors, f"{len(errors)} of 50 clients failed: {errors[:5]}"
+    s.stop()
+
+
+def test_silent_client_blocks_nobody(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(sock)
+    partial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    partial.connect(sock)
+    partial.sendall(b"show in")  # half a command, never finished
+    try:
+        for _ in range(5):
+            t0 = time.monotonic()
+            info = ct.show_info(sock, timeout=2.0 * st.SLOW)
+            assert info["pid"] == str(s.pid)
+            assert time.monotonic() - t0 < 1.0 * st.SLOW, "show info took over 1s next to idle clients"
+        assert ct.pick(port) in ("a", "b")
+    finally:
+        silent.close()
+        partial.close()
+    s.stop()
+
+
+def test_too_many_clients_answered_not_hung(sluice, named, port, sockdir):
+    """Past the admin client limit a new client gets an error at once (not a
+    hang), and a slot frees as soon as a client leaves."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    idle = []
+    try:
+        rejected = None
+        for i in range(1024):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(2.0 * st.SLOW)
+            c.connect(sock)
+            c.sendall(b"show info\n")
+            data = c.recv(65536)
+            if data.startswith(b"error:"):
+                rejected = (i, data)
+                c.close()
+                break
+            assert b"pid:" in data, data[:100]
+            idle.append(c)
+        assert rejected is not None, "no admin client limit below 1024"
+        assert b"too many" in rejected[1], rejected
+        idle.pop().close()
+        st.wait_for(lambda: b"pid:" in ct.ask_raw(sock, b"show info"), 5.0 * st.SLOW,
+                    "an admin slot to free up after a client left")
+    finally:
+        for c in idle:
+            c.close()
+    assert ct.show_info(sock)["pid"] == str(s.pid)
+    s.stop()
+
+
+@pytest.mark.heavy
+def test_idle_client_closed_after_30s(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(sock)
+    t0 = time.monotonic()
+    data = ct.read_to_eof(c, 40.0 * st.SLOW)
+    took = time.monotonic() - t0
+    c.close()
+    assert 28.0 <= took <= 35.0 * st.SLOW, f"idle admin client closed after {took:.1f}s, expected ~30s"
+    assert data.startswith(b"error:") and b"idle" in data, data
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# pipelining: replies must be separable by their closing empty line
+
+
+def test_pipelined_replies_are_framed(sluice, named, port, sockdir):
+    """Every reply ends with an empty line; a client that sends several
+    commands at once splits the stream there. No reply may contain an empty
+    line of its own, or the split goes wrong."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    cmds = ["help", "show info", "show stats", "show stats json", "show backends", "show sessions",
+            "bogus", "show info"]
+    data = ct.ask_raw(sock, "\n".join(cmds).encode()).decode()
+    assert data.endswith("\n\n"), data[-100:]
+    replies = data[:-2].split("\n\n")
+    inner = {}
+    for c in cmds:
+        r = ct.ask(sock, c)
+        if "\n\n" in r:
+            inner[c] = r
+    assert not inner, (f"replies with an empty line inside (cannot be framed): "
+                       f"{ {c: r[:300] for c, r in inner.items()} }")
+    assert len(replies) == len(cmds), f"{len(cmds)} commands, {len(replies)} framed replies"
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# the socket file
+
+
+def test_socket_mode_default_0600_and_parent_created(sluice, named, port, sockdir):
+    a = named("a")
+    sock = sockdir / "sub" / "dir" / "admin.sock"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock))
+    m = os.lstat(sock).st_mode
+    assert stat.S_ISSOCK(m), f"{sock} is not a socket"
+    assert stat.S_IMODE(m) == 0o600, f"admin socket mode {oct(stat.S_IMODE(m))}, expected 0o600"
+    assert ct.show_info(str(sock))["pid"] == str(s.pid)
+    s.stop()
+    assert not sock.exists(), "admin socket file left behind after exit"
+
+
+def test_socket_admin_mode_0660(sluice, named, port, sockdir):
+    a = named("a")
+    sock = sockdir / "admin.sock"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock, glob={"admin_mode": "0660"}))
+    mode = stat.S_IMODE(os.lstat(sock).st_mode)
+    assert mode == 0o660, f"admin_mode = 0660 gave {oct(mode)}"
+    s.stop()
+
+
+def test_stale_socket_replaced(sluice, named, port, sockdir):
+    a = named("a")
+    sock = sockdir / "admin.sock"
+    old = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old.bind(str(sock))
+    old.close()  # the file stays: a stale socket from a dead process
+    assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock))
+    assert ct.show_info(str(sock))["pid"] == str(s.pid)
+    s.stop()
+    assert not sock.exists()
+
+
+def test_live_socket_refused(sluice, named, port, sockdir, tmp_path):
+    a = named("a")
+    sock = sockdir / "admin.sock"
+    first = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock))
+    second = sluice(ct.ctl_config(st.free_port(), [f"a {a.addr}"], sock=sock), name="second", wait=False)
+    rc = second.wait_exit(10.0 * st.SLOW)
+    assert rc == 1, f"second sluice on a live admin socket exited {rc}, expected 1\n{second.tail()}"
+    assert "in use" in second.log(), second.tail()
+    # the first one is untouched and its socket still answers
+    assert ct.show_info(str(sock))["pid"] == str(first.pid)
+    # a regular file in the way is not removed either
+    blocker = sockdir / "file.sock"
+    blocker.write_text("not a socket")
+    third = sluice(ct.ctl_config(st.free_port(), [f"a {a.addr}"], sock=blocker), name="third", wait=False)
+    assert third.wait_exit(10.0 * st.SLOW) == 1, third.tail()
+    assert blocker.read_text() == "not a socket"
+    first.stop()
+    assert not sock.exists()
+
+
+# --------------------------------------------------------------------------
+# sluicectl
+
+
+def test_sluicectl_exit_codes(sluice, named, port, sockdir):
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    r = ct.run_ctl(sock, "show", "info")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert ct.parse_info(r.stdout)["pid"] == str(s.pid)
+    assert not r.stdout.endswith("\n\n"), "sluicectl should drop the protocol's empty line"
+    r = ct.run_ctl(sock, "show", "stats", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["info"]["pid"] == s.pid
+    r = ct.run_ctl(sock, "bogus")
+    assert r.returncode == 1 and r.stdout.startswith("error:"), (r.returncode, r.stdout)
+    r = ct.run_ctl(sock, "disable", "server", "main/nosuch")
+    assert r.returncode == 1, (r.returncode, r.stdout)
+    r = ct.run_ctl(sock, "set", "weight", "main/a", "2")
+    assert r.returncode == 0 and "1 -> 2" in r.stdout, (r.returncode, r.stdout)
+    r = ct.run_ctl(sock, "reload")
+    assert r.returncode == 0 and r.stdout.startswith("reload ok"), (r.returncode, r.stdout)
+    s.cfg.write_text(s.cfg.read_text() + "\n[pool broken]\n")
+    r = ct.run_ctl(sock, "reload")
+    assert r.returncode == 1 and "reload failed" in r.stdout, (r.returncode, r.stdout)
+    r = ct.run_ctl(str(sockdir / "nosuch.sock"), "show", "info")
+    assert r.returncode == 1 and "nosuch.sock" in r.stderr, (r.returncode, r.stderr)
+    r = ct.run_ctl(sock)
+    assert r.returncode == 2 and "usage" in r.stderr, (r.returncode, r.stderr)
+    r = ct.run_ctl(None, "-h")
+    assert r.returncode == 0 and "usage" in r.stdout
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# the socket across reloads
+
+
+def test_reload_moves_admin_socket(sluice, named, port, sockdir):
+    a = named("a")
+    old, new = sockdir / "old.sock", sockdir / "new" / "admin.sock"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=old))
+    ct.write_config(s.cfg, ct.ctl_config(port, [f"a {a.addr}"], sock=new, glob={"admin_mode": "0660"}))
+    with ct.AdminConn(str(old)) as conn:
+        r = conn.cmd("reload")
+    assert r.startswith("reload ok"), r
+    st.wait_for(lambda: new.exists() and not old.exists(), 5.0 * st.SLOW,
+                lambda: f"admin socket moved (old exists: {old.exists()}, new exists: {new.exists()})")
+    assert stat.S_IMODE(os.lstat(new).st_mode) == 0o660
+    info = ct.show_info(str(new))
+    assert info["generation"] == "2" and info["pid"] == str(s.pid), info
+    s.stop()
+    assert not new.exists()
+
+
+def test_reload_with_unusable_admin_socket_keeps_the_old_one(sluice, named, port, sockdir):
+    """A reload whose admin_socket cannot be created must not leave sluice
+    without an admin socket (sluice would refuse that file at start-up)."""
+    a = named("a")
+    sock = sockdir / "admin.sock"
+    blocker = sockdir / "not-a-socket"
+    blocker.write_text("x")
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock))
+    ct.write_config(s.cfg, ct.ctl_config(port, [f"a {a.addr}"], sock=blocker))
+    r = ct.ask(str(sock), "reload")
+    alive = sock.exists()
+    try:
+        info = ct.show_info(str(sock))
+    except (OSError, AssertionError) as e:
+        info = None
+        err = repr(e)
+    assert info is not None, (
+        f"after a reload to an unusable admin_socket ({blocker}) the old admin socket is gone "
+        f"(file exists: {alive}; {err}); reload replied {r.strip()!r}\n{s.tail(6)}")
+    assert r.startswith("reload failed") or "reload failed" in r, f"reload replied {r!r}"
+    assert info["generation"] == "1", info
+    s.stop()
