@@ -123,8 +123,8 @@ static const char help_text[] =
     "  show stats [json]                 listeners and servers with their counters\n"
     "  show backends                     state of every server and why\n"
     "  show sessions [N]                 up to N live sessions (default 100)\n"
-    "  disable server POOL/NAME          no new sessions; live ones continue\n"
-    "  drain server POOL/NAME            no new sessions; live ones finish\n"
+    "  disable server POOL/NAME          out of service: no new sessions (live ones stay)\n"
+    "  drain server POOL/NAME            no new sessions; state 'drained' once live ones end\n"
     "  enable server POOL/NAME           take new sessions again\n"
     "  set weight POOL/NAME N            weight 0..256 (0: no new sessions)\n"
     "  reload                            re-read the config file (like SIGHUP)\n"
@@ -340,7 +340,9 @@ static void async_done(void *ctx, struct strbuf *reply)
         conn_process(c);
 }
 
-static void admin_lines(struct conn *c)
+/* Returns false if c was freed (its server went away during a command:
+ * a reload that moved or removed the admin socket). */
+static bool admin_lines(struct conn *c)
 {
     while (!c->waiting && !c->closing) {
         char *nl = memchr(c->in, '\n', c->inlen);
@@ -349,7 +351,7 @@ static void admin_lines(struct conn *c)
                 strbuf_printf(&c->out, "error: line too long (max %d bytes)\n\n", ADMIN_LINE_MAX - 1);
                 c->closing = true;
             }
-            return;
+            return true;
         }
         *nl = '\0';
         size_t used = (size_t)(nl - c->in) + 1;
@@ -366,7 +368,7 @@ static void admin_lines(struct conn *c)
         }
         if (strcmp(line, "quit") == 0 || strcmp(line, "exit") == 0) {
             c->closing = true;
-            return;
+            return true;
         }
         if (line[0] == '\0')
             continue;
@@ -377,7 +379,16 @@ static void admin_lines(struct conn *c)
             c->waiting = false;
             reply_end(c, from);
         }
+        if (c->srv == NULL) {
+            /* Orphaned by this very command: answer what we can, then go. */
+            if (send(c->w_io.fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                (void)0;
+            if (!c->waiting)
+                conn_free(c);
+            return false;
+        }
     }
+    return true;
 }
 
 /* ---- HTTP: GET /metrics and /stats.json, then close ---- */
@@ -435,10 +446,12 @@ static void http_request(struct conn *c)
 
 static void conn_process(struct conn *c)
 {
-    if (c->kind == CONN_ADMIN)
-        admin_lines(c);
-    else
+    if (c->kind == CONN_ADMIN) {
+        if (!admin_lines(c))
+            return;
+    } else {
         http_request(c);
+    }
     conn_flush(c);
 }
 

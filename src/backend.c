@@ -42,7 +42,9 @@ const char *backend_state_str(const struct backend *b, int64_t now_ms)
         return "down";
     if (now_ms < atomic_load_explicit(&b->down_until_ms, memory_order_relaxed))
         return "down";
-    return admin == ADMIN_DRAINING ? "draining" : "up";
+    if (admin == ADMIN_DRAINING)
+        return atomic_load_explicit(&b->active, memory_order_relaxed) > 0 ? "draining" : "drained";
+    return "up";
 }
 
 bool backend_usable(const struct server_conf *s, int64_t now_ms)

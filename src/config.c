@@ -761,7 +761,12 @@ int config_attach_runtime(struct config *cfg)
                                                    backend_init);
             if (s->be == NULL)
                 return -1;
-            atomic_store(&s->be->weight, s->weight);
+            if (!s->be->weight_set) {
+                /* A new server starts with its weight from the file; known
+                 * ones get it in config_apply_weights() at commit. */
+                atomic_store(&s->be->weight, s->weight);
+                s->be->weight_set = true;
+            }
         }
     }
     for (int i = 0; i < cfg->nlisteners; i++) {
@@ -773,6 +778,13 @@ int config_attach_runtime(struct config *cfg)
     }
     cfg->runtime_attached = true;
     return 0;
+}
+
+void config_apply_weights(struct config *cfg)
+{
+    for (int i = 0; i < cfg->npools; i++)
+        for (int j = 0; j < cfg->pools[i].nservers; j++)
+            atomic_store(&cfg->pools[i].servers[j].be->weight, cfg->pools[i].servers[j].weight);
 }
 
 void config_ref(struct config *cfg)

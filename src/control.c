@@ -456,6 +456,7 @@ int control_reload(struct control *ctl, struct strbuf *report)
         worker_send(ctl->workers[i], WMSG_RETIRE);
     ctl->nworkers = new_n;
     ctl->cfg = cfg;
+    config_apply_weights(cfg);
     atomic_store(&ctl->max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     if (strcmp(old->access_log, cfg->access_log) != 0 && log_access_open(cfg->access_log) < 0)

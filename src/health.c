@@ -79,6 +79,9 @@ static void check_done(struct health *h, struct check *c, enum check_result r)
     atomic_store_explicit(&b->check_us, us, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->checks_total, 1, memory_order_relaxed);
     bool up = atomic_load_explicit(&b->health, memory_order_acquire) == HEALTH_UP;
+    if (!up && b->seen_up)
+        b->rise_count = 0; /* marked down passively since our last check */
+    b->seen_up = up;
     if (r == CHECK_RESULT_OK) {
         b->fall_count = 0;
         b->rise_count++;
@@ -87,6 +90,7 @@ static void check_done(struct health *h, struct check *c, enum check_result r)
             atomic_store_explicit(&b->down_cause, DOWN_NONE, memory_order_relaxed);
             atomic_store_explicit(&b->health, HEALTH_UP, memory_order_release);
             atomic_fetch_add_explicit(&b->transitions, 1, memory_order_relaxed);
+            b->seen_up = true;
             log_warn("%s UP (after %d successful checks)", b->obj.key, b->rise_count);
         }
     } else {
@@ -97,6 +101,7 @@ static void check_done(struct health *h, struct check *c, enum check_result r)
             atomic_store_explicit(&b->down_cause, DOWN_CHECK, memory_order_relaxed);
             atomic_store_explicit(&b->health, HEALTH_DOWN, memory_order_release);
             atomic_fetch_add_explicit(&b->transitions, 1, memory_order_relaxed);
+            b->seen_up = false;
             log_warn("%s DOWN (%s, after %d failed checks)", b->obj.key, check_result_str(r),
                      b->fall_count);
         }
@@ -213,11 +218,24 @@ static void checks_plan(struct health *h, struct config *cfg)
     }
     for (int i = 0; i < cfg->npools; i++) {
         struct pool_conf *p = &cfg->pools[i];
-        if (p->check == CHECK_NONE)
+        if (p->check == CHECK_NONE) {
+            /* Nothing would ever bring these back up: checks were turned
+             * off, so the last check's verdict no longer stands. */
+            for (int j = 0; j < p->nservers; j++) {
+                struct backend *b = p->servers[j].be;
+                if (atomic_load(&b->health) != HEALTH_UP) {
+                    atomic_store_explicit(&b->down_cause, DOWN_NONE, memory_order_relaxed);
+                    atomic_store_explicit(&b->health, HEALTH_UP, memory_order_release);
+                    atomic_store_explicit(&b->check_result, CHECK_RESULT_NONE, memory_order_relaxed);
+                    log_warn("%s UP (active checks turned off)", b->obj.key);
+                }
+            }
             continue;
+        }
         for (int j = 0; j < p->nservers; j++) {
             struct check *c = &h->checks[h->nchecks++];
             c->srv = &p->servers[j];
+            c->srv->be->seen_up = atomic_load(&c->srv->be->health) == HEALTH_UP;
             c->fd = -1;
             ev_init(&c->w_timer, check_timer_cb);
             ev_init(&c->w_io, check_io_cb);

@@ -21,7 +21,7 @@ static void usage(FILE *out)
             "  -h       print this help and exit\n"
             "\n"
             "Runs in the foreground and logs to stderr. Signals: TERM/INT stop\n"
-            "gracefully, USR1 reopens the access log.\n");
+            "gracefully, HUP reloads the configuration, USR1 reopens the access log.\n");
 }
 
 int main(int argc, char **argv)

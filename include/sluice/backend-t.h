@@ -56,6 +56,8 @@ struct backend {
     _Atomic int64_t checks_failed;
     _Atomic int64_t transitions; /* up<->down changes */
     int rise_count, fall_count; /* health thread's private streaks */
+    bool seen_up;               /* health thread: state at its last check */
+    bool weight_set;            /* control thread: initial weight applied */
     struct backend_wstats ws[SLUICE_MAX_WORKERS];
 };
 

@@ -23,9 +23,12 @@ void config_errors_print(const struct config_errors *errs, FILE *out);
 void config_errors_free(struct config_errors *errs);
 
 /* Link every server and listener to its runtime state, creating state that
- * does not exist yet; returns -1 on allocation failure. Server weights from
- * the file are applied to the runtime state (a reload changes them). */
+ * does not exist yet; returns -1 on allocation failure. Changes nothing a
+ * running generation sees (new servers only get their initial weight). */
 int config_attach_runtime(struct config *cfg);
+/* Commit the file's weights to the runtime state (a reload that went
+ * through overrides `set weight`). */
+void config_apply_weights(struct config *cfg);
 
 void config_ref(struct config *cfg);
 /* Frees the generation (and releases its runtime state) at zero. */

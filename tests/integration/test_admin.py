@@ -621,3 +621,46 @@ def test_reload_with_unusable_admin_socket_keeps_the_old_one(sluice, named, port
     assert r.startswith("reload failed") or "reload failed" in r, f"reload replied {r!r}"
     assert info["generation"] == "1", info
     s.stop()
+
+
+def test_command_after_a_reload_that_moves_the_admin_socket(sluice, named, port, sockdir):
+    """A reload that moves the admin socket orphans the connection that
+    asked for it: the reply still arrives, a following command on the same
+    connection must not crash sluice, and the new socket answers."""
+    a = named("a")
+    old, new = sockdir / "old.sock", sockdir / "new.sock"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=old))
+    ct.write_config(s.cfg, ct.ctl_config(port, [f"a {a.addr}"], sock=new))
+    c = ct._unix(str(old), ct.T)
+    try:
+        c.sendall(b"reload\nshow info\n")
+        got = ct.read_to_eof(c, ct.T)
+    finally:
+        c.close()
+    assert b"reload ok" in got, got
+    assert s.alive(), f"sluice died after reload + command on the moved socket\n{s.tail(20)}"
+    assert ct.show_info(str(new))["generation"] == "2"
+    assert not old.exists(), "the old admin socket file was left behind"
+    s.stop()
+
+
+def test_failed_reload_keeps_weights_set_by_admin(sluice, named, port, sockdir):
+    """Weights from the file apply only when a reload commits: a reload that
+    fails late (here: admin_http on a port already in use) keeps `set weight`."""
+    a, b = named("a"), named("b")
+    sock = sockdir / "admin.sock"
+    servers = [f"a {a.addr} weight=3", f"b {b.addr}"]
+    s = sluice(ct.ctl_config(port, servers, sock=sock))
+    assert ct.ask(str(sock), "set weight main/a 7").startswith("weight of main/a: 3 -> 7")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        ct.write_config(s.cfg, ct.ctl_config(port, servers, sock=sock,
+                                             http=busy.getsockname()[1]))
+        r = ct.ask(str(sock), "reload")
+    finally:
+        busy.close()
+    assert "reload failed" in r, r
+    assert ct.server_stats(str(sock), "main", "a")["weight"] == 7
+    s.stop()

@@ -749,7 +749,10 @@ static void test_state_words(void)
     struct backend *b = p->servers[0].be;
     CHECK_STR(backend_state_str(b, NOW), "up");
     atomic_store(&b->admin, ADMIN_DRAINING);
+    CHECK_STR(backend_state_str(b, NOW), "drained"); /* nothing left to finish */
+    atomic_store(&b->active, 1);
     CHECK_STR(backend_state_str(b, NOW), "draining");
+    atomic_store(&b->active, 0);
     atomic_store(&b->health, HEALTH_DOWN);
     CHECK_STR(backend_state_str(b, NOW), "down");
     atomic_store(&b->admin, ADMIN_DISABLED);
@@ -917,11 +920,14 @@ static void test_runtime_weight(void)
     atomic_store(&p->servers[0].be->weight, 0);
     for (int i = 0; i < 100; i++)
         CHECK_EQ_INT(pick_any(p, 0, NOW), 1);
-    /* A reload re-applies the file's weight. */
+    /* Loading the next generation changes nothing yet (it might still
+     * fail); committing it re-applies the file's weight. */
     struct config *cfg2 = load_pool("rw", "roundrobin",
                                     "server = a 127.0.0.1:9001 weight=2\n"
                                     "server = b 127.0.0.1:9002 weight=1\n");
     REQUIRE(cfg2 != NULL);
+    CHECK_EQ_INT(atomic_load(&p->servers[0].be->weight), 0);
+    config_apply_weights(cfg2);
     CHECK_EQ_INT(atomic_load(&p->servers[0].be->weight), 2);
     config_unref(cfg2);
     config_unref(cfg);

@@ -1012,12 +1012,14 @@ static void test_registry_counts(void)
     CHECK_EQ_INT((uintptr_t)a1 % SLUICE_CACHELINE, 0);
 
     /* The next generation shares state by name: regp/a is the same object
-     * (with the new weight), regp/c and regq/a are new, regp/b stays
+     * (with the new weight once committed), regp/c and regq/a are new, regp/b stays
      * while c1 lives. */
     atomic_store(&a1->active, 4);
     CHECK_EQ_INT(config_attach_runtime(c2), 0);
     CHECK(c2->pools[0].servers[0].be == a1);
     CHECK_EQ_INT(atomic_load(&a1->active), 4);
+    CHECK_EQ_INT(atomic_load(&a1->weight), 3); /* not before the commit */
+    config_apply_weights(c2);
     CHECK_EQ_INT(atomic_load(&a1->weight), 5);
     CHECK(c2->pools[1].servers[0].be != a1);
     CHECK(c2->listeners[0].st == c1->listeners[0].st);
