@@ -231,7 +231,20 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
         }
         if (d->src_eof || drained || dir_pending(d) >= cap || round >= PUMP_ROUNDS)
             break;
-        ssize_t n = dir_fill(s, d, src, cap - dir_pending(d), &drained);
+        /* Ask for what recent reads suggest, not the whole room: a small
+         * request/response then touches one block and one iovec; a bulk
+         * stream grows to the full room within two reads. */
+        size_t want = cap - dir_pending(d);
+        size_t block = s->cfg->buffer_size;
+        if (d->read_hint < block)
+            d->read_hint = (uint32_t)block;
+        if (want > d->read_hint)
+            want = d->read_hint;
+        ssize_t n = dir_fill(s, d, src, want, &drained);
+        if (n > 0 && (size_t)n == want && d->read_hint < cap)
+            d->read_hint = (uint32_t)(d->read_hint * 4 < cap ? d->read_hint * 4 : cap);
+        else if (n > 0 && (size_t)n < d->read_hint / 4)
+            d->read_hint /= 2;
         if (n > 0) {
             d->bytes += (uint64_t)n;
             s->last_activity = ev_now(w->loop);

@@ -48,6 +48,7 @@ struct relay_dir {
     struct bufchain chain; /* copy mode */
     struct pipebuf pipe;   /* splice mode */
     bool splice;           /* this direction moves bytes with splice(2) */
+    uint32_t read_hint;    /* bytes to ask for next: grows while reads fill it */
     uint64_t bytes;    /* bytes read from src */
     bool src_eof;      /* src sent FIN */
     bool shut_sent;    /* FIN forwarded to dst */
