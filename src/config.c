@@ -174,6 +174,7 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         cfg->listeners[i].line = line;
         cfg->listeners[i].max_conns = 10000;
         cfg->listeners[i].backlog = 4096;
+        cfg->listeners[i].proxy_timeout_ms = 5000;
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
@@ -332,11 +333,12 @@ static const char *const global_keys[] = {"workers",     "log_level",    "access
                                           "max_conns",   "shutdown_timeout", "buffer_size",
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http"};
-static const char *const listener_keys[] = {"bind", "pool", "max_conns", "backlog", "relay"};
+static const char *const listener_keys[] = {"bind",  "pool",         "max_conns",    "backlog",
+                                            "relay", "accept_proxy", "proxy_timeout"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
-    "check_send", "check_expect"};
+    "check_send", "check_expect", "send_proxy"};
 
 static void handle_global(struct parse_ctx *c, const char *key, const char *v)
 {
@@ -443,10 +445,21 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
             l->splice = true;
         else
             add_error(c, c->lineno, key, "'%s' is not one of copy, splice", v);
+    } else if (strcmp(key, "accept_proxy") == 0) {
+        if (!parse_bool(v, &l->accept_proxy))
+            add_error(c, c->lineno, key, "'%s' is not on or off", v);
+    } else if (strcmp(key, "proxy_timeout") == 0) {
+        val_duration(c, key, v, 1, &l->proxy_timeout_ms);
     }
 }
 
 /* "NAME ADDR [weight=N] [backup] [max_conns=N]" */
+/* "off", "v1" or "v2" -> 0, 1, 2; -1 if none of them. */
+static int proxy_version(const char *v)
+{
+    return strcmp(v, "off") == 0 ? 0 : strcmp(v, "v1") == 0 ? 1 : strcmp(v, "v2") == 0 ? 2 : -1;
+}
+
 static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *v)
 {
     char buf[INI_MAX_LINE];
@@ -469,7 +482,7 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             return;
         }
     }
-    struct server_conf s = {.weight = 1, .line = c->lineno};
+    struct server_conf s = {.weight = 1, .line = c->lineno, .send_proxy = -1};
     const char *why = addr_parse(addr, ADDR_ALLOW_UNIX, &s.addr);
     if (why != NULL) {
         add_error(c, c->lineno, "server", "'%s': %s", addr, why);
@@ -493,6 +506,11 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             s.max_conns = (int)n;
         } else if (strcmp(opt, "backup") == 0) {
             s.backup = true;
+        } else if (strncmp(opt, "send_proxy=", 11) == 0) {
+            if ((s.send_proxy = proxy_version(opt + 11)) < 0) {
+                add_error(c, c->lineno, "server", "%s: send_proxy must be off, v1 or v2", name);
+                return;
+            }
         } else {
             add_error(c, c->lineno, "server", "%s: unknown option '%s'", name, opt);
             return;
@@ -525,6 +543,11 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
         val_int(c, key, v, 0, 16, &p->retries);
     } else if (strcmp(key, "fall") == 0) {
         val_int(c, key, v, 1, 1000, &p->fall);
+    } else if (strcmp(key, "send_proxy") == 0) {
+        if ((p->send_proxy = proxy_version(v)) < 0) {
+            p->send_proxy = 0;
+            add_error(c, c->lineno, key, "'%s' is not one of off, v1, v2", v);
+        }
     } else if (strcmp(key, "rise") == 0) {
         val_int(c, key, v, 1, 1000, &p->rise);
     } else if (strcmp(key, "check") == 0) {

@@ -171,6 +171,25 @@ ssize_t bufchain_writev(struct bufchain *c, struct buf_pool *p, int fd)
     return n;
 }
 
+void bufchain_drop(struct bufchain *c, struct buf_pool *p, size_t n)
+{
+    SLUICE_ASSERT(n <= c->len);
+    c->len -= n;
+    while (n > 0 && c->head != NULL) {
+        struct buf_block *b = c->head;
+        size_t have = b->end - b->start;
+        if (n < have) {
+            b->start += (uint32_t)n;
+            return;
+        }
+        n -= have;
+        c->head = b->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        buf_pool_put(p, b);
+    }
+}
+
 void bufchain_clear(struct bufchain *c, struct buf_pool *p)
 {
     while (c->head != NULL) {

@@ -7,6 +7,7 @@
 #include "sluice/config.h"
 #include "sluice/control.h"
 #include "sluice/log.h"
+#include "sluice/proxy_proto.h"
 #include "sluice/worker.h"
 
 #include <errno.h>
@@ -21,7 +22,8 @@
  * starve the others on its worker. */
 #define PUMP_ROUNDS 8
 
-static const char *const state_names[] = {"connecting", "relaying", "half_closed", "closing"};
+static const char *const state_names[] = {"proxy_header", "connecting", "relaying", "half_closed",
+                                          "closing"};
 static const char *const reason_names[] = {
 #define X(name) #name,
     END_REASONS(X)
@@ -42,7 +44,8 @@ const char *end_reason_str(enum end_reason r)
 static void session_set_state(struct session *s, enum session_state to)
 {
     enum session_state from = s->state;
-    bool ok = (from == SS_CONNECTING && (to == SS_RELAYING || to == SS_CLOSING)) ||
+    bool ok = (from == SS_PROXY_HEADER && (to == SS_CONNECTING || to == SS_CLOSING)) ||
+              (from == SS_CONNECTING && (to == SS_RELAYING || to == SS_CLOSING)) ||
               (from == SS_RELAYING && (to == SS_HALF_CLOSED || to == SS_CLOSING)) ||
               (from == SS_HALF_CLOSED && to == SS_CLOSING);
     SLUICE_ASSERT(ok);
@@ -356,6 +359,28 @@ static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_again(loop, t);
 }
 
+/* send_proxy: the header goes out first, straight from here (a new
+ * connection's send buffer is empty, so it is never cut short). */
+static bool send_proxy_header(struct session *s)
+{
+    int version = s->srv->send_proxy >= 0 ? s->srv->send_proxy : s->srv->pool->send_proxy;
+    if (version == 0)
+        return true;
+    if (!s->has_local) {
+        socklen_t len = sizeof(s->local);
+        if (getsockname(client_fd(s), &s->local.u.sa, &len) < 0)
+            memset(&s->local, 0, sizeof(s->local));
+    }
+    uint8_t hdr[128];
+    size_t n = proxy_build(version, &s->client.u.sa, &s->local.u.sa, hdr, sizeof(hdr));
+    ssize_t sent = send(backend_fd(s), hdr, n, MSG_NOSIGNAL);
+    if (sent != (ssize_t)n) {
+        session_finish(s, sent < 0 && errno != EAGAIN ? END_reset : END_local_error);
+        return false;
+    }
+    return true;
+}
+
 static void session_connected(struct session *s)
 {
     struct worker *w = s->w;
@@ -368,6 +393,8 @@ static void session_connected(struct session *s)
     s->last_activity = ev_now(w->loop);
     s->w_timer.repeat = (ev_tstamp)s->srv->pool->idle_timeout_ms / 1000.0;
     ev_timer_again(w->loop, &s->w_timer);
+    if (!send_proxy_header(s))
+        return;
     /* Clients usually send right after connecting: read them now instead
      * of waiting for the next poll. A server that greets first is left to
      * its READ event; an eager read there would mostly be a wasted EAGAIN. */
@@ -470,6 +497,76 @@ static void session_connect(struct session *s)
     ev_timer_start(w->loop, &s->w_timer);
 }
 
+/* accept_proxy: the client's first bytes must be a PROXY header. They are
+ * read into the up chain (at most PROXY_HDR_MAX bytes, so the header sits
+ * in the first block); the header is cut off and whatever payload came
+ * with it stays in the chain for the backend. */
+static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct session *s = container_of(io, struct session, w_client);
+    struct worker *w = s->w;
+    session_enter(s);
+    bool drained;
+    ssize_t n = bufchain_readv(&s->up.chain, &w->bufs, client_fd(s),
+                               PROXY_HDR_MAX - s->up.chain.len, &drained);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            session_finish(s, n == 0 ? END_proxy_header : END_reset);
+        session_leave(s);
+        return;
+    }
+    struct buf_block *b = s->up.chain.head;
+    struct proxy_hdr h;
+    size_t used = 0;
+    const char *why = NULL;
+    enum proxy_parse_result r = proxy_parse((const uint8_t *)b->data + b->start,
+                                            b->end - b->start, &h, &used, &why);
+    if (r == PROXY_NEED_MORE && s->up.chain.len >= PROXY_HDR_MAX) {
+        r = PROXY_INVALID;
+        why = "no complete header in the first bytes";
+    }
+    if (r == PROXY_INVALID) {
+        char peer[ADDR_STRLEN];
+        addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
+        log_info("worker %d: listener %s: bad PROXY header from %s: %s", w->id, s->lc->name, peer,
+                 why);
+        session_finish(s, END_proxy_header);
+    } else if (r == PROXY_DONE) {
+        bufchain_drop(&s->up.chain, &w->bufs, used);
+        /* Payload that arrived with the header counts as client bytes. */
+        s->up.bytes = s->up.chain.len;
+        counter_add(&s->lc->st->ws[w->id].bytes_in, s->up.chain.len);
+        if (!h.local) {
+            s->client = h.src;
+            s->local = h.dst;
+            s->has_local = true;
+        }
+        /* Payload that came with the header is in the chain: this
+         * direction copies from now on rather than splice past it. */
+        if (s->up.chain.len > 0)
+            s->up.splice = false;
+        ev_io_stop(w->loop, io);
+        ev_io_set(io, io->fd, 0);
+        ev_set_cb(io, client_cb);
+        ev_timer_stop(w->loop, &s->w_timer);
+        session_set_state(s, SS_CONNECTING);
+        session_connect(s);
+    }
+    session_leave(s);
+}
+
+static void proxy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct session *s = container_of(t, struct session, w_timer);
+    session_enter(s);
+    session_finish(s, END_proxy_header);
+    session_leave(s);
+}
+
 void session_start(struct worker *w, struct listener_conf *lc, int fd,
                    const struct sockaddr_ip *client)
 {
@@ -508,6 +605,16 @@ void session_start(struct worker *w, struct listener_conf *lc, int fd,
     w->nsessions++;
     counter_add(&lc->st->ws[w->id].accepted, 1);
 
+    if (lc->accept_proxy) {
+        s->state = SS_PROXY_HEADER;
+        ev_set_cb(&s->w_client, proxy_header_cb);
+        ev_io_set(&s->w_client, fd, EV_READ);
+        ev_io_start(w->loop, &s->w_client);
+        ev_set_cb(&s->w_timer, proxy_timer_cb);
+        ev_timer_set(&s->w_timer, (ev_tstamp)lc->proxy_timeout_ms / 1000.0, 0.);
+        ev_timer_start(w->loop, &s->w_timer);
+        return;
+    }
     session_enter(s);
     session_connect(s);
     session_leave(s);

@@ -22,6 +22,7 @@ struct server_conf {
     char addr_str[ADDR_STRLEN];
     int weight;        /* 0..256 from the file */
     int max_conns;     /* 0 = unlimited */
+    int send_proxy;    /* PROXY header to this server: 0 off, 1 or 2; -1 = the pool's */
     bool backup;
     int line;
     struct pool_conf *pool;
@@ -48,6 +49,7 @@ struct pool_conf {
     int retries;
     int fall;
     int rise;
+    int send_proxy; /* PROXY protocol header to servers: 0 off, 1 (text), 2 (binary) */
     enum check_kind check;
     int64_t check_interval_ms;
     int64_t check_timeout_ms;
@@ -70,6 +72,8 @@ struct listener_conf {
     int max_conns;
     int backlog;
     bool splice; /* relay = splice: zero-copy through pipes */
+    bool accept_proxy;        /* clients start with a PROXY protocol header */
+    int64_t proxy_timeout_ms; /* ... which must arrive within this time */
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

@@ -53,6 +53,9 @@ ssize_t bufchain_readv(struct bufchain *c, struct buf_pool *p, int fd, size_t ro
  * Returns bytes written or -1 with errno set; sent blocks go back to p. */
 ssize_t bufchain_writev(struct bufchain *c, struct buf_pool *p, int fd);
 
+/* Drop the first n bytes (n <= c->len), returning emptied blocks. */
+void bufchain_drop(struct bufchain *c, struct buf_pool *p, size_t n);
+
 /* Return every block to the pool. */
 void bufchain_clear(struct bufchain *c, struct buf_pool *p);
 

@@ -15,6 +15,7 @@
 struct worker;
 
 enum session_state {
+    SS_PROXY_HEADER, /* accept_proxy: waiting for the client's PROXY header */
     SS_CONNECTING,  /* backend connect in flight (maybe a retry) */
     SS_RELAYING,    /* bytes flow both ways */
     SS_HALF_CLOSED, /* one side sent EOF; the other direction still flows */
@@ -29,7 +30,8 @@ enum session_state {
     X(idle_timeout)   /* no bytes either way for idle_timeout */               \
     X(reset)          /* RST or socket error on either side */                 \
     X(shutdown)       /* sluice stopped before the session finished */         \
-    X(local_error)    /* out of memory or descriptors on our side */
+    X(local_error)    /* out of memory or descriptors on our side */           \
+    X(proxy_header)   /* accept_proxy: header malformed, missing or late */
 
 enum end_reason {
 #define X(name) END_##name,
@@ -74,7 +76,9 @@ struct session {
     uint8_t busy;                /* callback nesting: free only at 0 */
     bool client_eof_first;
     bool holds_backend;          /* counted in srv->be->active */
-    struct sockaddr_ip client;
+    bool has_local;              /* `local` came from a PROXY header */
+    struct sockaddr_ip client;   /* the client (from the PROXY header if any) */
+    struct sockaddr_ip local;    /* the address it connected to */
 };
 
 /* Take ownership of an accepted fd (slots in the global and listener
