@@ -6,6 +6,7 @@
 #include "sluice/health.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
+#include "sluice/notify.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -153,6 +154,7 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
         return;
     }
     ctl->stopping = true;
+    notify_send("STOPPING=1");
     log_info("stopping (%s): no new connections, %d sessions draining for up to %.1fs",
              strsignal(sig->signum), atomic_load(&ctl->active),
              (double)ctl->cfg->shutdown_timeout_ms / 1000.0);
@@ -351,7 +353,18 @@ static void reload_failed(struct control *ctl, struct strbuf *report, const char
                   (unsigned long long)ctl->generation);
 }
 
+static int reload(struct control *ctl, struct strbuf *report);
+
 int control_reload(struct control *ctl, struct strbuf *report)
+{
+    /* systemd shows "reloading" until READY=1 comes back, ok or not. */
+    notify_send("RELOADING=1");
+    int rc = reload(ctl, report);
+    notify_send(rc == 0 ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload failed, old config kept");
+    return rc;
+}
+
+static int reload(struct control *ctl, struct strbuf *report)
 {
     struct config_errors errs = {0};
     struct config *cfg = config_load_file(ctl->config_path, &errs);
@@ -565,6 +578,7 @@ int control_run(struct config *cfg, const char *config_path)
     if (!ctl->stopping) {
         log_info("ready: %d workers, %d listeners, pid %d", ctl->nworkers, cfg->nlisteners,
                  (int)getpid());
+        notify_send("READY=1\nSTATUS=serving");
         ev_run(ctl->loop, 0);
         rc = 0;
     }

@@ -615,7 +615,8 @@ def client_host(entry):
 
 
 class Sluice:
-    def __init__(self, tmp_path, config_text=None, name="sluice", args=None, nofile=None):
+    def __init__(self, tmp_path, config_text=None, name="sluice", args=None, nofile=None,
+                 env=None):
         self.tmp_path = Path(tmp_path)
         self.name = name
         self.cfg = self.tmp_path / f"{name}.ini"
@@ -623,6 +624,7 @@ class Sluice:
             self.cfg.write_text(config_text)
         self.args = args
         self.nofile = nofile
+        self.env = env  # extra environment variables for the process
         self.log_path = self.tmp_path / f"{name}.stderr"
         self.out_path = self.tmp_path / f"{name}.stdout"
         self.proc = None
@@ -638,8 +640,9 @@ class Sluice:
             cmd = [shutil.which("prlimit") or "/usr/bin/prlimit",
                    f"--nofile={self.nofile}:{self.nofile}", "--"] + cmd
         with open(self.out_path, "wb") as out, open(self.log_path, "wb") as err:
+            env = dict(os.environ, **self.env) if self.env else None
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         close_fds=True)
+                                         close_fds=True, env=env)
         if wait:
             self.wait_ready(timeout)
         return self
