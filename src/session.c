@@ -386,6 +386,9 @@ static void session_connected(struct session *s)
     struct worker *w = s->w;
     backend_connect_ok(s->srv);
     counter_add(&s->srv->be->ws[w->id].sessions, 1);
+    /* Payload that came with a PROXY header was read before a server was
+     * chosen: it is sent to this one. */
+    counter_add(&s->srv->be->ws[w->id].bytes_out, s->up.bytes);
     session_set_state(s, SS_RELAYING);
     ev_set_cb(&s->w_backend, relay_backend_cb);
     ev_timer_stop(w->loop, &s->w_timer);
@@ -501,6 +504,15 @@ static void session_connect(struct session *s)
  * read into the up chain (at most PROXY_HDR_MAX bytes, so the header sits
  * in the first block); the header is cut off and whatever payload came
  * with it stays in the chain for the backend. */
+static void proxy_reject(struct session *s, const char *why)
+{
+    char peer[ADDR_STRLEN];
+    addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
+    log_info("worker %d: listener %s: bad PROXY header from %s: %s", s->w->id, s->lc->name, peer,
+             why);
+    session_finish(s, END_proxy_header);
+}
+
 static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
@@ -512,8 +524,11 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
     ssize_t n = bufchain_readv(&s->up.chain, &w->bufs, client_fd(s),
                                PROXY_HDR_MAX - s->up.chain.len, &drained);
     if (n <= 0) {
-        if (n == 0 || (errno != EAGAIN && errno != EINTR))
-            session_finish(s, n == 0 ? END_proxy_header : END_reset);
+        if (n == 0)
+            proxy_reject(s, s->up.chain.len ? "connection closed in the middle of the header"
+                                            : "connection closed before a header");
+        else if (errno != EAGAIN && errno != EINTR)
+            session_finish(s, END_reset);
         session_leave(s);
         return;
     }
@@ -528,11 +543,7 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
         why = "no complete header in the first bytes";
     }
     if (r == PROXY_INVALID) {
-        char peer[ADDR_STRLEN];
-        addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
-        log_info("worker %d: listener %s: bad PROXY header from %s: %s", w->id, s->lc->name, peer,
-                 why);
-        session_finish(s, END_proxy_header);
+        proxy_reject(s, why);
     } else if (r == PROXY_DONE) {
         bufchain_drop(&s->up.chain, &w->bufs, used);
         /* Payload that arrived with the header counts as client bytes. */
@@ -563,7 +574,8 @@ static void proxy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct session *s = container_of(t, struct session, w_timer);
     session_enter(s);
-    session_finish(s, END_proxy_header);
+    proxy_reject(s, s->up.chain.len ? "incomplete header when proxy_timeout expired"
+                                    : "no header within proxy_timeout");
     session_leave(s);
 }
 
