@@ -1,0 +1,785 @@
+#!/usr/bin/python3
+"""Parse, aggregate and report a scripts/bench run (standard library only).
+
+  report.py --raw DIR --out DIR [--docs FILE --img DIR] [--strict]
+
+Reads DIR/raw/env and one directory per run (meta + raw tool outputs), and
+writes OUT/results.json (every repetition, versions, settings, summary),
+OUT/results.md (tables) and OUT/*.png (gnuplot). With --docs it also writes
+docs/benchmarks.md and copies the charts to --img. Exits 1 if a run failed
+or an output did not parse; --strict also requires every chart.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+PEERS = ("haproxy", "nginx")
+ALL = ("direct", "sluice", "haproxy", "nginx")
+PROXIES = ("sluice", "haproxy", "nginx")
+
+
+# ------------------------------------------------------------------ parsing
+
+def read_kv(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                out[k] = v
+    return out
+
+
+def parse_mem(s):
+    """'rss_kib=1 pss_kib=2 procs=3' -> dict of ints."""
+    return {k: int(v) for k, v in (x.split("=") for x in s.split())}
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(s):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", s)
+    if not m:
+        raise ValueError(f"bad latency {s!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def parse_wrk(path):
+    with open(path, errors="replace") as f:
+        text = f.read()
+    r = {}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m),", text, re.M)
+    if not m:
+        raise ValueError(f"{path}: no 'N requests in T' line")
+    r["requests"] = int(m.group(1))
+    r["duration_s"] = to_ms(m.group(2) + m.group(3)) / 1e3
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    if not m:
+        raise ValueError(f"{path}: no Requests/sec line")
+    r["rps"] = float(m.group(1))
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
+        if m:
+            r[f"p{pct}_ms"] = to_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errs = [int(x) for x in m.groups()] if m else [0, 0, 0, 0]
+    r["socket_errors"] = sum(errs)
+    r["socket_errors_detail"] = dict(zip(("connect", "read", "write", "timeout"), errs))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    return r
+
+
+def parse_iperf(path):
+    with open(path) as f:
+        data = json.load(f)
+    if data.get("error"):
+        raise ValueError(f"{path}: iperf3 error: {data['error']}")
+    recv = data["end"]["sum_received"]
+    return {"gbit_s": recv["bits_per_second"] / 1e9, "bytes": recv["bytes"],
+            "duration_s": recv["seconds"]}
+
+
+def parse_samples(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3:
+                rows.append((float(parts[0]), int(parts[1]), int(parts[2])))
+    if not rows:
+        raise ValueError(f"{path}: no samples")
+    return rows
+
+
+CRASH_RE = re.compile(r"Segmentation fault|exited on signal|core dumped|exited with code 1[3-9][0-9]")
+
+
+def count_crashes(d):
+    n = 0
+    for sub in os.listdir(d):
+        p = os.path.join(d, sub)
+        if not os.path.isdir(p):
+            continue
+        for name in ("proxy.log", "error.log"):
+            f = os.path.join(p, name)
+            if os.path.exists(f):
+                with open(f, errors="replace") as fh:
+                    n += sum(1 for line in fh if CRASH_RE.search(line)
+                             and "code 143" not in line)  # 143: our SIGTERM at the end
+    return n
+
+
+def cpu_used(meta, prefix=""):
+    b, a = meta.get(prefix + "cpu_before"), meta.get(prefix + "cpu_after")
+    if b is None or a is None:
+        return None
+    return float(a) - float(b)
+
+
+def parse_run(d, env):
+    meta = read_kv(os.path.join(d, "meta"))
+    case, target = meta["case"], meta["target"]
+    run = {"id": meta["id"], "rep": int(meta["rep"]), "case": case, "target": target,
+           "status": meta.get("status", "unknown"), "workers": meta.get("workers"),
+           "start": meta.get("start"), "elapsed_s": float(meta.get("elapsed_s", 0) or 0),
+           "metrics": {}, "raw": {}}
+    if run["status"] != "ok":
+        log = os.path.join(d, "case.log")
+        run["error"] = open(log, errors="replace").read()[-2000:] if os.path.exists(log) else ""
+        return run
+    m = run["metrics"]
+    if case.startswith("bulk-"):
+        r = parse_iperf(os.path.join(d, "iperf.json"))
+        run["raw"].update(r, streams=int(meta["streams"]))
+        m["gbit_s"] = r["gbit_s"]
+        cpu = cpu_used(meta)
+        if cpu is not None:
+            run["raw"]["cpu_s"] = cpu
+            m["cpu_s_per_gb"] = cpu / (r["bytes"] / 1e9) if r["bytes"] else None
+    elif case in ("rr", "cps", "scaling-rr", "scaling-cps"):
+        r = parse_wrk(os.path.join(d, "wrk.txt"))
+        run["raw"].update(r)
+        m["rps"] = r["rps"]
+        m["p50_ms"] = r.get("p50_ms")
+        m["p99_ms"] = r.get("p99_ms")
+        m["socket_errors"] = r["socket_errors"]
+        cpu = cpu_used(meta)
+        if cpu is not None:
+            run["raw"]["cpu_s"] = cpu
+            m["cpu_us"] = cpu * 1e6 / r["requests"] if r["requests"] else None
+        if "mem_after" in meta:
+            run["raw"]["mem_after"] = parse_mem(meta["mem_after"])
+    elif case.startswith("idle-"):
+        before, held = parse_mem(meta["mem_before"]), parse_mem(meta["mem_held"])
+        n = int(meta["conns"])
+        with open(os.path.join(d, "client.txt")) as f:
+            client = f.read()
+        if not re.search(r"^ok n=%d " % n, client, re.M):
+            raise ValueError(f"{d}: idle client did not verify {n} connections")
+        dm = re.search(r"^held dropped=(\d+)", client, re.M)
+        run["raw"].update(before=before, held=held, conns=n, client=client.strip(),
+                          dropped=int(dm.group(1)) if dm else None)
+        m["kib_per_conn"] = (held["rss_kib"] - before["rss_kib"]) / n
+        m["pss_kib_per_conn"] = (held["pss_kib"] - before["pss_kib"]) / n
+        m["rss_held_mib"] = held["rss_kib"] / 1024
+        m["procs"] = held["procs"]
+    elif case.startswith("reload-"):
+        runs = int(env.get("storm_runs", 0))
+        for phase in ("base", "storm"):
+            wrks = [parse_wrk(os.path.join(d, f"{phase}-wrk-{i}.txt")) for i in range(1, runs + 1)]
+            samples = parse_samples(os.path.join(d, f"{phase}-samples.txt"))
+            reqs = sum(w["requests"] for w in wrks)
+            dur = sum(w["duration_s"] for w in wrks)
+            m[f"{phase}_rps"] = reqs / dur if dur else None
+            m[f"{phase}_worst_rps"] = min(w["rps"] for w in wrks)
+            m[f"{phase}_socket_errors"] = sum(w["socket_errors"] for w in wrks)
+            m[f"{phase}_non2xx"] = sum(w["non2xx"] for w in wrks)
+            m[f"{phase}_peak_rss_mib"] = max(s[1] for s in samples) / 1024
+            m[f"{phase}_procs_min"] = min(s[2] for s in samples)
+            m[f"{phase}_procs_max"] = max(s[2] for s in samples)
+            run["raw"][phase] = {"windows_rps": [w["rps"] for w in wrks], "requests": reqs,
+                                 "duration_s": dur, "samples": len(samples),
+                                 "cpu_s": cpu_used(meta, phase + "_")}
+        if m["base_rps"]:
+            m["storm_ratio"] = m["storm_rps"] / m["base_rps"]
+        run["raw"]["signal"] = meta.get("signal")
+        run["raw"]["signals_sent"] = int(meta.get("signals_sent", 0))
+        if meta.get("reloads_ok"):  # sluice: from its admin socket
+            m["reloads_ok"] = int(meta["reloads_ok"])
+            m["reloads_failed"] = int(meta["reloads_failed"])
+        m["crashes"] = count_crashes(d)
+    else:
+        raise ValueError(f"{d}: unknown case {case}")
+    return run
+
+
+# -------------------------------------------------------------- aggregation
+
+def summarize(runs):
+    """{case: {target: {metric: {median, half_range, min, max, n, values}}}}"""
+    acc = {}
+    for r in runs:
+        if r["status"] != "ok":
+            continue
+        for k, v in r["metrics"].items():
+            if v is None:
+                continue
+            acc.setdefault(r["case"], {}).setdefault(r["target"], {}).setdefault(k, []).append(v)
+    out = {}
+    for case, ts in acc.items():
+        for t, ms in ts.items():
+            for k, vals in ms.items():
+                out.setdefault(case, {}).setdefault(t, {})[k] = {
+                    "median": statistics.median(vals), "half_range": (max(vals) - min(vals)) / 2,
+                    "min": min(vals), "max": max(vals), "n": len(vals), "values": vals}
+    return out
+
+
+def get(summary, case, target, metric, field="median"):
+    return summary.get(case, {}).get(target, {}).get(metric, {}).get(field)
+
+
+def best_peer(summary, case, metric, better):
+    vals = [get(summary, case, p, metric) for p in PEERS]
+    vals = [v for v in vals if v is not None]
+    if not vals or better not in ("high", "low"):
+        return None
+    return max(vals) if better == "high" else min(vals)
+
+
+# --------------------------------------------------------------- formatting
+
+# Figures that are counts: printed as integers.
+COUNTS = {"socket_errors", "base_socket_errors", "storm_socket_errors", "base_non2xx",
+          "storm_non2xx", "crashes", "procs", "reloads_ok", "reloads_failed"}
+
+
+def fmt(v, count=False):
+    if v is None:
+        return "—"
+    if count:
+        return f"{v:,.0f}"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1 or a == 0:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def cell(summary, case, target, metric, better):
+    s = summary.get(case, {}).get(target, {}).get(metric)
+    if not s:
+        return "—"
+    count = metric in COUNTS
+    txt = fmt(s["median"], count)
+    if s["n"] > 1:
+        txt += f" ±{fmt(s['half_range'], count and s['half_range'].is_integer())}"
+    best = best_peer(summary, case, metric, better)
+    if best:
+        txt += f" ({s['median'] / best:.2f}×)"
+    return txt
+
+
+# Columns of each workload's table: (header, case, metric, better).
+TABLES = [
+    ("bulk", "Bulk transfer (iperf3, 1 and 8 streams)", ALL, [
+        ("Gbit/s, 1 stream", "bulk-1", "gbit_s", "high"),
+        ("CPU-s/GB, 1 stream", "bulk-1", "cpu_s_per_gb", "low"),
+        ("Gbit/s, 8 streams", "bulk-8", "gbit_s", "high"),
+        ("CPU-s/GB, 8 streams", "bulk-8", "cpu_s_per_gb", "low"),
+    ]),
+    ("rr", "Request/response, keep-alive (wrk -t2 -c50, 64-byte body)", ALL, [
+        ("req/s", "rr", "rps", "high"),
+        ("p50 ms", "rr", "p50_ms", "low"),
+        ("p99 ms", "rr", "p99_ms", "low"),
+        ("CPU µs/req", "rr", "cpu_us", "low"),
+    ]),
+    ("cps", "New connection per request (wrk -t2 -c50, Connection: close)", ALL, [
+        ("conn/s", "cps", "rps", "high"),
+        ("p50 ms", "cps", "p50_ms", "low"),
+        ("p99 ms", "cps", "p99_ms", "low"),
+        ("CPU µs/conn", "cps", "cpu_us", "low"),
+    ]),
+]
+
+
+def idle_table(summary, ns):
+    cols = []
+    for n in ns:
+        cols.append((f"KiB/conn, {n:,} conns (RSS)", f"idle-{n}", "kib_per_conn", "low"))
+        cols.append((f"KiB/conn, {n:,} (PSS)", f"idle-{n}", "pss_kib_per_conn", "low"))
+    if ns:
+        cols.append((f"RSS MiB with {ns[-1]:,}", f"idle-{ns[-1]}", "rss_held_mib", "low"))
+    return ("idle", "Idle connections held (echo backend, each verified with a unique ping)",
+            PROXIES, cols)
+
+
+def reload_table(kind):
+    c = f"reload-{kind}"
+    what = "keep-alive" if kind == "rr" else "Connection: close"
+    return (c, f"Reload storm, {kind} ({what}): 1-s wrk runs back to back, without and with reloads",
+            PROXIES, [
+                ("req/s without", c, "base_rps", "high"),
+                ("req/s storm", c, "storm_rps", "high"),
+                ("storm ÷ without", c, "storm_ratio", "high"),
+                ("worst 1 s without", c, "base_worst_rps", "high"),
+                ("worst 1 s storm", c, "storm_worst_rps", "high"),
+                ("socket errors storm", c, "storm_socket_errors", "low"),
+                ("peak RSS MiB without", c, "base_peak_rss_mib", "low"),
+                ("peak RSS MiB storm", c, "storm_peak_rss_mib", "low"),
+            ])
+
+
+def md_table(summary, spec):
+    _, title, targets, cols = spec
+    lines = ["| target | " + " | ".join(h for h, *_ in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    rows = 0
+    for t in targets:
+        if not any(summary.get(c, {}).get(t) for _, c, _, _ in cols):
+            continue
+        rows += 1
+        lines.append(f"| {t} | " + " | ".join(cell(summary, c, t, m, b) for _, c, m, b in cols) + " |")
+    return lines if rows else []
+
+
+def procs_range(summary, case, target, phase):
+    lo = get(summary, case, target, f"{phase}_procs_min", "min")
+    hi = get(summary, case, target, f"{phase}_procs_max", "max")
+    return "—" if lo is None else (f"{lo}" if lo == hi else f"{lo}–{hi}")
+
+
+def scaling_lines(summary):
+    lines = ["| workers | rr req/s | rr CPU µs/req | cps conn/s | cps CPU µs/conn |",
+             "|---|---:|---:|---:|---:|"]
+    have = False
+    for t in ("sluice-w1", "sluice-w2"):
+        cells = []
+        for case, metric in (("scaling-rr", "rps"), ("scaling-rr", "cpu_us"),
+                             ("scaling-cps", "rps"), ("scaling-cps", "cpu_us")):
+            s = summary.get(case, {}).get(t, {}).get(metric)
+            if s:
+                have = True
+                cells.append(fmt(s["median"]) + (f" ±{fmt(s['half_range'])}" if s["n"] > 1 else ""))
+            else:
+                cells.append("—")
+        lines.append(f"| {t[-1]} | " + " | ".join(cells) + " |")
+    ratios = []
+    for case, metric in (("scaling-rr", "rps"), ("scaling-rr", "cpu_us"),
+                         ("scaling-cps", "rps"), ("scaling-cps", "cpu_us")):
+        a, b = get(summary, case, "sluice-w1", metric), get(summary, case, "sluice-w2", metric)
+        ratios.append(f"{b / a:.2f}×" if a and b else "—")
+    lines.append("| 2 ÷ 1 | " + " | ".join(ratios) + " |")
+    return lines if have else []
+
+
+def targets_table(summary, idle_n):
+    """Rows: (workload, figure, target, measured, verdict)."""
+    rows = []
+
+    def vs_peer(label, case, metric, better, op, factor, unit=""):
+        s, best = get(summary, case, "sluice", metric), best_peer(summary, case, metric, better)
+        tgt = f"{op} {factor:g}× best peer"
+        if s is None or not best:
+            rows.append((label, tgt, "no data", "no data"))
+            return
+        ratio = s / best
+        ok = ratio >= factor if op == "≥" else ratio <= factor
+        rows.append((label, tgt, f"{fmt(s)} vs {fmt(best)}{unit} = {ratio:.2f}×",
+                     "met" if ok else "missed"))
+
+    for n in (1, 8):
+        st = "stream" if n == 1 else "streams"
+        vs_peer(f"bulk {n} {st}: Gbit/s", f"bulk-{n}", "gbit_s", "high", "≥", 1.15)
+        vs_peer(f"bulk {n} {st}: CPU-s/GB", f"bulk-{n}", "cpu_s_per_gb", "low", "≤", 0.8)
+    vs_peer("rr: req/s", "rr", "rps", "high", "≥", 1.15)
+    vs_peer("rr: p99", "rr", "p99_ms", "low", "≤", 1.0, " ms")
+    vs_peer("rr: CPU µs/req", "rr", "cpu_us", "low", "≤", 0.8)
+    vs_peer("cps: conn/s", "cps", "rps", "high", "≥", 1.2)
+    vs_peer("cps: CPU µs/conn", "cps", "cpu_us", "low", "≤", 0.8)
+    v = get(summary, f"idle-{idle_n}", "sluice", "kib_per_conn")
+    rows.append((f"idle {idle_n:,} conns: RSS/conn", "≤ 1 KiB",
+                 "no data" if v is None else f"{v:.2f} KiB",
+                 "no data" if v is None else ("met" if v <= 1.0 else "missed")))
+    for kind in ("rr", "cps"):
+        c = f"reload-{kind}"
+        err = get(summary, c, "sluice", "storm_socket_errors", "max")
+        rows.append((f"reload {kind}: socket errors in storm", "0",
+                     "no data" if err is None else f"{err:.0f} (worst rep)",
+                     "no data" if err is None else ("met" if err == 0 else "missed")))
+        hi = [get(summary, c, "sluice", f"{p}_procs_max", "max") for p in ("base", "storm")]
+        lo = [get(summary, c, "sluice", f"{p}_procs_min", "min") for p in ("base", "storm")]
+        if None in hi + lo:
+            rows.append((f"reload {kind}: processes", "1 throughout", "no data", "no data"))
+        else:
+            rng = f"{min(lo)}–{max(hi)}" if min(lo) != max(hi) else f"{min(lo)}"
+            rows.append((f"reload {kind}: processes", "1 throughout", rng,
+                         "met" if min(lo) == max(hi) == 1 else "missed"))
+        for label, a, b, op, factor in (
+                ("req/s storm vs without", "storm_rps", "base_rps", "≥", 0.98),
+                ("worst 1 s storm vs without", "storm_worst_rps", "base_worst_rps", "≥", 1.0),
+                ("peak RSS storm vs without", "storm_peak_rss_mib", "base_peak_rss_mib", "≤", 1.05)):
+            x, y = get(summary, c, "sluice", a), get(summary, c, "sluice", b)
+            tgt = f"{op} {factor:g}×"
+            if x is None or not y:
+                rows.append((f"reload {kind}: {label}", tgt, "no data", "no data"))
+                continue
+            r = x / y
+            ok = r >= factor if op == "≥" else r <= factor
+            rows.append((f"reload {kind}: {label}", tgt, f"{fmt(x)} vs {fmt(y)} = {r:.2f}×",
+                         "met" if ok else "missed"))
+    a, b = get(summary, "scaling-cps", "sluice-w1", "rps"), get(summary, "scaling-cps", "sluice-w2", "rps")
+    rows.append(("scaling cps: workers=2 vs 1", "≥ 1.6×",
+                 "no data" if not (a and b) else f"{fmt(b)} vs {fmt(a)} = {b / a:.2f}×",
+                 "no data" if not (a and b) else ("met" if b / a >= 1.6 else "missed")))
+    return rows
+
+
+# ------------------------------------------------------------------- charts
+
+# One colour per target / series in every chart.
+COLORS = {"direct": "#9e9e9e", "sluice": "#2e7d32", "haproxy": "#1565c0", "nginx": "#ef6c00",
+          "without reloads": "#90a4ae", "reload storm": "#c62828",
+          "1 worker": "#a5d6a7", "2 workers": "#2e7d32"}
+
+
+def histogram(out, name, title, ylabel, cats, series, values):
+    """values[(series, cat)] = (median, half_range); one gnuplot histogram."""
+    dat = os.path.join(out, f"{name}.dat")
+    with open(dat, "w") as f:
+        f.write("# category " + " ".join(f"{s} {s}_hr" for s in series) + "\n")
+        for c in cats:
+            row = [f'"{c}"']
+            for s in series:
+                v = values.get((s, c))
+                row += [f"{v[0]:.6g}", f"{v[1]:.6g}"] if v else ["NaN", "NaN"]
+            f.write(" ".join(row) + "\n")
+    plots = []
+    for i, s in enumerate(series):
+        col = 2 + 2 * i
+        plots.append(f"'{dat}' using {col}:{col + 1}" + (":xtic(1)" if i == 0 else "")
+                     + f" title '{s}' lc rgb '{COLORS.get(s, '#888888')}'")
+    return (f"set title '{title}'\nset ylabel '{ylabel}'\n"
+            f"plot " + ", ".join(plots) + "\n")
+
+
+def charts(out, summary, ns, env):
+    """Write the .gp script and run gnuplot; returns the PNG names made."""
+    gp = ["set style data histograms", "set style histogram errorbars gap 1 lw 1",
+          "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set grid ytics",
+          "set yrange [0:*]", "set key outside bottom center horizontal maxrows 1", "set datafile missing 'NaN'"]
+    made = []
+
+    def vals(case_of, metric, targets, cats):
+        d = {}
+        for t in targets:
+            for c in cats:
+                s = summary.get(case_of(t, c), {}).get(t, {}).get(metric)
+                if s:
+                    d[(t, c)] = (s["median"], s["half_range"])
+        return d
+
+    def page(name, panels):
+        if not any(p[5] for p in panels):
+            return
+        width = 250 + 450 * len(panels) if len(panels) > 1 else 800
+        gp.append(f"set terminal pngcairo size {width},420 font 'sans,10'")
+        gp.append(f"set output '{os.path.join(out, name + '.png')}'")
+        gp.append(f"set multiplot layout 1,{len(panels)}")
+        for i, (title, ylabel, cats, series, _, values) in enumerate(panels):
+            gp.append(histogram(out, f"{name}-{i}", title, ylabel, cats, series, values))
+        gp.append("unset multiplot")
+        made.append(name + ".png")
+
+    streams = ["1 stream", "8 streams"]
+    bcase = lambda t, c: f"bulk-{c.split()[0]}"
+    page("bulk", [
+        ("Bulk throughput", "Gbit/s", streams, list(ALL), None,
+         vals(bcase, "gbit_s", ALL, streams)),
+        ("Proxy CPU per GB", "CPU-seconds per GB", streams, list(PROXIES), None,
+         vals(bcase, "cpu_s_per_gb", PROXIES, streams)),
+    ])
+    for case, unit in (("rr", "req/s"), ("cps", "conn/s")):
+        one = ["keep-alive" if case == "rr" else "Connection: close"]
+        c = lambda t, _c, case=case: case
+        page(case, [
+            (f"{case}: throughput", unit, one, list(ALL), None, vals(c, "rps", ALL, one)),
+            (f"{case}: p99 latency", "ms", one, list(ALL), None, vals(c, "p99_ms", ALL, one)),
+            (f"{case}: proxy CPU per {'request' if case == 'rr' else 'connection'}", "µs",
+             one, list(PROXIES), None, vals(c, "cpu_us", PROXIES, one)),
+        ])
+    icats = [f"{n} conns" for n in ns]
+    page("idle", [
+        ("Idle: proxy RSS per held connection", "KiB per connection", icats, list(PROXIES),
+         None, vals(lambda t, c: f"idle-{c.split()[0]}", "kib_per_conn", PROXIES, icats)),
+    ])
+    rpanels = []
+    for kind in ("rr", "cps"):
+        d = {}
+        for t in PROXIES:
+            for phase, label in (("base", "without reloads"), ("storm", "reload storm")):
+                s = summary.get(f"reload-{kind}", {}).get(t, {}).get(f"{phase}_rps")
+                if s:
+                    d[(label, t)] = (s["median"], s["half_range"])
+        rpanels.append((f"Reload storm: {kind}", "req/s", list(PROXIES),
+                        ["without reloads", "reload storm"], None, d))
+    d = {}
+    for t in PROXIES:
+        for phase, label in (("base", "without reloads"), ("storm", "reload storm")):
+            s = summary.get("reload-rr", {}).get(t, {}).get(f"{phase}_peak_rss_mib")
+            if s:
+                d[(label, t)] = (s["median"], s["half_range"])
+    rpanels.append(("Reload storm: peak RSS (rr)", "MiB, all processes", list(PROXIES),
+                    ["without reloads", "reload storm"], None, d))
+    page("reload", rpanels)
+    d = {}
+    for kind in ("rr", "cps"):
+        for t, label in (("sluice-w1", "1 worker"), ("sluice-w2", "2 workers")):
+            s = summary.get(f"scaling-{kind}", {}).get(t, {}).get("rps")
+            if s:
+                d[(label, kind)] = (s["median"], s["half_range"])
+    page("scaling", [("sluice scaling with workers", "req/s (rr) or conn/s (cps)", ["rr", "cps"],
+                      ["1 worker", "2 workers"], None, d)])
+    script = os.path.join(out, "charts.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(gp) + "\n")
+    if made:
+        subprocess.run(["gnuplot", script], check=True, cwd=out)
+    return made
+
+
+# ------------------------------------------------------------------- report
+
+def markdown(summary, env, runs, ns, img_prefix, made):
+    lines = []
+    mode = env.get("mode", "?")
+    lines += [f"Run {env.get('stamp', '?')}: mode `{mode}`, {env.get('reps')} interleaved "
+              f"repetition(s), {env.get('secs')} s per measured run, {env.get('workers')} "
+              "workers/threads per proxy. Cells: median ±half-range over the repetitions, "
+              "and in parentheses the ratio to the best peer (the better of HAProxy and "
+              "nginx for that figure; higher is better for throughput, lower for "
+              "latency, CPU and memory).", ""]
+    idle_n = ns[-1] if ns else 8000
+    lines += ["### Targets vs measured (sluice)", "",
+              "| workload: figure | target | measured | verdict |", "|---|---|---|---|"]
+    for r in targets_table(summary, idle_n):
+        lines.append("| " + " | ".join(r) + " |")
+    lines.append("")
+    specs = list(TABLES) + [idle_table(summary, ns), reload_table("rr"), reload_table("cps")]
+    for spec in specs:
+        t = md_table(summary, spec)
+        if not t:
+            continue
+        lines += [f"### {spec[1]}", ""] + t + [""]
+        if spec[0].startswith("reload-"):
+            case = spec[0]
+            lines += ["Processes (min–max while sampled every 100 ms): " + ", ".join(
+                f"{p} {procs_range(summary, case, p, 'base')} without, "
+                f"{procs_range(summary, case, p, 'storm')} in the storm" for p in PROXIES
+                if summary.get(case, {}).get(p)) + ".", ""]
+            ok = summary.get(case, {}).get("sluice", {}).get("reloads_ok")
+            if ok:
+                bad = get(summary, case, "sluice", "reloads_failed", "max")
+                done = (f"{ok['min']:.0f}" if ok["min"] == ok["max"]
+                        else f"{ok['min']:.0f}–{ok['max']:.0f}")
+                lines += [f"sluice's admin socket after the storm: {done} reloads done, "
+                          f"{bad:.0f} failed (worst repetition), for "
+                          f"{env.get('storm_signals')} signals sent.", ""]
+            crashes = {p: get(summary, case, p, "crashes", "max") for p in PROXIES}
+            if any(crashes.values()):
+                lines += ["Worker crashes seen in the proxies' own logs during the storm "
+                          "(worst repetition): " + ", ".join(
+                              f"{p} {int(v)}" for p, v in crashes.items() if v) + ".", ""]
+        if spec[0] == "bulk" and "bulk.png" in made:
+            lines += [f"![bulk]({img_prefix}bulk.png)", ""]
+        if spec[0] in ("rr", "cps", "idle") and f"{spec[0]}.png" in made:
+            lines += [f"![{spec[0]}]({img_prefix}{spec[0]}.png)", ""]
+        if spec[0] == "reload-cps" and "reload.png" in made:
+            lines += [f"![reload]({img_prefix}reload.png)", ""]
+    s = scaling_lines(summary)
+    if s:
+        lines += ["### Scaling: sluice with 1 and 2 workers (rr and cps as above)", ""] + s + [""]
+        if "scaling.png" in made:
+            lines += [f"![scaling]({img_prefix}scaling.png)", ""]
+    failed = [r["id"] for r in runs if r["status"] != "ok" or r.get("parse_error")]
+    if failed:
+        lines += [f"Runs that failed or did not parse ({len(failed)}): " + ", ".join(failed), ""]
+    return lines
+
+
+def machine_lines(env):
+    keys = [("CPUs (nproc)", "nproc"), ("CPU model", "cpu_model"), ("memory", "mem_total"),
+            ("kernel", "kernel"), ("OS", "os"),
+            ("load average (1, 5, 15 min) before / after the runs", "loadavg_start"), ("sluice", "sluice"),
+            ("sluice commit", "sluice_commit"), ("HAProxy", "haproxy"), ("nginx", "nginx"),
+            ("wrk", "wrk"), ("iperf3", "iperf3"), ("gnuplot", "gnuplot"), ("compiler", "cc"),
+            ("libev", "libev")]
+    env = dict(env, loadavg_start=f"{env.get('loadavg_start', '?')} / {env.get('loadavg_end', '?')}")
+    return [f"| {label} | {env.get(k, '?')} |" for label, k in keys]
+
+
+DOC_HEAD = """# Benchmarks
+
+sluice against no proxy (direct), HAProxy (TCP mode) and nginx (stream module),
+all on 127.0.0.1 on one machine. Written by `scripts/bench`; do not edit by
+hand (rerun the script). Every figure is a median over interleaved
+repetitions, with its half-range, and its ratio to the best peer.
+
+**Read these numbers for what they are:** the load generator, the backend and
+the proxy share the same {nproc} CPUs, so a proxy that uses less CPU leaves
+more for wrk and the backend, and absolute figures are far below what any of
+these proxies does on real hardware. The comparisons between proxies are the
+point, not the absolute numbers.
+"""
+
+DOC_METHOD = """## How it is measured
+
+* **Targets.** `direct` (the client talks to the backend itself), `sluice`
+  (build-release: `--buildtype=release -Dassertions=false -Db_ndebug=true`),
+  HAProxy (`mode tcp`) and nginx (`stream` module). Each proxy gets the same
+  number of workers/threads ({workers}), 16 KiB buffers, logging off, 5-minute
+  idle timeouts; configs are generated from the templates in `bench/`
+  (`sluice.ini.in`, `haproxy.cfg.in`, `nginx.conf.in`). Every proxy is started
+  by the script as a foreground process (`sluice -c`, `haproxy -db -f` or
+  `haproxy -W -db -f` for the reload workload, `nginx -c ... ` with
+  `daemon off`) and stopped by PID.
+* **Repetitions.** Every proxy runs once per round, the order rotated each
+  round, each run on a freshly started process after a short warm-up
+  ({warm} s). Reported: median and ±half-range ((max − min) / 2).
+* **CPU.** utime + stime of all the proxy's processes and threads (plus what
+  they reaped) from `/proc/PID/stat`, read before and after the measured run.
+* **bulk.** `iperf3 -c` through the proxy to an `iperf3 -s` backend, 1 and 8
+  parallel streams ({secs} s); the control connection goes through the proxy
+  too. Gbit/s received, proxy CPU-seconds per GB received.
+* **rr.** `wrk -t2 -c50 -d{secs}s --latency` through the proxy to an nginx
+  HTTP backend answering with a 64-byte body (keep-alive). req/s, p50, p99,
+  proxy CPU µs per request.
+* **cps.** The same with `-H 'Connection: close'`: a new connection (client
+  side and backend side) per request. conn/s, p99, CPU µs per connection.
+* **idle.** A separate client process (`bench/idle.py`) opens N connections
+  through the proxy to an echo backend (another process), checks each with a
+  unique line, and holds them. RSS per connection = (summed RSS of the
+  proxy's processes with N held − before) / N; PSS shown too (RSS counts
+  pages shared between nginx's master and workers once per process).
+* **reload.** rr and cps as 1-second wrk runs back to back ({storm_runs} runs),
+  first without reloads, then while the proxy is reloaded {storm_signals} times in
+  {storm_secs} s (sluice: SIGHUP, in-process; HAProxy: SIGUSR2 to the `-W` master;
+  nginx: SIGHUP to the master). Each 1-s run is one window; "worst 1 s" is
+  the slowest window. Socket errors are wrk's; RSS and process count are
+  sampled every 100 ms over all the proxy's processes.
+* **scaling.** sluice rr and cps with `workers = 1` and `workers = 2`.
+
+Deliberate differences from the shared settings:
+
+* HAProxy's global `maxconn` is {haproxy_maxconn}, not 100000: HAProxy refuses to
+  start when it cannot get 2 × maxconn file descriptors, and the hard limit
+  here is {nofile}. The frontend's `maxconn` is 100000 as for the others.
+* In the reload workload only, sluice also has an `admin_socket`, asked
+  after the storm (`show info`) how many reloads were applied and how many
+  failed; HAProxy's and nginx's own logs are scanned for workers that crashed.
+* nginx listens with `reuseport` (one socket per worker, as sluice does) and
+  `backlog=4096`; nginx warns that `worker_connections 100000` exceeds its
+  `worker_rlimit_nofile {nofile}`, which is expected.
+
+## Reproduce
+
+```
+scripts/bench            # full run ({full_reps} reps, ~15 minutes), rewrites this page
+scripts/bench --quick    # 1 rep, short runs; results dir only (add --docs to rewrite this page)
+scripts/bench --smoke    # a few seconds per workload; checks only that everything runs and parses
+```
+
+Options: `--reps N`, `--workers N`, `--workloads bulk,rr,cps,idle,reload,scaling`,
+`--keep` (keep the temp dir with every generated config and log). Every
+repetition, the versions and the settings are in
+`bench/results/<timestamp>/results.json`; raw tool outputs in `raw/` beside it.
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--docs")
+    ap.add_argument("--img")
+    ap.add_argument("--strict", action="store_true")
+    a = ap.parse_args()
+    a.out, a.raw = os.path.abspath(a.out), os.path.abspath(a.raw)
+
+    env = read_kv(os.path.join(a.raw, "env"))
+    ns = [int(x) for x in env.get("idle_ns", "").split()]
+    runs, problems = [], []
+    for name in sorted(os.listdir(a.raw)):
+        d = os.path.join(a.raw, name)
+        if not os.path.isfile(os.path.join(d, "meta")):
+            continue
+        try:
+            run = parse_run(d, env)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            meta = read_kv(os.path.join(d, "meta"))
+            run = {"id": meta.get("id", name), "rep": int(meta.get("rep", 0)),
+                   "case": meta.get("case"), "target": meta.get("target"),
+                   "status": "parse_error", "metrics": {}, "parse_error": f"{type(e).__name__}: {e}"}
+        if run["status"] != "ok":
+            problems.append(f"{run['id']}: {run.get('parse_error') or run['status']}")
+        runs.append(run)
+    if not runs:
+        problems.append("no runs found")
+    summary = summarize(runs)
+
+    made = []
+    try:
+        made = charts(a.out, summary, ns, env)
+    except (OSError, subprocess.CalledProcessError) as e:
+        problems.append(f"charts: {e}")
+    if a.strict:
+        wl = env.get("workloads", "").split(",")
+        want = {"bulk": "bulk", "rr": "rr", "cps": "cps", "idle": "idle",
+                "reload": "reload", "scaling": "scaling"}
+        for w in wl:
+            if w in want and f"{want[w]}.png" not in made:
+                problems.append(f"chart {want[w]}.png not made")
+
+    body = markdown(summary, env, runs, ns, "", made)
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write("# sluice benchmark results\n\n")
+        f.write("\n".join(body) + "\n## Machine and versions\n\n| | |\n|---|---|\n")
+        f.write("\n".join(machine_lines(env)) + "\n")
+    result = {"settings": {k: env[k] for k in (
+        "mode", "reps", "workers", "workloads", "secs", "warm", "idle_ns", "storm_runs",
+        "storm_signals", "storm_secs", "bufsize", "wrk_threads", "wrk_conns", "nofile",
+        "haproxy_maxconn", "stamp") if k in env},
+        "machine": {k: env.get(k) for k in ("nproc", "cpu_model", "mem_total", "kernel", "os",
+                                            "loadavg_start", "loadavg_end", "duration_s")},
+        "versions": {k: env.get(k) for k in ("sluice", "sluice_commit", "haproxy", "nginx", "wrk",
+                                             "iperf3", "gnuplot", "cc", "libev")},
+        "runs": runs, "summary": summary, "charts": made, "problems": problems,
+        "targets": [dict(zip(("figure", "target", "measured", "verdict"), r))
+                    for r in targets_table(summary, ns[-1] if ns else 8000)]}
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+
+    if a.docs:
+        img = a.img or os.path.join(os.path.dirname(a.docs), "img")
+        os.makedirs(img, exist_ok=True)
+        for p in made:
+            shutil.copy(os.path.join(a.out, p), os.path.join(img, p))
+        rel = os.path.relpath(img, os.path.dirname(a.docs)) + "/"
+        fmtargs = dict(env, full_reps=3)
+        doc = [DOC_HEAD.format(nproc=env.get("nproc", "?")), "## Results", ""]
+        if env.get("mode") != "full":
+            doc += [f"> Written by a `--{env.get('mode')}` run ({env.get('reps')} repetition(s), "
+                    f"{env.get('secs')} s runs): indicative only. A full run (`scripts/bench`) "
+                    "replaces this page.", ""]
+        doc += markdown(summary, env, runs, ns, rel, made)
+        doc += ["## Machine", "", "| | |", "|---|---|"] + machine_lines(env) + [""]
+        doc.append(DOC_METHOD.format(**fmtargs))
+        with open(a.docs, "w") as f:
+            f.write("\n".join(doc))
+
+    if env.get("mode") == "smoke":
+        print(f"report: {len(runs)} runs, {sum(r['status'] == 'ok' for r in runs)} ok and "
+              f"parsed, {len(made)} charts")
+    else:
+        print("\n".join(body))
+    for p in problems:
+        print(f"report: problem: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
