@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 /* One readv/writev touches at most this many blocks (256 KiB at 16 KiB). */
 #define RELAY_MAX_IOV 64
@@ -105,7 +106,9 @@ ssize_t bufchain_readv(struct bufchain *c, struct buf_pool *p, int fd, size_t ro
     if (niov == 0)
         return (errno = ENOMEM), -1;
 
-    ssize_t got = readv(fd, iov, niov);
+    /* One iovec (the usual request/response case): plain read() skips
+     * the kernel's iovec import. */
+    ssize_t got = niov == 1 ? read(fd, iov[0].iov_base, iov[0].iov_len) : readv(fd, iov, niov);
     int saved = errno;
     size_t left = got > 0 ? (size_t)got : 0;
     int i = 0;
@@ -150,7 +153,7 @@ ssize_t bufchain_writev(struct bufchain *c, struct buf_pool *p, int fd)
     }
     if (niov == 0)
         return 0;
-    ssize_t n = writev(fd, iov, niov);
+    ssize_t n = niov == 1 ? write(fd, iov[0].iov_base, iov[0].iov_len) : writev(fd, iov, niov);
     if (n <= 0)
         return n;
     size_t left = (size_t)n;

@@ -277,8 +277,13 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
         }
     }
     if (d->src_eof && dir_pending(d) == 0 && !d->shut_sent) {
-        /* Everything before the FIN is delivered: forward the FIN. */
-        shutdown(dst, SHUT_WR);
+        /* Everything before the FIN is delivered: forward the FIN. When the
+         * other direction is already finished the session ends right now
+         * and close() sends that FIN (dst's receive side saw EOF, so
+         * nothing unread is left to turn it into a RST): skip a syscall. */
+        struct relay_dir *other = d == &s->up ? &s->down : &s->up;
+        if (!other->shut_sent)
+            shutdown(dst, SHUT_WR);
         d->shut_sent = true;
     }
     return true;
