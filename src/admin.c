@@ -250,11 +250,12 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
     char *argv[8];
     int argc = 0;
     char *save = NULL;
-    for (char *t = strtok_r(buf, " \t\r", &save); t && argc < 8; t = strtok_r(NULL, " \t\r", &save))
+    for (char *t = strtok_r(buf, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
+        if (argc == 8) {
+            strbuf_puts(out, "error: too many arguments\n");
+            return 1;
+        }
         argv[argc++] = t;
-    if (strtok_r(NULL, " \t\r", &save) != NULL) {
-        strbuf_puts(out, "error: too many arguments\n");
-        return 1;
     }
 #define IS(i, word) (argc > (i) && strcmp(argv[i], word) == 0)
     if (argc == 1 && IS(0, "help")) {

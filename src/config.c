@@ -237,8 +237,8 @@ static char *reader(char *str, int num, void *stream)
     if (c->lineno == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
         (unsigned char)p[2] == 0xBF)
         p += 3;
-    while (*p == ' ' || *p == '\t' || *p == '\r')
-        p++;
+    while (isspace((unsigned char)*p) && *p != '\n')
+        p++; /* inih skips any whitespace before a '[' */
     if (*p == '[') {
         /* Section header (inih does the same test: '[' after blanks). */
         char *end = strchr(p, ']');
@@ -387,8 +387,13 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "'%s': %s", v, why);
             return;
         }
-        if ((cfg->admin_socket = strdup(v)) == NULL)
+        char *dup = strdup(v);
+        if (dup == NULL) {
             c->oom = true;
+            return;
+        }
+        free(cfg->admin_socket); /* a second [global] may set it again */
+        cfg->admin_socket = dup;
     } else if (strcmp(key, "admin_mode") == 0) {
         if (!parse_mode(v, &cfg->admin_mode))
             add_error(c, c->lineno, key, "'%s' is not an octal mode like 0600", v);
