@@ -766,6 +766,12 @@ def main():
                     f"{env.get('secs')} s runs): indicative only. A full run (`scripts/bench`) "
                     "replaces this page.", ""]
         doc += markdown(summary, env, runs, ns, rel, made)
+        # The hand-written part: what the profile shows, what was tried,
+        # what limits the targets that are missed (bench/analysis.md).
+        analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+        if os.path.exists(analysis):
+            with open(analysis) as f:
+                doc += [f.read().rstrip(), ""]
         doc += ["## Machine", "", "| | |", "|---|---|"] + machine_lines(env) + [""]
         doc.append(DOC_METHOD.format(**fmtargs))
         with open(a.docs, "w") as f:
