@@ -137,7 +137,7 @@ def parse_run(d, env):
         run["error"] = open(log, errors="replace").read()[-2000:] if os.path.exists(log) else ""
         return run
     m = run["metrics"]
-    if case.startswith("bulk-"):
+    if case.startswith("bulk-") or case.startswith("splice-"):
         r = parse_iperf(os.path.join(d, "iperf.json"))
         run["raw"].update(r, streams=int(meta["streams"]))
         m["gbit_s"] = r["gbit_s"]
@@ -229,7 +229,9 @@ def get(summary, case, target, metric, field="median"):
 
 
 def best_peer(summary, case, metric, better):
-    vals = [get(summary, case, p, metric) for p in PEERS]
+    # The zero-copy workload compares sluice's splice relay with HAProxy's.
+    peers = ("haproxy-splice",) if case.startswith("splice-") else PEERS
+    vals = [get(summary, case, p, metric) for p in peers]
     vals = [v for v in vals if v is not None]
     if not vals or better not in ("high", "low"):
         return None
@@ -281,6 +283,13 @@ TABLES = [
         ("CPU-s/GB, 1 stream", "bulk-1", "cpu_s_per_gb", "low"),
         ("Gbit/s, 8 streams", "bulk-8", "gbit_s", "high"),
         ("CPU-s/GB, 8 streams", "bulk-8", "cpu_s_per_gb", "low"),
+    ]),
+    ("splice", "Zero-copy bulk: sluice relay = splice vs HAProxy with splice forced (iperf3)",
+     ("direct", "sluice-splice", "haproxy-splice"), [
+        ("Gbit/s, 1 stream", "splice-1", "gbit_s", "high"),
+        ("CPU-s/GB, 1 stream", "splice-1", "cpu_s_per_gb", "low"),
+        ("Gbit/s, 8 streams", "splice-8", "gbit_s", "high"),
+        ("CPU-s/GB, 8 streams", "splice-8", "cpu_s_per_gb", "low"),
     ]),
     ("rr", "Request/response, keep-alive (wrk -t2 -c50, 64-byte body)", ALL, [
         ("req/s", "rr", "rps", "high"),
@@ -386,6 +395,19 @@ def targets_table(summary, idle_n):
         st = "stream" if n == 1 else "streams"
         vs_peer(f"bulk {n} {st}: Gbit/s", f"bulk-{n}", "gbit_s", "high", "≥", 1.15)
         vs_peer(f"bulk {n} {st}: CPU-s/GB", f"bulk-{n}", "cpu_s_per_gb", "low", "≤", 0.8)
+    for n in (1, 8):
+        st = "stream" if n == 1 else "streams"
+        c = f"splice-{n}"
+        s_ = get(summary, c, "sluice-splice", "gbit_s")
+        for label, other, factor in (("HAProxy splice", "haproxy-splice", 1.1),
+                                     ("direct", "direct", 0.7)):
+            o = get(summary, c, other, "gbit_s")
+            if s_ is None or not o:
+                continue
+            ratio = s_ / o
+            rows.append((f"splice {n} {st}: Gbit/s vs {label}", f"≥ {factor:g}× {label}",
+                         f"{fmt(s_)} vs {fmt(o)} = {ratio:.2f}×",
+                         "met" if ratio >= factor else "missed"))
     vs_peer("rr: req/s", "rr", "rps", "high", "≥", 1.15)
     vs_peer("rr: p99", "rr", "p99_ms", "low", "≤", 1.0, " ms")
     vs_peer("rr: CPU µs/req", "rr", "cpu_us", "low", "≤", 0.8)
@@ -645,6 +667,10 @@ DOC_METHOD = """## How it is measured
 * **bulk.** `iperf3 -c` through the proxy to an `iperf3 -s` backend, 1 and 8
   parallel streams ({secs} s); the control connection goes through the proxy
   too. Gbit/s received, proxy CPU-seconds per GB received.
+* **splice.** The bulk workload again with the zero-copy relays: sluice
+  with `relay = splice` against HAProxy with `option splice-request` and
+  `option splice-response` (splicing forced both ways, `maxpipes
+  2000`: pipes to spare for 8 streams), and direct. nginx's stream module has no splice mode.
 * **rr.** `wrk -t2 -c50 -d{secs}s --latency` through the proxy to an nginx
   HTTP backend answering with a 64-byte body (keep-alive). req/s, p50, p99,
   proxy CPU µs per request.
@@ -683,7 +709,7 @@ scripts/bench --quick    # 1 rep, short runs; results dir only (add --docs to re
 scripts/bench --smoke    # a few seconds per workload; checks only that everything runs and parses
 ```
 
-Options: `--reps N`, `--workers N`, `--workloads bulk,rr,cps,idle,reload,scaling`,
+Options: `--reps N`, `--workers N`, `--workloads bulk,splice,rr,cps,idle,reload,scaling`,
 `--keep` (keep the temp dir with every generated config and log). Every
 repetition, the versions and the settings are in
 `bench/results/<timestamp>/results.json`; raw tool outputs in `raw/` beside it.
