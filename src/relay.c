@@ -154,23 +154,8 @@ ssize_t bufchain_writev(struct bufchain *c, struct buf_pool *p, int fd)
     if (niov == 0)
         return 0;
     ssize_t n = niov == 1 ? write(fd, iov[0].iov_base, iov[0].iov_len) : writev(fd, iov, niov);
-    if (n <= 0)
-        return n;
-    size_t left = (size_t)n;
-    c->len -= left;
-    while (c->head != NULL) {
-        struct buf_block *b = c->head;
-        size_t have = b->end - b->start;
-        if (left < have) {
-            b->start += (uint32_t)left;
-            break;
-        }
-        left -= have;
-        c->head = b->next;
-        if (c->head == NULL)
-            c->tail = NULL;
-        buf_pool_put(p, b);
-    }
+    if (n > 0)
+        bufchain_drop(c, p, (size_t)n);
     return n;
 }
 

@@ -313,38 +313,36 @@ static void session_update(struct session *s)
     io_want(s->w->loop, &s->w_backend, bev);
 }
 
+/* An event on one side's fd: READ feeds the direction that side sends,
+ * WRITE drains the direction it receives. */
+static void side_event(struct session *s, struct relay_dir *sends, struct relay_dir *receives,
+                       int fd, int peer_fd, int revents)
+{
+    session_enter(s);
+    if (revents & EV_WRITE)
+        receives->dst_blocked = false;
+    bool alive = true;
+    if (revents & EV_READ)
+        alive = pump(s, sends, fd, peer_fd);
+    if (alive && (revents & EV_WRITE))
+        alive = pump(s, receives, peer_fd, fd);
+    if (alive)
+        session_update(s);
+    session_leave(s);
+}
+
 static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     struct session *s = container_of(io, struct session, w_client);
-    session_enter(s);
-    if (revents & EV_WRITE)
-        s->down.dst_blocked = false;
-    bool alive = true;
-    if (revents & EV_READ)
-        alive = pump(s, &s->up, client_fd(s), backend_fd(s));
-    if (alive && (revents & EV_WRITE))
-        alive = pump(s, &s->down, backend_fd(s), client_fd(s));
-    if (alive)
-        session_update(s);
-    session_leave(s);
+    side_event(s, &s->up, &s->down, client_fd(s), backend_fd(s), revents);
 }
 
 static void relay_backend_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     struct session *s = container_of(io, struct session, w_backend);
-    session_enter(s);
-    if (revents & EV_WRITE)
-        s->up.dst_blocked = false;
-    bool alive = true;
-    if (revents & EV_READ)
-        alive = pump(s, &s->down, backend_fd(s), client_fd(s));
-    if (alive && (revents & EV_WRITE))
-        alive = pump(s, &s->up, client_fd(s), backend_fd(s));
-    if (alive)
-        session_update(s);
-    session_leave(s);
+    side_event(s, &s->down, &s->up, backend_fd(s), client_fd(s), revents);
 }
 
 static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
