@@ -562,8 +562,16 @@ static void server_stop(struct server *s)
     }
 }
 
-/* mkdir -p for the socket's parent directory (mode 0750). */
-static int make_parent(const char *path)
+static int make_dir(const char *d, uid_t uid, gid_t gid)
+{
+    if (mkdir(d, 0750) == 0)
+        return uid == (uid_t)-1 && gid == (gid_t)-1 ? 0 : chown(d, uid, gid);
+    return errno == EEXIST ? 0 : -1;
+}
+
+/* mkdir -p for the socket's parent directory (mode 0750); directories it
+ * creates are given to uid/gid (-1: left as created). */
+static int make_parent(const char *path, uid_t uid, gid_t gid)
 {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -572,16 +580,15 @@ static int make_parent(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(d, 0750) < 0 && errno != EEXIST)
+        if (make_dir(d, uid, gid) < 0)
             return -1;
         *p = '/';
     }
-    if (mkdir(d, 0750) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
+    return make_dir(d, uid, gid);
 }
 
-struct admin *admin_start(struct control *ctl, const char *path, int mode, char *err, size_t errlen)
+struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t uid, gid_t gid,
+                          char *err, size_t errlen)
 {
     struct sockaddr_any a;
     char spec[sizeof(a.u.un.sun_path) + 8];
@@ -591,7 +598,7 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, char 
         snprintf(err, errlen, "%s: %s", path, why);
         return NULL;
     }
-    if (make_parent(path) < 0) {
+    if (make_parent(path, uid, gid) < 0) {
         snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
         return NULL;
     }
@@ -622,7 +629,9 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, char 
     mode_t old = umask((mode_t)(~mode & 0777));
     int rc = bind(fd, &a.u.sa, a.len);
     umask(old);
-    if (rc < 0 || chmod(path, (mode_t)mode) < 0 || listen(fd, 64) < 0) {
+    if (rc < 0 || chmod(path, (mode_t)mode) < 0 ||
+        ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0) ||
+        listen(fd, 64) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         close(fd);
         return NULL;

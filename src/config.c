@@ -7,6 +7,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/parse.h"
+#include "sluice/privilege.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -47,6 +48,8 @@ struct parse_ctx {
     bool workers_auto;
     bool oom;
     int admin_http_line;
+    int identity_line;      /* last user or group line */
+    gid_t user_primary_gid; /* the group used when only user is set */
 };
 
 static void add_error(struct parse_ctx *c, int line, const char *key, const char *fmt, ...)
@@ -332,13 +335,43 @@ static const char *static_key(const char *name, const char *const *keys, size_t 
 static const char *const global_keys[] = {"workers",     "log_level",    "access_log",
                                           "max_conns",   "shutdown_timeout", "buffer_size",
                                           "max_buffer",  "admin_socket", "admin_mode",
-                                          "admin_http"};
+                                          "admin_http",  "user",         "group",
+                                          "allow_root"};
 static const char *const listener_keys[] = {"bind",  "pool",         "max_conns",    "backlog",
                                             "relay", "accept_proxy", "proxy_timeout"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
     "check_send", "check_expect", "send_proxy"};
+
+/* user / group: resolved now, so a name the system does not know is a
+ * config error with its line, not a failure at start. */
+static void handle_identity(struct parse_ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    bool is_user = strcmp(key, "user") == 0;
+    gid_t primary = 0;
+    const char *why = is_user ? privilege_lookup_user(v, &cfg->uid, &primary)
+                              : privilege_lookup_group(v, &cfg->gid);
+    if (why != NULL) {
+        add_error(c, c->lineno, key, "'%s': %s", v, why);
+        return;
+    }
+    char *dup = strdup(v);
+    if (dup == NULL) {
+        c->oom = true;
+        return;
+    }
+    if (is_user) {
+        free(cfg->user);
+        cfg->user = dup;
+        c->user_primary_gid = primary;
+    } else {
+        free(cfg->group);
+        cfg->group = dup;
+    }
+    c->identity_line = c->lineno;
+}
 
 static void handle_global(struct parse_ctx *c, const char *key, const char *v)
 {
@@ -406,6 +439,11 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
         else
             cfg->has_admin_http = true;
         c->admin_http_line = c->lineno;
+    } else if (strcmp(key, "user") == 0 || strcmp(key, "group") == 0) {
+        handle_identity(c, key, v);
+    } else if (strcmp(key, "allow_root") == 0) {
+        if (!parse_bool(v, &cfg->allow_root))
+            add_error(c, c->lineno, key, "'%s' is not yes or no", v);
     }
 }
 
@@ -647,6 +685,10 @@ struct pool_conf *config_find_pool(struct config *cfg, const char *name)
 static void validate(struct parse_ctx *c)
 {
     struct config *cfg = c->cfg;
+    if (cfg->group != NULL && cfg->user == NULL)
+        add_error(c, c->identity_line, "group", "needs user (the group alone is not switched to)");
+    else if (cfg->user != NULL && cfg->group == NULL)
+        cfg->gid = c->user_primary_gid;
     if (cfg->max_buffer < cfg->buffer_size)
         add_error(c, c->global_line, "max_buffer", "must be at least buffer_size (%u)",
                   cfg->buffer_size);
@@ -854,6 +896,8 @@ static void config_free(struct config *cfg)
     free(cfg->listeners);
     free(cfg->access_log);
     free(cfg->admin_socket);
+    free(cfg->user);
+    free(cfg->group);
     free(cfg->path);
     free(cfg);
 }

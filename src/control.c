@@ -7,6 +7,7 @@
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/notify.h"
+#include "sluice/privilege.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -188,12 +189,24 @@ static void hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     strbuf_free(&report);
 }
 
+/* Open (or reopen) the access log and hand the file to the user sluice
+ * runs as, so a SIGUSR1 reopen still works after privileges are dropped. */
+static int access_log_open(struct control *ctl, const char *path)
+{
+    if (log_access_open(path) < 0)
+        return -1;
+    if (path[0] == '/' && ctl->owner_uid != (uid_t)-1 &&
+        chown(path, ctl->owner_uid, ctl->owner_gid) < 0)
+        log_warn("access_log %s: chown: %s (a reopen may fail)", path, strerror(errno));
+    return 0;
+}
+
 static void usr1_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
     (void)loop;
     (void)revents;
     struct control *ctl = sig->data;
-    if (log_access_open(ctl->cfg->access_log) < 0)
+    if (access_log_open(ctl, ctl->cfg->access_log) < 0)
         log_error("SIGUSR1: reopen access log %s: %s", ctl->cfg->access_log, strerror(errno));
     else
         log_info("SIGUSR1: access log reopened");
@@ -292,7 +305,8 @@ static int admin_prepare(struct control *ctl, struct config *cfg, struct config 
     bool same_path = old && same_str(old->admin_socket, cfg->admin_socket);
     if (ch->sock_changes && cfg->admin_socket && !same_path) {
         char why[256];
-        ch->sock = admin_start(ctl, cfg->admin_socket, cfg->admin_mode, why, sizeof(why));
+        ch->sock = admin_start(ctl, cfg->admin_socket, cfg->admin_mode, ctl->owner_uid,
+                               ctl->owner_gid, why, sizeof(why));
         if (ch->sock == NULL) {
             snprintf(err, errlen, "admin_socket: %s", why);
             return -1;
@@ -385,6 +399,11 @@ static int reload(struct control *ctl, struct strbuf *report)
         return -1;
     }
     struct config *old = ctl->cfg;
+    if (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group)) {
+        /* The process switched identity at start and cannot switch back. */
+        log_warn("reload: user/group changes take effect at the next restart");
+        strbuf_printf(report, "warning: user/group changes take effect at the next restart\n");
+    }
     int old_n = ctl->nworkers, new_n = cfg->workers;
     for (int i = old_n; i < new_n; i++) {
         struct worker *w = ctl->workers[i];
@@ -472,7 +491,7 @@ static int reload(struct control *ctl, struct strbuf *report)
     config_apply_weights(cfg);
     atomic_store(&ctl->max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
-    if (strcmp(old->access_log, cfg->access_log) != 0 && log_access_open(cfg->access_log) < 0)
+    if (strcmp(old->access_log, cfg->access_log) != 0 && access_log_open(ctl, cfg->access_log) < 0)
         log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
                   strerror(errno));
     health_update(cfg);
@@ -515,11 +534,16 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("out of memory");
         goto out;
     }
-    if (log_access_open(cfg->access_log) < 0) {
+    char err[300];
+    if (privilege_check(cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    privilege_owner(cfg, &ctl->owner_uid, &ctl->owner_gid);
+    if (access_log_open(ctl, cfg->access_log) < 0) {
         log_error("access_log %s: %s", cfg->access_log, strerror(errno));
         goto out;
     }
-    char err[300];
     for (int i = 0; i < cfg->workers; i++) {
         struct worker_new_listen *nl;
         if (slot_init(ctl, i, cfg) < 0) {
@@ -561,6 +585,17 @@ int control_run(struct config *cfg, const char *config_path)
         goto out;
     }
     admin_commit(ctl, cfg, &ach);
+    /* Everything privileged is open: become cfg->user before any thread. */
+    if (privilege_drop(cfg, err, sizeof(err)) < 0) {
+        log_error("dropping privileges: %s", err);
+        goto out;
+    }
+    if (cfg->user != NULL && ctl->owner_uid != (uid_t)-1)
+        log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
+                 (unsigned)cfg->gid);
+    else if (cfg->user != NULL)
+        log_warn("user %s: not started as root, so running as uid %u unchanged", cfg->user,
+                 (unsigned)getuid());
     if (health_start(cfg) < 0) {
         log_error("cannot start the health-check thread");
         goto out;

@@ -7,12 +7,15 @@
 #include "sluice/strbuf.h"
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct control;
 
 /* Create the socket at path (parent directory made if missing, a stale
- * socket file replaced, mode applied). NULL with a message on failure. */
-struct admin *admin_start(struct control *ctl, const char *path, int mode, char *err, size_t errlen);
+ * socket file replaced, mode applied, the file and any directory made
+ * given to uid/gid unless they are -1). NULL with a message on failure. */
+struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t uid, gid_t gid,
+                          char *err, size_t errlen);
 /* Close every client and remove the socket file. */
 void admin_stop(struct admin *a);
 const char *admin_path(const struct admin *a);

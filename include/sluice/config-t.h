@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum balance_algo {
     BALANCE_ROUNDROBIN,
@@ -94,6 +95,11 @@ struct config {
     int admin_mode;         /* permission bits of the socket file */
     bool has_admin_http;
     struct sockaddr_any admin_http;
+    char *user;             /* NULL = keep the identity sluice starts with */
+    char *group;            /* NULL = the user's primary group */
+    uid_t uid;              /* resolved at load time (valid when user) */
+    gid_t gid;
+    bool allow_root;        /* run as root without user */
 
     struct listener_conf *listeners;
     int nlisteners;

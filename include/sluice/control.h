@@ -10,6 +10,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 struct admin;
 struct admin_http;
@@ -45,6 +46,10 @@ struct control {
 
     struct admin *admin;
     struct admin_http *http;
+    /* Owner given to files sluice creates (admin socket, access log) so
+     * it can still manage them after dropping privileges; -1 = as is. */
+    uid_t owner_uid;
+    gid_t owner_gid;
 };
 
 /* Run sluice with a loaded config until stopped; returns the exit code. */

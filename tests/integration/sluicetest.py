@@ -581,6 +581,8 @@ def make_config(port, servers, *, balance="roundrobin", workers=1, glob=None,
     of extra keys (they override the defaults chosen here for tests)."""
     g = {"workers": workers, "log_level": "info", "access_log": "stderr",
          "shutdown_timeout": "2s"}
+    if os.geteuid() == 0:
+        g["allow_root"] = "yes"  # the tests run as root; test_privilege covers user/group
     g.update(glob or {})
     lines = ["[global]"] + [f"{k} = {v}" for k, v in g.items()]
     lines += ["", "[listener main]", f"bind = 127.0.0.1:{port}", "pool = main"]

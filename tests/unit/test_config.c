@@ -1078,7 +1078,38 @@ static void test_registry_direct(void)
     registry_put(&reg, NULL);
 }
 
-UNIT_MAIN(TEST(test_defaults), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
+/* user / group / allow_root: resolved at load time against the system's
+ * user database (root and nobody exist everywhere Debian runs). */
+static void test_identity(void)
+{
+    struct config *cfg = load_ok(TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK(cfg->user == NULL && cfg->group == NULL && !cfg->allow_root);
+    config_unref(cfg);
+
+    cfg = load_ok("[global]\nuser = root\nallow_root = yes\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK_STR(cfg->user, "root");
+    CHECK_EQ_INT(cfg->uid, 0);
+    CHECK_EQ_INT(cfg->gid, 0); /* root's primary group */
+    CHECK(cfg->allow_root);
+    config_unref(cfg);
+
+    cfg = load_ok("[global]\nuser = 0\ngroup = 0\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK_EQ_INT(cfg->uid, 0);
+    CHECK_EQ_INT(cfg->gid, 0);
+    config_unref(cfg);
+
+    EXPECT_ERRORS("[global]\nuser = no-such-user-zz\n" TAIL, {2, "user", "no such user"});
+    EXPECT_ERRORS("[global]\nuser = root\ngroup = no-such-group-zz\n" TAIL,
+                  {3, "group", "no such group"});
+    EXPECT_ERRORS("[global]\ngroup = root\n" TAIL, {2, "group", "needs user"});
+    EXPECT_ERRORS("[global]\nallow_root = maybe\n" TAIL, {2, "allow_root", "yes or no"});
+    EXPECT_ERRORS("[global]\nuser = 4294967295\n" TAIL, {2, "user", "no such user"});
+}
+
+UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
           TEST(test_numbers), TEST(test_durations), TEST(test_sizes), TEST(test_keys_in_progress),
           TEST(test_admin_http_vs_bind), TEST(test_error_sections), TEST(test_error_keys),
           TEST(test_error_servers), TEST(test_error_listeners),

@@ -1,0 +1,143 @@
+/* privilege.c - switch from root to [global] user/group after start-up.
+ *
+ * sluice binds, opens its access log and creates its admin socket as the
+ * user it starts as, then (as root) becomes cfg->user for good. Only
+ * CAP_NET_BIND_SERVICE is kept, so a reload can still add a listener on a
+ * port below 1024; nothing else of root survives. */
+#include "sluice/privilege.h"
+
+#include "sluice/config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Enough for any sane passwd/group entry; a bigger one is refused (ERANGE)
+ * rather than retried with a heap buffer. */
+#define PW_BUF 16384
+
+/* A decimal id that fits in uid_t/gid_t (not -1, which means "unchanged"). */
+static bool parse_id(const char *s, unsigned long *out)
+{
+    if (*s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || n >= 0xffffffffUL)
+        return false;
+    *out = n;
+    return true;
+}
+
+const char *privilege_lookup_user(const char *name, uid_t *uid, gid_t *primary_gid)
+{
+    char buf[PW_BUF];
+    struct passwd pw, *res = NULL;
+    unsigned long id;
+    int rc = parse_id(name, &id) ? getpwuid_r((uid_t)id, &pw, buf, sizeof(buf), &res)
+                                 : getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+    if (res == NULL) {
+        if (rc == 0 || rc == ENOENT || rc == ESRCH)
+            return "no such user";
+        return "cannot look up the user";
+    }
+    *uid = pw.pw_uid;
+    if (primary_gid != NULL)
+        *primary_gid = pw.pw_gid;
+    return NULL;
+}
+
+const char *privilege_lookup_group(const char *name, gid_t *gid)
+{
+    char buf[PW_BUF];
+    struct group gr, *res = NULL;
+    unsigned long id;
+    int rc = parse_id(name, &id) ? getgrgid_r((gid_t)id, &gr, buf, sizeof(buf), &res)
+                                 : getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+    if (res == NULL) {
+        if (rc == 0 || rc == ENOENT || rc == ESRCH)
+            return "no such group";
+        return "cannot look up the group";
+    }
+    *gid = gr.gr_gid;
+    return NULL;
+}
+
+int privilege_check(const struct config *cfg, char *err, size_t errlen)
+{
+    if (geteuid() != 0 || cfg->user != NULL || cfg->allow_root)
+        return 0;
+    snprintf(err, errlen,
+             "refusing to run as root: set user (and group) in [global] to drop privileges "
+             "after start-up, or allow_root = yes");
+    return -1;
+}
+
+void privilege_owner(const struct config *cfg, uid_t *uid, gid_t *gid)
+{
+    bool switching = cfg->user != NULL && geteuid() == 0;
+    *uid = switching ? cfg->uid : (uid_t)-1;
+    *gid = switching ? cfg->gid : (gid_t)-1;
+}
+
+/* Keep exactly CAP_NET_BIND_SERVICE, effective and permitted. */
+static int keep_bind_capability(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    memset(data, 0, sizeof(data));
+    data[0].effective = data[0].permitted = 1U << CAP_NET_BIND_SERVICE;
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+int privilege_drop(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->user == NULL || geteuid() != 0)
+        return 0;
+    /* Keep the permitted set across setuid so one capability can stay. */
+    if (prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0) {
+        snprintf(err, errlen, "prctl(PR_SET_KEEPCAPS): %s", strerror(errno));
+        return -1;
+    }
+    /* The user's supplementary groups (a numeric user may have no name
+     * entry with groups; then only the group itself). */
+    char buf[PW_BUF];
+    struct passwd pw, *res = NULL;
+    getpwuid_r(cfg->uid, &pw, buf, sizeof(buf), &res);
+    int rc = res != NULL ? initgroups(res->pw_name, cfg->gid) : setgroups(1, &cfg->gid);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot set the groups of user %s: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    if (setgid(cfg->gid) < 0) {
+        snprintf(err, errlen, "setgid(%u): %s", (unsigned)cfg->gid, strerror(errno));
+        return -1;
+    }
+    if (setuid(cfg->uid) < 0) {
+        snprintf(err, errlen, "setuid(%u): %s", (unsigned)cfg->uid, strerror(errno));
+        return -1;
+    }
+    if (keep_bind_capability() < 0) {
+        snprintf(err, errlen, "capset(CAP_NET_BIND_SERVICE): %s", strerror(errno));
+        return -1;
+    }
+    prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
+    /* setuid clears the dumpable flag, which hides /proc/self/fd from the
+     * process itself and forbids core dumps; like nginx's workers, turn it
+     * back on: the process now holds nothing its user may not see. */
+    prctl(PR_SET_DUMPABLE, 1L, 0L, 0L, 0L);
+    /* Paranoia: there must be no way back. */
+    if (cfg->uid != 0 && setuid(0) == 0) {
+        snprintf(err, errlen, "could regain root after dropping privileges");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,213 @@
+"""[global] user / group / allow_root: refuse root by default, drop to the
+configured user after binding, keep only CAP_NET_BIND_SERVICE."""
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import ctltest as ct
+import sluicetest as st
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+
+NOBODY = pwd.getpwnam("nobody")
+NOGROUP = grp.getgrgid(NOBODY.pw_gid)
+CAP_NET_BIND_SERVICE = 10
+
+
+@pytest.fixture
+def world_dir():
+    """A directory the unprivileged user can traverse: after the drop,
+    sluice re-reads its config and reopens its log from here."""
+    d = Path(tempfile.mkdtemp(prefix="slpriv", dir="/tmp"))
+    d.chmod(0o755)
+    made = []
+    yield d, made
+    for s in made:
+        s.kill()
+    reports = [line for s in made for line in s.sanitizer_reports()]
+    shutil.rmtree(d, ignore_errors=True)
+    assert not reports, "sanitizer reports in sluice's stderr:\n" + "\n".join(reports[:40])
+
+
+def start(world, text, wait=True):
+    d, made = world
+    s = st.Sluice(d, text)
+    s.cfg.chmod(0o644)
+    made.append(s)
+    return s.start(wait=wait)
+
+
+def proc_status(pid):
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.split()
+    return out
+
+
+def drop_config(port, backend, sockpath, extra_glob=None):
+    glob = {"user": "nobody", "group": NOGROUP.gr_name, "admin_socket": sockpath}
+    glob.update(extra_glob or {})
+    text = st.make_config(port, [f"a {backend.addr}"], glob=glob)
+    # make_config allows root for every other test; this one must not.
+    return text.replace("allow_root = yes\n", "")
+
+
+def free_low_port():
+    """A free port below 1024 on 127.0.0.1 (only root or the capability may bind it)."""
+    for p in range(980, 800, -1):
+        if st.port_is_free(p):
+            return p
+    pytest.skip("no free port in 801..980")
+
+
+def test_root_without_user_is_refused(world_dir, port, named):
+    a = named("a")
+    text = st.make_config(port, [f"a {a.addr}"]).replace("allow_root = yes\n", "")
+    s = start(world_dir, text, wait=False)
+    rc = s.wait_exit()
+    assert rc == 1, s.tail()
+    assert "refusing to run as root" in s.log() and "allow_root" in s.log(), s.tail()
+    assert st.port_is_free(port), "a refused start must not have bound its listener"
+
+
+def test_allow_root_runs_as_root(world_dir, port, named):
+    a = named("a")
+    s = start(world_dir, st.make_config(port, [f"a {a.addr}"], glob={"allow_root": "yes"}))
+    assert proc_status(s.pid)["Uid"] == ["0"] * 4
+    with st.connect(port) as c:
+        assert st.recv_line(c) == b"a"
+    s.stop()
+
+
+def test_drops_to_user_and_keeps_only_bind_capability(world_dir, port, named):
+    d, _ = world_dir
+    a = named("a")
+    sock = d / "run" / "admin.sock"  # run/ does not exist: sluice makes it
+    log = d / "logs" / "access.log"
+    log.parent.mkdir()
+    os.chown(log.parent, NOBODY.pw_uid, NOBODY.pw_gid)  # a log dir the user may write (LogsDirectory=)
+    s = start(world_dir, drop_config(port, a, sock, {"access_log": log}))
+    assert "running as user nobody" in s.log(), s.tail()
+
+    status = proc_status(s.pid)
+    assert status["Uid"] == [str(NOBODY.pw_uid)] * 4, status["Uid"]
+    assert status["Gid"] == [str(NOGROUP.gr_gid)] * 4, status["Gid"]
+    assert "0" not in status.get("Groups", []), f"root group kept: {status.get('Groups')}"
+    bind_only = 1 << CAP_NET_BIND_SERVICE
+    assert int(status["CapEff"][0], 16) == bind_only, status["CapEff"]
+    assert int(status["CapPrm"][0], 16) == bind_only, status["CapPrm"]
+    assert int(status["CapInh"][0], 16) == 0, status["CapInh"]
+
+    # Files it made belong to the user, so it can still manage them.
+    for path in (sock, sock.parent, log):
+        assert path.stat().st_uid == NOBODY.pw_uid, f"{path} owned by uid {path.stat().st_uid}"
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+
+    # It proxies, answers on the admin socket, and writes its log.
+    with st.connect(port) as c:
+        assert st.recv_line(c) == b"a"
+        st.roundtrip(c)  # raises unless the echo comes back
+    st.wait_for(lambda: log.exists() and "reason=client_close" in log.read_text(), 5 * st.SLOW,
+                "the access log line of the first session")
+    assert "uptime" in ct.ask(sock, "show info")
+
+    # logrotate: move the file away, SIGUSR1; sluice (now nobody) creates a new one.
+    log.rename(log.with_name("access.log.1"))
+    s.signal(signal.SIGUSR1)
+    st.wait_for(log.exists, 5 * st.SLOW, "a new access log after SIGUSR1")
+    with st.connect(port) as c:
+        st.recv_line(c)
+    st.wait_for(lambda: "reason=client_close" in log.read_text(), 5 * st.SLOW,
+                "a session logged to the reopened file")
+
+    s.stop()
+    assert not sock.exists(), "the admin socket file must be removed at exit"
+
+
+def test_reload_after_drop_binds_a_low_port(world_dir, port, named):
+    """Reload re-reads the file and binds a port below 1024 as nobody:
+    CAP_NET_BIND_SERVICE is the one capability kept."""
+    d, _ = world_dir
+    a = named("a")
+    sock = d / "admin.sock"
+    s = start(world_dir, drop_config(port, a, sock))
+    low = free_low_port()
+    text = drop_config(port, a, sock) + f"\n[listener low]\nbind = 127.0.0.1:{low}\npool = main\n"
+    ct.write_config(s.cfg, text)
+    s.cfg.chmod(0o644)
+    reply = ct.ask(sock, "reload")
+    assert "reload ok" in reply, reply
+    with st.connect(low) as c:
+        assert st.recv_line(c) == b"a"
+
+    # A new user in the file is reported, not applied (no way back to root).
+    ct.write_config(s.cfg, text.replace("user = nobody", "user = root"))
+    s.cfg.chmod(0o644)
+    reply = ct.ask(sock, "reload")
+    assert "user/group changes take effect at the next restart" in reply, reply
+    assert "reload ok" in reply, reply
+    assert proc_status(s.pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
+    s.stop()
+
+
+def test_unreadable_config_fails_reload_and_keeps_running(world_dir, port, named):
+    d, _ = world_dir
+    a = named("a")
+    sock = d / "admin.sock"
+    s = start(world_dir, drop_config(port, a, sock))
+    s.cfg.chmod(0o600)  # root's file now: nobody cannot read it on reload
+    reply = ct.ask(sock, "reload")
+    assert "reload failed" in reply and "cannot open" in reply, reply
+    with st.connect(port) as c:
+        assert st.recv_line(c) == b"a"
+    s.stop()
+
+
+@pytest.mark.parametrize("glob,key,why", [
+    ({"user": "no-such-user-x"}, "user", "no such user"),
+    ({"user": "nobody", "group": "no-such-group-x"}, "group", "no such group"),
+    ({"group": "nogroup"}, "group", "needs user"),
+    ({"allow_root": "perhaps"}, "allow_root", "is not yes or no"),
+])
+def test_bad_identity_is_a_config_error(tmp_path, glob, key, why):
+    text = st.make_config(st.free_port(), ["a 127.0.0.1:9"], glob=glob)
+    cfg = tmp_path / "bad.ini"
+    cfg.write_text(text)
+    r = st.run_sluice(["-t", "-c", cfg])
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = ct.line_of(text, f"{key} = {glob[key]}") if key in glob else None
+    if key == "group" and "user" not in glob:
+        line = ct.line_of(text, "group = ")
+    assert f"{cfg}:{line}: {key}: " in r.stderr and why in r.stderr, r.stderr
+
+
+def test_numeric_user_and_group(tmp_path):
+    text = st.make_config(st.free_port(), ["a 127.0.0.1:9"],
+                          glob={"user": str(NOBODY.pw_uid), "group": str(NOGROUP.gr_gid)})
+    cfg = tmp_path / "num.ini"
+    cfg.write_text(text)
+    r = st.run_sluice(["-t", "-c", cfg])
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+
+
+def test_connect_error_path_unaffected_after_drop(world_dir, port, closed_port, named):
+    """Backends are reached as nobody too: a refused one still fails over."""
+    d, _ = world_dir
+    a = named("a")
+    dead = closed_port()
+    text = st.make_config(port, [f"dead 127.0.0.1:{dead.port}", f"a {a.addr}"],
+                          glob={"user": "nobody", "group": NOGROUP.gr_name},
+                          pool={"retries": 1}).replace("allow_root = yes\n", "")
+    s = start(world_dir, text)
+    for _ in range(4):
+        with st.connect(port) as c:
+            assert st.recv_line(c) == b"a"
+    s.stop()
