@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Sessions kept for reuse per worker; beyond that they go back to malloc. */
@@ -105,6 +106,14 @@ static void session_free(struct session *s)
     }
 }
 
+/* Make close(fd) send RST instead of FIN. */
+static void set_abortive_close(int fd)
+{
+    static const struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+}
+
 /* Leave the backend: its live count drops; fd closed. */
 static void backend_release(struct session *s)
 {
@@ -128,6 +137,12 @@ void session_finish(struct session *s, enum end_reason reason)
     s->reason = (uint8_t)reason;
     ev_timer_stop(w->loop, &s->w_timer);
     ev_io_stop(w->loop, &s->w_client);
+    if (reason == END_reset) {
+        /* One side aborted: abort the other too, so it cannot mistake a
+         * cut stream for a complete one (a FIN would say "all sent"). */
+        set_abortive_close(client_fd(s));
+        set_abortive_close(backend_fd(s));
+    }
     close(client_fd(s));
     backend_release(s);
     bufchain_clear(&s->up.chain, &w->bufs);

@@ -468,7 +468,7 @@ def sinksource_handler(conn, srv):
     srv.note(("done", up_len, count))
 
 
-def sinksource_client(port, up_len, down_len, rng, timeout=60.0):
+def sinksource_client(port, up_len, down_len, rng, timeout=60.0, host=LOCALHOST):
     """Run one sink/source exchange through sluice and check both ways.
 
     Returns the local port of the client socket."""
@@ -476,7 +476,7 @@ def sinksource_client(port, up_len, down_len, rng, timeout=60.0):
     up_off = rng.randint(0, BLOB_SIZE - up_len)
     down_off = rng.randint(0, BLOB_SIZE - down_len)
     up = memoryview(data)[up_off:up_off + up_len]
-    s = connect(port, timeout=timeout)
+    s = connect(port, host=host, timeout=timeout)
     try:
         local = s.getsockname()[1]
         h = hashlib.sha256()
@@ -618,7 +618,7 @@ def client_host(entry):
 
 class Sluice:
     def __init__(self, tmp_path, config_text=None, name="sluice", args=None, nofile=None,
-                 env=None):
+                 env=None, netns=None):
         self.tmp_path = Path(tmp_path)
         self.name = name
         self.cfg = self.tmp_path / f"{name}.ini"
@@ -627,6 +627,7 @@ class Sluice:
         self.args = args
         self.nofile = nofile
         self.env = env  # extra environment variables for the process
+        self.netns = netns  # run inside this network namespace (ip netns exec)
         self.log_path = self.tmp_path / f"{name}.stderr"
         self.out_path = self.tmp_path / f"{name}.stdout"
         self.proc = None
@@ -641,6 +642,9 @@ class Sluice:
             # prlimit(1) instead of preexec_fn: the test process has threads.
             cmd = [shutil.which("prlimit") or "/usr/bin/prlimit",
                    f"--nofile={self.nofile}:{self.nofile}", "--"] + cmd
+        if self.netns is not None:
+            # ip execs the command: self.proc.pid is sluice's own pid.
+            cmd = ["/usr/sbin/ip", "netns", "exec", self.netns] + cmd
         with open(self.out_path, "wb") as out, open(self.log_path, "wb") as err:
             env = dict(os.environ, **self.env) if self.env else None
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,

@@ -94,6 +94,7 @@ def test_backend_rst_mid_stream_closes_client(sluice, backend, port, relay):
     c.sendall(b"go")
     _, how = st.recv_until_close(c, timeout=5 * st.SLOW, limit=1 << 20)
     closed_at = time.monotonic()
+    assert how == "reset", f"the backend's RST must reach the client as a reset, not {how}"
     c.close()
     rst_at = [t for what, t in b.events if what == "rst"]
     assert rst_at, f"backend handler did not run: {b.errors}"
@@ -114,6 +115,7 @@ def test_client_rst_frees_backend(sluice, backend, port, relay):
     with b.cond:
         assert b.cond.wait_for(lambda: b.events, 5 * st.SLOW), "backend side never saw EOF or RST"
         what, t = b.events[0]
+    assert what == "reset", f"the client's RST must reach the backend as a reset, not {what}"
     assert t - t0 < BOUND, f"backend side freed {t - t0:.2f}s after client RST ({what})"
     e = s.access_for(local)
     assert e["reason"] == "reset", f"client RST should end the session with reason reset: {e}"
