@@ -29,6 +29,7 @@ import ctltest as ct
 import netns as nn
 import sluicetest as st
 from ctltest import sockdir  # noqa: F401  (fixture)
+from faultrelay import FaultRelay
 
 HERE = Path(__file__).resolve().parent
 T = 5.0 * st.SLOW
@@ -629,6 +630,56 @@ def test_link_down_and_up(rig, net, reload):
     t.finish()
     assert s.access_for(t.local)["reason"] == "client_close"
     assert rig.server("e")["connect_failures"] >= 1
+    rig.settle()
+
+
+@pytest.mark.heavy
+def test_delay_and_chopped_segments_each_way(rig, net):
+    """20 ms added and every write cut into 1..7-byte segments, in both
+    directions, by fault relays on both sides of sluice (client side: what
+    the client sends; backend side: what the backend sends), so sluice
+    reads tiny segments late from both peers: 64 MiB up and 64 MiB down
+    arrive byte-exact."""
+    total = 64 << 20
+    block = os.urandom(1 << 20)
+    with nn.inside(net.backend):  # on the backend namespace's loopback, behind its relay
+        echo = st.Server(st.echo_handler, name="echo", host="127.0.0.1", conn_timeout=600)
+    try:
+        slow = ("--delay", "20", "--chop", "1-7", "--max-seconds", "900")
+        with FaultRelay(nn.BACKEND_IP, echo.addr, *slow, "--only", "down",
+                        netns=net.backend) as back:
+            s = rig.start([f"echo {back.addr}"], pool={"idle_timeout": "5m"})
+            port = rig.port
+            with FaultRelay("127.0.0.1", f"{nn.PROXY_IP}:{port}", *slow, "--only", "up",
+                            netns=net.client) as front:
+                with nn.inside(net.client):
+                    c = st.connect(front.port, timeout=60)
+                local_hash, got = hashlib.sha256(), 0
+                sent_hash = hashlib.sha256()
+                for _ in range(total // len(block)):
+                    sent_hash.update(block)
+
+                def on_data(mv):
+                    nonlocal got
+                    local_hash.update(mv)
+                    got += len(mv)
+
+                t0 = time.monotonic()
+                st.duplex(c, [block] * (total // len(block)), on_data,
+                          t0 + (600 if st.SANITIZER else 300))
+                took = time.monotonic() - t0
+                c.close()
+                assert got == total and local_hash.digest() == sent_hash.digest(), (
+                    f"echo through delay+chop: {got} of {total} bytes, or different bytes")
+        # Both relays really cut their direction into pieces of at most 7 bytes.
+        assert int(front.stats()["up_sends"]) >= total // 7, front.stats()
+        assert int(back.stats()["down_sends"]) >= total // 7, back.stats()
+        e = s.access(backend="echo")
+        assert len(e) == 1 and int(e[0]["up"]) == total and int(e[0]["down"]) == total, e
+        assert e[0]["reason"] in ("client_close", "backend_close"), e
+        print(f"delay+chop: {total >> 20} MiB each way in {took:.1f}s")
+    finally:
+        echo.close()
     rig.settle()
 
 
