@@ -344,6 +344,20 @@ static const char *const pool_keys[] = {
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
     "check_send", "check_expect", "send_proxy"};
 
+/* Replace a string setting (a second [global] may set it again); false
+ * when out of memory. */
+static bool set_string(struct parse_ctx *c, char **field, const char *v)
+{
+    char *dup = strdup(v);
+    if (dup == NULL) {
+        c->oom = true;
+        return false;
+    }
+    free(*field);
+    *field = dup;
+    return true;
+}
+
 /* user / group: resolved now, so a name the system does not know is a
  * config error with its line, not a failure at start. */
 static void handle_identity(struct parse_ctx *c, const char *key, const char *v)
@@ -357,19 +371,10 @@ static void handle_identity(struct parse_ctx *c, const char *key, const char *v)
         add_error(c, c->lineno, key, "'%s': %s", v, why);
         return;
     }
-    char *dup = strdup(v);
-    if (dup == NULL) {
-        c->oom = true;
+    if (!set_string(c, is_user ? &cfg->user : &cfg->group, v))
         return;
-    }
-    if (is_user) {
-        free(cfg->user);
-        cfg->user = dup;
+    if (is_user)
         c->user_primary_gid = primary;
-    } else {
-        free(cfg->group);
-        cfg->group = dup;
-    }
     c->identity_line = c->lineno;
 }
 
@@ -392,13 +397,7 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "must be off, stderr or an absolute path");
             return;
         }
-        char *dup = strdup(v);
-        if (dup == NULL) {
-            c->oom = true;
-            return;
-        }
-        free(cfg->access_log);
-        cfg->access_log = dup;
+        set_string(c, &cfg->access_log, v);
     } else if (strcmp(key, "max_conns") == 0) {
         val_int(c, key, v, 1, 1000000, &cfg->max_conns);
     } else if (strcmp(key, "shutdown_timeout") == 0) {
@@ -420,13 +419,7 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "'%s': %s", v, why);
             return;
         }
-        char *dup = strdup(v);
-        if (dup == NULL) {
-            c->oom = true;
-            return;
-        }
-        free(cfg->admin_socket); /* a second [global] may set it again */
-        cfg->admin_socket = dup;
+        set_string(c, &cfg->admin_socket, v);
     } else if (strcmp(key, "admin_mode") == 0) {
         if (!parse_mode(v, &cfg->admin_mode))
             add_error(c, c->lineno, key, "'%s' is not an octal mode like 0600", v);
