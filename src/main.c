@@ -2,6 +2,7 @@
 #include "sluice/config.h"
 #include "sluice/control.h"
 #include "sluice/log.h"
+#include "sluice/privilege.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -68,6 +69,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        /* What would stop a start is an error here too (ExecStartPre=). */
+        char why[256];
+        if (privilege_check(cfg, why, sizeof(why)) < 0) {
+            fprintf(stderr, "sluice: %s\n", why);
+            config_unref(cfg);
+            return 1;
+        }
         printf("configuration OK\n");
         config_unref(cfg);
         return 0;

@@ -15,6 +15,7 @@ def good_lines(port):
         "log_level = info",
         "access_log = stderr",
         "shutdown_timeout = 5s",
+        "allow_root = yes",  # the suite runs as root (see test_privilege)
         "",
         "[listener web]",
         f"bind = 127.0.0.1:{port}",

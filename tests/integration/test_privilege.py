@@ -78,6 +78,18 @@ def test_root_without_user_is_refused(world_dir, port, named):
     assert st.port_is_free(port), "a refused start must not have bound its listener"
 
 
+def test_check_mode_reports_the_root_refusal(tmp_path):
+    """-t (the unit's ExecStartPre) fails on what would stop the start."""
+    text = st.make_config(st.free_port(), ["a 127.0.0.1:9"])
+    cfg = tmp_path / "c.ini"
+    cfg.write_text(text.replace("allow_root = yes\n", ""))
+    r = st.run_sluice(["-t", "-c", cfg])
+    assert r.returncode == 1 and "refusing to run as root" in r.stderr, r.stdout + r.stderr
+    cfg.write_text(text.replace("allow_root = yes\n", "user = nobody\n"))
+    r = st.run_sluice(["-t", "-c", cfg])
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+
+
 def test_allow_root_runs_as_root(world_dir, port, named):
     a = named("a")
     s = start(world_dir, st.make_config(port, [f"a {a.addr}"], glob={"allow_root": "yes"}))
