@@ -75,6 +75,17 @@ class ProcBackend:
     def signal(self, sig):
         os.kill(self.proc.pid, sig)
 
+    def stop(self):
+        """SIGSTOP, and wait until every thread is stopped (signals are
+        asynchronous: a thread already running could still read)."""
+        self.signal(signal.SIGSTOP)
+
+        def stopped():
+            tasks = Path(f"/proc/{self.proc.pid}/task")
+            return all((t / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+                       for t in tasks.iterdir())
+        st.wait_for(stopped, T, f"procbackend {self.name} to be stopped")
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -231,7 +242,7 @@ def test_backend_killed_mid_transfer(rig, reload):
     before = rig.reasons()
     # Stopped first, so bytes sit unread in its socket when it dies: the
     # kernel then answers with RST, which sluice must pass on as a reset.
-    k.signal(signal.SIGSTOP)
+    k.stop()
     c.sendall(os.urandom(64 << 10))
     rig.maybe_reload(reload)
     k.kill()
@@ -360,7 +371,7 @@ def test_backend_sigstopped_longer_than_idle_timeout(rig, reload):
     c = rig.connect()
     local = c.getsockname()[1]
     assert st.recv_line(c) == b"z"
-    z.signal(signal.SIGSTOP)
+    z.stop()
     try:
         c.sendall(b"anyone there?\n")
         rig.maybe_reload(reload)
