@@ -206,6 +206,21 @@ def recv_until_close(sock, timeout=5.0, limit=64 << 20):
             raise AssertionError(f"more than {limit} bytes before close")
 
 
+def hash_until_eof(sock, timeout=None, bufsize=1 << 20):
+    """Read (blocking) to EOF without keeping the bytes: (count, sha256 digest).
+
+    timeout bounds each read (None: the socket's own timeout)."""
+    if timeout is not None:
+        sock.settimeout(timeout)
+    h, n = hashlib.sha256(), 0
+    while True:
+        d = sock.recv(bufsize)
+        if not d:
+            return n, h.digest()
+        h.update(d)
+        n += len(d)
+
+
 def wait_closed(sock, timeout):
     """Wait until the peer closes (EOF or RST), discarding data.
 

@@ -331,16 +331,8 @@ def test_memory_stays_bounded_while_the_reader_is_stuck(fault_relay, handoff):
 
     c.setblocking(True)
     c.shutdown(socket.SHUT_WR)
-    got_hash = hashlib.sha256()
-    got = 0
-    b.settimeout(10 * st.SLOW)
-    while True:
-        d = b.recv(1 << 16)
-        if not d:
-            break
-        got_hash.update(d)
-        got += len(d)
-    assert got == sent and got_hash.digest() == sent_hash.digest(), (got, sent)
+    got, digest = st.hash_until_eof(b, timeout=10 * st.SLOW)
+    assert got == sent and digest == sent_hash.digest(), (got, sent)
     c.close()
 
 

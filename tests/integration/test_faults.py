@@ -467,19 +467,12 @@ def test_client_stops_reading(rig, reload):
     rig.bystander.ping()
     rig.maybe_reload(reload)
     # Now read everything: every byte, in order.
-    h, n = hashlib.sha256(), 0
-    c.settimeout(30 * st.SLOW)
-    while True:
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
+    n, digest = st.hash_until_eof(c, timeout=30 * st.SLOW)
     c.close()
     want = hashlib.sha256()
     for _ in range(total // len(block)):
         want.update(block)
-    assert n == total and h.digest() == want.digest(), f"got {n} of {total} bytes"
+    assert n == total and digest == want.digest(), f"got {n} of {total} bytes"
     e = s.access_for(local)
     assert int(e["down"]) == total, e
     rig.settle()
@@ -507,12 +500,7 @@ def test_client_resets_mid_transfer(rig, reload):
 @RELOAD
 def test_client_half_closes_and_waits(rig, reload):
     def handler(conn, srv):
-        n = 0
-        while True:
-            d = conn.recv(65536)
-            if not d:
-                break
-            n += len(d)
+        n, _ = st.hash_until_eof(conn)
         srv.note("eof")
         with srv.cond:
             srv.cond.wait_for(lambda: srv.state.get("answer"), T)

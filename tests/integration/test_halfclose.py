@@ -14,17 +14,10 @@ def test_client_half_close_backend_still_replies(sluice, backend, port, relay):
     reply_tail = os.urandom(1 << 20)
 
     def handler(conn, srv):
-        h = hashlib.sha256()
-        n = 0
-        while True:
-            d = conn.recv(1 << 16)
-            if not d:
-                break
-            h.update(d)
-            n += len(d)
+        n, digest = st.hash_until_eof(conn)
         srv.note("eof")
         # The client's write side is shut; ours must still reach it, all of it.
-        conn.sendall(f"{n} {h.hexdigest()}\n".encode() + reply_tail)
+        conn.sendall(f"{n} {digest.hex()}\n".encode() + reply_tail)
         conn.shutdown(socket.SHUT_WR)
 
     b = backend(handler)
@@ -50,15 +43,8 @@ def test_backend_half_close_client_still_sends(sluice, backend, port, relay):
     def handler(conn, srv):
         conn.sendall(b"hello\n")
         conn.shutdown(socket.SHUT_WR)
-        h = hashlib.sha256()
-        n = 0
-        while True:
-            d = conn.recv(1 << 16)
-            if not d:
-                break
-            h.update(d)
-            n += len(d)
-        srv.state["got"] = (n, h.hexdigest())
+        n, digest = st.hash_until_eof(conn)
+        srv.state["got"] = (n, digest.hex())
         srv.note("eof")
 
     b = backend(handler)
