@@ -590,9 +590,15 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("dropping privileges: %s", err);
         goto out;
     }
-    if (cfg->user != NULL && ctl->owner_uid != (uid_t)-1)
+    if (cfg->user != NULL && ctl->owner_uid != (uid_t)-1) {
         log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
                  (unsigned)cfg->gid);
+        /* Every reload reads the file as the user: say so now, not at the
+         * first failed reload. */
+        if (access(config_path, R_OK) < 0)
+            log_warn("%s is not readable by user %s (%s): reloads will fail", config_path,
+                     cfg->user, strerror(errno));
+    }
     else if (cfg->user != NULL)
         log_warn("user %s: not started as root, so running as uid %u unchanged", cfg->user,
                  (unsigned)getuid());

@@ -171,11 +171,14 @@ def test_reload_after_drop_binds_a_low_port(world_dir, port, named):
 
 
 def test_unreadable_config_fails_reload_and_keeps_running(world_dir, port, named):
-    d, _ = world_dir
+    d, made = world_dir
     a = named("a")
     sock = d / "admin.sock"
-    s = start(world_dir, drop_config(port, a, sock))
-    s.cfg.chmod(0o600)  # root's file now: nobody cannot read it on reload
+    s = st.Sluice(d, drop_config(port, a, sock))
+    s.cfg.chmod(0o600)  # root's file: nobody cannot read it after the drop
+    made.append(s)
+    s.start()
+    assert "is not readable by user nobody" in s.log(), s.tail()  # told at start
     reply = ct.ask(sock, "reload")
     assert "reload failed" in reply and "cannot open" in reply, reply
     with st.connect(port) as c:
