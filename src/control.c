@@ -189,16 +189,11 @@ static void hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     strbuf_free(&report);
 }
 
-/* Open (or reopen) the access log and hand the file to the user sluice
- * runs as, so a SIGUSR1 reopen still works after privileges are dropped. */
+/* Open (or reopen) the access log, handing a file to the user sluice runs
+ * as so that a SIGUSR1 reopen still works after privileges are dropped. */
 static int access_log_open(struct control *ctl, const char *path)
 {
-    if (log_access_open(path) < 0)
-        return -1;
-    if (path[0] == '/' && ctl->owner_uid != (uid_t)-1 &&
-        chown(path, ctl->owner_uid, ctl->owner_gid) < 0)
-        log_warn("access_log %s: chown: %s (a reopen may fail)", path, strerror(errno));
-    return 0;
+    return log_access_open(path, ctl->owner_uid, ctl->owner_gid);
 }
 
 static void usr1_cb(struct ev_loop *loop, ev_signal *sig, int revents)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,7 +92,7 @@ void log_write(enum log_level level, const char *fmt, ...)
  * recycled descriptor. */
 static int access_slot = -1;
 
-int log_access_open(const char *target)
+int log_access_open(const char *target, uid_t owner, gid_t group)
 {
     if (target == NULL || strcmp(target, "off") == 0) {
         atomic_store(&access_fd, -1);
@@ -101,9 +102,16 @@ int log_access_open(const char *target)
     if (strcmp(target, "stderr") == 0)
         fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     else
-        fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        /* O_NOFOLLOW: whoever can write the log directory must not be able
+         * to point the file at another one (opened, and chowned, as root). */
+        fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0)
         return -1;
+    struct stat st;
+    if ((owner != (uid_t)-1 || group != (gid_t)-1) && strcmp(target, "stderr") != 0 &&
+        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        fchown(fd, owner, group) < 0)
+        log_warn("access_log %s: chown: %s (a reopen may fail)", target, strerror(errno));
     if (access_slot < 0) {
         access_slot = fd;
     } else {

@@ -105,7 +105,9 @@ def test_drops_to_user_and_keeps_only_bind_capability(world_dir, port, named):
     sock = d / "run" / "admin.sock"  # run/ does not exist: sluice makes it
     log = d / "logs" / "access.log"
     log.parent.mkdir()
-    os.chown(log.parent, NOBODY.pw_uid, NOBODY.pw_gid)  # a log dir the user may write (LogsDirectory=)
+    # A log dir the user may write, so the reopen below can create the file
+    # itself (with a root-owned dir, logrotate's `create` makes it instead).
+    os.chown(log.parent, NOBODY.pw_uid, NOBODY.pw_gid)
     s = start(world_dir, drop_config(port, a, sock, {"access_log": log}))
     assert "running as user nobody" in s.log(), s.tail()
 
@@ -142,6 +144,22 @@ def test_drops_to_user_and_keeps_only_bind_capability(world_dir, port, named):
 
     s.stop()
     assert not sock.exists(), "the admin socket file must be removed at exit"
+
+
+def test_access_log_symlink_is_refused_not_followed(world_dir, port, named):
+    """Whoever can write the log directory must not redirect the log (opened
+    and chowned as root) to another file: CVE-2016-1247 in nginx's package."""
+    d, _ = world_dir
+    a = named("a")
+    target = d / "precious"
+    target.write_text("root's file\n")
+    link = d / "access.log"
+    link.symlink_to(target)
+    s = start(world_dir, drop_config(port, a, d / "admin.sock", {"access_log": link}), wait=False)
+    assert s.wait_exit() == 1, s.tail()
+    assert f"access_log {link}" in s.log(), s.tail()
+    assert target.read_text() == "root's file\n"
+    assert target.stat().st_uid == 0, "the symlink's target was chowned"
 
 
 def test_reload_after_drop_binds_a_low_port(world_dir, port, named):
