@@ -562,10 +562,11 @@ static void server_stop(struct server *s)
     }
 }
 
+/* lchown here and below: never follow a symlink swapped in meanwhile. */
 static int make_dir(const char *d, uid_t uid, gid_t gid)
 {
     if (mkdir(d, 0750) == 0)
-        return uid == (uid_t)-1 && gid == (gid_t)-1 ? 0 : chown(d, uid, gid);
+        return uid == (uid_t)-1 && gid == (gid_t)-1 ? 0 : lchown(d, uid, gid);
     return errno == EEXIST ? 0 : -1;
 }
 
@@ -630,7 +631,7 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t
     int rc = bind(fd, &a.u.sa, a.len);
     umask(old);
     if (rc < 0 || chmod(path, (mode_t)mode) < 0 ||
-        ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0) ||
+        ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0) ||
         listen(fd, 64) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         close(fd);
