@@ -562,17 +562,19 @@ static void server_stop(struct server *s)
     }
 }
 
-/* lchown here and below: never follow a symlink swapped in meanwhile. */
-static int make_dir(const char *d, uid_t uid, gid_t gid)
+/* A directory made for the socket stays root's (so the user sluice drops
+ * to cannot swap names in it under a later start as root); only its group
+ * becomes gid, so that user can reach the socket. lchown here and below:
+ * never follow a symlink. */
+static int make_dir(const char *d, gid_t gid)
 {
     if (mkdir(d, 0750) == 0)
-        return uid == (uid_t)-1 && gid == (gid_t)-1 ? 0 : lchown(d, uid, gid);
+        return gid == (gid_t)-1 ? 0 : lchown(d, (uid_t)-1, gid);
     return errno == EEXIST ? 0 : -1;
 }
 
-/* mkdir -p for the socket's parent directory (mode 0750); directories it
- * creates are given to uid/gid (-1: left as created). */
-static int make_parent(const char *path, uid_t uid, gid_t gid)
+/* mkdir -p for the socket's parent directory (mode 0750, group gid). */
+static int make_parent(const char *path, gid_t gid)
 {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -581,11 +583,11 @@ static int make_parent(const char *path, uid_t uid, gid_t gid)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (make_dir(d, uid, gid) < 0)
+        if (make_dir(d, gid) < 0)
             return -1;
         *p = '/';
     }
-    return make_dir(d, uid, gid);
+    return make_dir(d, gid);
 }
 
 struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t uid, gid_t gid,
@@ -599,7 +601,7 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t
         snprintf(err, errlen, "%s: %s", path, why);
         return NULL;
     }
-    if (make_parent(path, uid, gid) < 0) {
+    if (make_parent(path, gid) < 0) {
         snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
         return NULL;
     }
@@ -630,10 +632,13 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t
     mode_t old = umask((mode_t)(~mode & 0777));
     int rc = bind(fd, &a.u.sa, a.len);
     umask(old);
-    if (rc < 0 || chmod(path, (mode_t)mode) < 0 ||
-        ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0) ||
+    /* No chmod afterwards: it would follow a symlink swapped in for the
+     * socket; the umask above already gave it the mode. */
+    if (rc < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0) ||
         listen(fd, 64) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        if (rc == 0)
+            unlink(path); /* ours: bind made it */
         close(fd);
         return NULL;
     }

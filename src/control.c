@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/fsuid.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -503,6 +504,43 @@ static int reload(struct control *ctl, struct strbuf *report)
     return 0;
 }
 
+/* Every worker's listening sockets at start. They are created with the
+ * fsuid of the user sluice will run as: the kernel lets a socket join an
+ * SO_REUSEPORT group only with the same owner, and the sockets a reload
+ * opens after the drop (new workers, new binds) are the user's. */
+static int open_startup_binds(struct control *ctl, struct config *cfg)
+{
+    char err[300];
+    int rc = 0;
+    bool switch_owner = ctl->owner_uid != (uid_t)-1;
+    uid_t prev_fsuid = switch_owner ? (uid_t)setfsuid(ctl->owner_uid) : 0;
+    for (int i = 0; i < cfg->workers && rc == 0; i++) {
+        struct worker_new_listen *nl;
+        if (slot_init(ctl, i, cfg) < 0) {
+            log_error("worker %d: cannot create its event loop", i);
+            rc = -1;
+            break;
+        }
+        ctl->nworkers = i + 1;
+        if (open_new_binds(cfg, NULL, &nl, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            rc = -1;
+            break;
+        }
+        while (nl) {
+            struct worker_new_listen *next = nl->next;
+            if (worker_add_listen(ctl->workers[i], &cfg->listeners[nl->listener], &nl->addr,
+                                  nl->fd) < 0)
+                close(nl->fd);
+            free(nl);
+            nl = next;
+        }
+    }
+    if (switch_owner)
+        setfsuid(prev_fsuid);
+    return rc;
+}
+
 int control_run(struct config *cfg, const char *config_path)
 {
     static struct control ctl_storage;
@@ -539,26 +577,8 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("access_log %s: %s", cfg->access_log, strerror(errno));
         goto out;
     }
-    for (int i = 0; i < cfg->workers; i++) {
-        struct worker_new_listen *nl;
-        if (slot_init(ctl, i, cfg) < 0) {
-            log_error("worker %d: cannot create its event loop", i);
-            goto out;
-        }
-        ctl->nworkers = i + 1;
-        if (open_new_binds(cfg, NULL, &nl, err, sizeof(err)) < 0) {
-            log_error("%s", err);
-            goto out;
-        }
-        while (nl) {
-            struct worker_new_listen *next = nl->next;
-            if (worker_add_listen(ctl->workers[i], &cfg->listeners[nl->listener], &nl->addr,
-                                  nl->fd) < 0)
-                close(nl->fd);
-            free(nl);
-            nl = next;
-        }
-    }
+    if (open_startup_binds(ctl, cfg) < 0)
+        goto out;
 
     ev_async_init(&ctl->w_worker_exit, worker_exit_cb);
     ev_async_start(ctl->loop, &ctl->w_worker_exit);
@@ -593,6 +613,9 @@ int control_run(struct config *cfg, const char *config_path)
         if (access(config_path, R_OK) < 0)
             log_warn("%s is not readable by user %s (%s): reloads will fail", config_path,
                      cfg->user, strerror(errno));
+        if (cfg->uid == 65534)
+            log_warn("user %s (uid 65534) is shared by other services, which could then join "
+                     "sluice's SO_REUSEPORT ports: use a dedicated user", cfg->user);
     }
     else if (cfg->user != NULL)
         log_warn("user %s: not started as root, so running as uid %u unchanged", cfg->user,

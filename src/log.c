@@ -92,6 +92,22 @@ void log_write(enum log_level level, const char *fmt, ...)
  * recycled descriptor. */
 static int access_slot = -1;
 
+/* Open the log file for appending. O_NONBLOCK for the open only: a FIFO
+ * nobody reads fails (ENXIO) instead of blocking the main thread. When
+ * sluice will hand the file to another user (as root, before dropping
+ * privileges), O_NOFOLLOW: whoever can write the log directory must not
+ * point the name at another file. */
+static int open_log_file(const char *path, bool for_other_user)
+{
+    int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK;
+    int fd = open(path, flags | (for_other_user ? O_NOFOLLOW : 0), 0640);
+    if (fd >= 0 && fcntl(fd, F_SETFL, O_APPEND) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int log_access_open(const char *target, uid_t owner, gid_t group)
 {
     if (target == NULL || strcmp(target, "off") == 0) {
@@ -102,14 +118,14 @@ int log_access_open(const char *target, uid_t owner, gid_t group)
     if (strcmp(target, "stderr") == 0)
         fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     else
-        /* O_NOFOLLOW: whoever can write the log directory must not be able
-         * to point the file at another one (opened, and chowned, as root). */
-        fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+        fd = open_log_file(target, owner != (uid_t)-1 || group != (gid_t)-1);
     if (fd < 0)
         return -1;
     struct stat st;
+    /* Hand over only a plain file with one name (not a hard link to some
+     * other file planted in the log directory). */
     if ((owner != (uid_t)-1 || group != (gid_t)-1) && strcmp(target, "stderr") != 0 &&
-        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
         fchown(fd, owner, group) < 0)
         log_warn("access_log %s: chown: %s (a reopen may fail)", target, strerror(errno));
     if (access_slot < 0) {

@@ -71,19 +71,25 @@ const char *privilege_lookup_group(const char *name, gid_t *gid)
     return NULL;
 }
 
+/* A user that resolves to uid 0 is root by another name. */
+static bool drops_root(const struct config *cfg)
+{
+    return cfg->user != NULL && cfg->uid != 0;
+}
+
 int privilege_check(const struct config *cfg, char *err, size_t errlen)
 {
-    if (geteuid() != 0 || cfg->user != NULL || cfg->allow_root)
+    if (geteuid() != 0 || drops_root(cfg) || cfg->allow_root)
         return 0;
     snprintf(err, errlen,
-             "refusing to run as root: set user (and group) in [global] to drop privileges "
-             "after start-up, or allow_root = yes");
+             "refusing to run as root: set user (and group) in [global] to a user other than "
+             "root to drop privileges after start-up, or allow_root = yes");
     return -1;
 }
 
 void privilege_owner(const struct config *cfg, uid_t *uid, gid_t *gid)
 {
-    bool switching = cfg->user != NULL && geteuid() == 0;
+    bool switching = drops_root(cfg) && geteuid() == 0;
     *uid = switching ? cfg->uid : (uid_t)-1;
     *gid = switching ? cfg->gid : (gid_t)-1;
 }
@@ -100,19 +106,22 @@ static int keep_bind_capability(void)
 
 int privilege_drop(const struct config *cfg, char *err, size_t errlen)
 {
-    if (cfg->user == NULL || geteuid() != 0)
+    if (!drops_root(cfg) || geteuid() != 0)
         return 0;
     /* Keep the permitted set across setuid so one capability can stay. */
     if (prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0) {
         snprintf(err, errlen, "prctl(PR_SET_KEEPCAPS): %s", strerror(errno));
         return -1;
     }
-    /* The user's supplementary groups (a numeric user may have no name
-     * entry with groups; then only the group itself). */
+    /* The user's supplementary groups, by the name in the file; a numeric
+     * user by its passwd entry, or with only the group if it has none. */
     char buf[PW_BUF];
     struct passwd pw, *res = NULL;
-    getpwuid_r(cfg->uid, &pw, buf, sizeof(buf), &res);
-    int rc = res != NULL ? initgroups(res->pw_name, cfg->gid) : setgroups(1, &cfg->gid);
+    unsigned long id;
+    const char *name = cfg->user;
+    if (parse_id(name, &id))
+        name = getpwuid_r(cfg->uid, &pw, buf, sizeof(buf), &res) == 0 && res ? res->pw_name : NULL;
+    int rc = name != NULL ? initgroups(name, cfg->gid) : setgroups(1, &cfg->gid);
     if (rc < 0) {
         snprintf(err, errlen, "cannot set the groups of user %s: %s", cfg->user, strerror(errno));
         return -1;
@@ -130,12 +139,13 @@ int privilege_drop(const struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
-    /* setuid clears the dumpable flag, which hides /proc/self/fd from the
-     * process itself and forbids core dumps; like nginx's workers, turn it
-     * back on: the process now holds nothing its user may not see. */
+    /* setuid clears the dumpable flag, which forbids core dumps and stops
+     * LeakSanitizer's exit check (it ptraces the process); like nginx's
+     * workers, turn it back on. Other processes of the user still cannot
+     * ptrace sluice: it holds a capability they lack. */
     prctl(PR_SET_DUMPABLE, 1L, 0L, 0L, 0L);
     /* Paranoia: there must be no way back. */
-    if (cfg->uid != 0 && setuid(0) == 0) {
+    if (setuid(0) == 0) {
         snprintf(err, errlen, "could regain root after dropping privileges");
         return -1;
     }

@@ -40,11 +40,11 @@ void log_write(enum log_level level, const char *fmt, ...)
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into buf. */
 void log_timestamp(char *buf, size_t size);
 
-/* Access log: off (fd -1), stderr, or a file opened O_APPEND (never
- * through a symlink). Lines are written with one write(2) each, so workers
- * never interleave. A regular file is given to owner/group unless they are
- * -1 (so it can be reopened after privileges are dropped). 0 ok, -1 with
- * errno. */
+/* Access log: off (fd -1), stderr, or a file opened O_APPEND. Lines are
+ * written with one write(2) each, so workers never interleave. Unless
+ * owner/group are -1, the file is not opened through a symlink and, if it
+ * is a regular file with one link, is given to them (so it can be reopened
+ * after privileges are dropped). 0 ok, -1 with errno. */
 int log_access_open(const char *target, uid_t owner, gid_t group);
 bool log_access_enabled(void);
 void log_access_line(const char *line, size_t len);

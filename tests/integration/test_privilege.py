@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch 
 NOBODY = pwd.getpwnam("nobody")
 NOGROUP = grp.getgrgid(NOBODY.pw_gid)
 CAP_NET_BIND_SERVICE = 10
+T = 5.0 * st.SLOW
 
 
 @pytest.fixture
@@ -120,9 +121,13 @@ def test_drops_to_user_and_keeps_only_bind_capability(world_dir, port, named):
     assert int(status["CapPrm"][0], 16) == bind_only, status["CapPrm"]
     assert int(status["CapInh"][0], 16) == 0, status["CapInh"]
 
-    # Files it made belong to the user, so it can still manage them.
-    for path in (sock, sock.parent, log):
+    # The socket and the log belong to the user, so it can use them; the
+    # directory made for the socket stays root's (group: the user's), so the
+    # user cannot swap names in it under the next start as root.
+    for path in (sock, log):
         assert path.stat().st_uid == NOBODY.pw_uid, f"{path} owned by uid {path.stat().st_uid}"
+    d_st = sock.parent.stat()
+    assert (d_st.st_uid, d_st.st_gid, d_st.st_mode & 0o777) == (0, NOGROUP.gr_gid, 0o750), d_st
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
 
     # It proxies, answers on the admin socket, and writes its log.
@@ -143,7 +148,11 @@ def test_drops_to_user_and_keeps_only_bind_capability(world_dir, port, named):
                 "a session logged to the reopened file")
 
     s.stop()
-    assert not sock.exists(), "the admin socket file must be removed at exit"
+    # The user cannot remove it from root's directory; the next start
+    # replaces a stale socket (systemd's RuntimeDirectory= removes it).
+    s2 = start(world_dir, drop_config(port, a, sock, {"access_log": log}))
+    assert "uptime" in ct.ask(sock, "show info")
+    s2.stop()
 
 
 def test_access_log_symlink_is_refused_not_followed(world_dir, port, named):
@@ -186,6 +195,41 @@ def test_reload_after_drop_binds_a_low_port(world_dir, port, named):
     assert "reload ok" in reply, reply
     assert proc_status(s.pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
     s.stop()
+
+
+def test_raising_workers_after_the_drop(world_dir, port, named):
+    """Sockets a reload opens after the drop are the user's; the ones from
+    the start are too (fsuid), so new workers join the SO_REUSEPORT group."""
+    d, _ = world_dir
+    a = named("a")
+    sock = d / "admin.sock"
+    s = start(world_dir, drop_config(port, a, sock, {"workers": 1}))
+    ct.write_config(s.cfg, drop_config(port, a, sock, {"workers": 2}))
+    s.cfg.chmod(0o644)
+    reply = ct.ask(sock, "reload")
+    assert "reload ok" in reply and "2 workers" in reply, reply
+    st.wait_for(lambda: len(st.ss_listeners(port)) == 2, T, "two listening sockets")
+    for _ in range(4):
+        with st.connect(port) as c:
+            assert st.recv_line(c) == b"a"
+    s.stop()
+
+
+def test_user_root_is_still_root(world_dir, port, named):
+    a = named("a")
+    text = st.make_config(port, [f"a {a.addr}"], glob={"user": "root"})
+    s = start(world_dir, text.replace("allow_root = yes\n", ""), wait=False)
+    assert s.wait_exit() == 1 and "refusing to run as root" in s.log(), s.tail()
+
+
+def test_access_log_fifo_without_reader_fails_fast(world_dir, port, named):
+    d, _ = world_dir
+    a = named("a")
+    fifo = d / "access.log"
+    os.mkfifo(fifo)
+    s = start(world_dir, drop_config(port, a, d / "admin.sock", {"access_log": fifo}), wait=False)
+    assert s.wait_exit() == 1, s.tail()  # ENXIO at once, not a hang in open()
+    assert f"access_log {fifo}" in s.log(), s.tail()
 
 
 def test_unreadable_config_fails_reload_and_keeps_running(world_dir, port, named):
