@@ -106,6 +106,12 @@ static void session_free(struct session *s)
     }
 }
 
+/* Bytes read from src and not yet written to dst. */
+static size_t dir_pending(const struct relay_dir *d)
+{
+    return d->splice ? d->pipe.len : d->chain.len;
+}
+
 /* Make close(fd) send RST instead of FIN. */
 static void set_abortive_close(int fd)
 {
@@ -137,12 +143,15 @@ void session_finish(struct session *s, enum end_reason reason)
     s->reason = (uint8_t)reason;
     ev_timer_stop(w->loop, &s->w_timer);
     ev_io_stop(w->loop, &s->w_client);
-    if (reason == END_reset) {
-        /* One side aborted: abort the other too, so it cannot mistake a
-         * cut stream for a complete one (a FIN would say "all sent"). */
+    /* A FIN says "that was everything". When one side aborted, or bytes
+     * meant for a side are being thrown away (idle timeout on a stalled
+     * reader, shutdown, a local error), that side gets an RST instead, so
+     * it cannot mistake a cut stream for a complete one. */
+    bool aborted = reason == END_reset;
+    if (aborted || dir_pending(&s->down) > 0)
         set_abortive_close(client_fd(s));
+    if (aborted || dir_pending(&s->up) > 0)
         set_abortive_close(backend_fd(s));
-    }
     close(client_fd(s));
     backend_release(s);
     bufchain_clear(&s->up.chain, &w->bufs);
@@ -185,12 +194,6 @@ static void session_leave(struct session *s)
 {
     if (--s->busy == 0 && s->state == SS_CLOSING)
         session_free(s);
-}
-
-/* Bytes read from src and not yet written to dst. */
-static size_t dir_pending(const struct relay_dir *d)
-{
-    return d->splice ? d->pipe.len : d->chain.len;
 }
 
 /* How much a direction may buffer before reading stops (backpressure). */

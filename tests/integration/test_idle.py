@@ -1,5 +1,7 @@
 """idle_timeout closes idle sessions only."""
 
+import os
+import socket
 import threading
 import time
 
@@ -43,4 +45,32 @@ def test_idle_session_closed_active_one_kept(sluice, backend, port):
     e = s.access_for(active_port)
     assert e["reason"] == "client_close", e
     assert int(e["duration_ms"]) >= 2400, e
+    s.stop()
+
+
+def test_idle_timeout_with_bytes_still_buffered_resets_the_reader(sluice, backend, port, relay):
+    """A client that stopped reading is timed out while sluice still holds
+    bytes for it: it must get a reset after what reached it, not an EOF that
+    would pass the cut stream off as complete."""
+    block = os.urandom(1 << 20)
+
+    def source(conn, srv):
+        try:
+            for _ in range(16):
+                conn.sendall(block)
+        except OSError:
+            pass  # sluice gave up on the session: expected
+
+    b = backend(source)
+    s = sluice(st.make_config(port, [f"src {b.addr}"], relay=relay, pool={"idle_timeout": "1s"}))
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    c.connect((st.LOCALHOST, port))
+    local = c.getsockname()[1]
+    e = s.access_for(local, timeout=10 * st.SLOW)
+    assert e["reason"] == "idle_timeout", e
+    data, how = st.recv_until_close(c, timeout=5 * st.SLOW, limit=32 << 20)
+    c.close()
+    assert how == "reset", f"after {len(data)} bytes the client saw {how}, expected a reset"
+    assert len(data) < 16 * len(block)
     s.stop()
