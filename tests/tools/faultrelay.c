@@ -132,13 +132,20 @@ static struct {
 
 static char rbuf[READ_BUF_SIZE];
 
+/* "faultrelay: MESSAGE" + tail on stderr. */
+__attribute__((format(printf, 2, 0))) static void vsay(const char *tail, const char *fmt,
+                                                        va_list ap)
+{
+    fputs("faultrelay: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(tail, stderr);
+}
+
 __attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("faultrelay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsay("\n", fmt, ap);
     va_end(ap);
 }
 
@@ -146,9 +153,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("faultrelay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsay("\n", fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -833,9 +838,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const ch
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("faultrelay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see --help)\n", stderr);
+    vsay(" (see --help)\n", fmt, ap);
     va_end(ap);
     exit(2);
 }
