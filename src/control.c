@@ -11,9 +11,9 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <sys/fsuid.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
