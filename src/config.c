@@ -65,14 +65,35 @@ static void add_error(struct parse_ctx *c, int line, const char *key, const char
     char *msg = NULL;
     if (asprintf(&msg, "%s:%d: %s: %s", c->name, line, key, reason) < 0)
         msg = NULL;
-    char **grown = msg ? realloc(c->errs->msgs, sizeof(char *) * (size_t)(c->errs->n + 1)) : NULL;
-    if (grown == NULL) {
+    size_t n = (size_t)c->errs->n + 1;
+    char **msgs = msg ? realloc(c->errs->msgs, sizeof(char *) * n) : NULL;
+    if (msgs != NULL)
+        c->errs->msgs = msgs;
+    int *lines = msgs ? realloc(c->errs->lines, sizeof(int) * n) : NULL;
+    if (lines == NULL) {
         free(msg);
         c->oom = true;
         return;
     }
-    c->errs->msgs = grown;
-    c->errs->msgs[c->errs->n++] = msg;
+    c->errs->lines = lines;
+    c->errs->msgs[c->errs->n] = msg;
+    c->errs->lines[c->errs->n++] = line;
+}
+
+/* Errors come from the line pass and from the checks after it: put them in
+ * line order (stable, so one line's errors keep their order). */
+static void errors_sort(struct config_errors *errs)
+{
+    for (int i = 1; i < errs->n; i++) {
+        char *m = errs->msgs[i];
+        int l = errs->lines[i], j = i;
+        for (; j > 0 && errs->lines[j - 1] > l; j--) {
+            errs->msgs[j] = errs->msgs[j - 1];
+            errs->lines[j] = errs->lines[j - 1];
+        }
+        errs->msgs[j] = m;
+        errs->lines[j] = l;
+    }
 }
 
 void config_errors_print(const struct config_errors *errs, FILE *out)
@@ -86,7 +107,9 @@ void config_errors_free(struct config_errors *errs)
     for (int i = 0; i < errs->n; i++)
         free(errs->msgs[i]);
     free(errs->msgs);
+    free(errs->lines);
     errs->msgs = NULL;
+    errs->lines = NULL;
     errs->n = 0;
 }
 
@@ -210,6 +233,19 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
     }
 }
 
+/* Cut a key line at its inline comment: a ';' or '#' after a blank starts
+ * one (a value needing " #" writes it as "\x23" where escapes apply). */
+static void strip_inline_comment(char *line)
+{
+    for (char *q = line + 1; *q != '\0'; q++) {
+        if ((*q == ';' || *q == '#') && (q[-1] == ' ' || q[-1] == '\t')) {
+            q[0] = '\n';
+            q[1] = '\0';
+            return;
+        }
+    }
+}
+
 /* ini_reader: hands inih one line at a time from memory, counting lines. */
 static char *reader(char *str, int num, void *stream)
 {
@@ -240,10 +276,14 @@ static char *reader(char *str, int num, void *stream)
     if (c->lineno == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
         (unsigned char)p[2] == 0xBF)
         p += 3;
+    /* Indented keys and headers (HAProxy style) are ordinary lines: inih
+     * would take an indented line for the continuation of the value above. */
     while (isspace((unsigned char)*p) && *p != '\n')
-        p++; /* inih skips any whitespace before a '[' */
+        p++;
+    memmove(str, p, strlen(p) + 1);
+    p = str;
     if (*p == '[') {
-        /* Section header (inih does the same test: '[' after blanks). */
+        /* Section header (inih does the same test: '[' first). */
         char *end = strchr(p, ']');
         if (end == NULL) {
             add_error(c, c->lineno, "line", "syntax error: missing ']' in section header");
@@ -258,7 +298,12 @@ static char *reader(char *str, int num, void *stream)
         memcpy(header, p + 1, n);
         header[n] = '\0';
         section_begin(c, header, c->lineno);
-    } else if (*p != '\n' && *p != ';' && *p != '#' && strpbrk(p, "=:") == NULL) {
+        return str;
+    }
+    if (*p == ';' || *p == '#' || *p == '\n')
+        return str;
+    strip_inline_comment(p);
+    if (strpbrk(p, "=:") == NULL) {
         /* inih reports only its first syntax error: catch them all here. */
         add_error(c, c->lineno, "line", "syntax error (expected [section] or key = value)");
         str[0] = '\n';
@@ -288,7 +333,7 @@ static bool val_duration(struct parse_ctx *c, const char *key, const char *v, in
         return false;
     }
     if (ms < min_ms) {
-        add_error(c, c->lineno, key, "must be at least %lldms", (long long)min_ms);
+        add_error(c, c->lineno, key, "'%s' must be at least %lldms", v, (long long)min_ms);
         return false;
     }
     *out = ms;
@@ -315,7 +360,7 @@ static bool val_size(struct parse_ctx *c, const char *key, const char *v, uint64
         return false;
     }
     if (n < min || n > max) {
-        add_error(c, c->lineno, key, "must be between %llu and %llu bytes",
+        add_error(c, c->lineno, key, "'%s' must be between %llu and %llu bytes", v,
                   (unsigned long long)min, (unsigned long long)max);
         return false;
     }
@@ -394,7 +439,7 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "'%s' is not one of error, warn, info, debug", v);
     } else if (strcmp(key, "access_log") == 0) {
         if (strcmp(v, "off") != 0 && strcmp(v, "stderr") != 0 && v[0] != '/') {
-            add_error(c, c->lineno, key, "must be off, stderr or an absolute path");
+            add_error(c, c->lineno, key, "'%s' must be off, stderr or an absolute path", v);
             return;
         }
         set_string(c, &cfg->access_log, v);
@@ -530,13 +575,14 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
         long n;
         if (strncmp(opt, "weight=", 7) == 0) {
             if (!parse_int_range(opt + 7, 0, 256, &n)) {
-                add_error(c, c->lineno, "server", "%s: weight must be 0..256", name);
+                add_error(c, c->lineno, "server", "%s: weight must be 0..256, not '%s'", name, opt + 7);
                 return;
             }
             s.weight = (int)n;
         } else if (strncmp(opt, "max_conns=", 10) == 0) {
             if (!parse_int_range(opt + 10, 0, 1000000, &n)) {
-                add_error(c, c->lineno, "server", "%s: max_conns must be 0..1000000", name);
+                add_error(c, c->lineno, "server", "%s: max_conns must be 0..1000000, not '%s'", name,
+                          opt + 10);
                 return;
             }
             s.max_conns = (int)n;
@@ -544,7 +590,8 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             s.backup = true;
         } else if (strncmp(opt, "send_proxy=", 11) == 0) {
             if ((s.send_proxy = proxy_version(opt + 11)) < 0) {
-                add_error(c, c->lineno, "server", "%s: send_proxy must be off, v1 or v2", name);
+                add_error(c, c->lineno, "server", "%s: send_proxy must be off, v1 or v2, not '%s'", name,
+                          opt + 11);
                 return;
             }
         } else {
@@ -604,7 +651,7 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
         size_t n;
         const char *why = parse_escapes(v, &out, &n);
         if (why != NULL) {
-            add_error(c, c->lineno, key, "%s", why);
+            add_error(c, c->lineno, key, "'%s': %s", v, why);
             return;
         }
         if (key[6] == 's') {
@@ -615,6 +662,86 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
             p->check_expect_len = n;
         }
     }
+}
+
+/* Edit distance between two short keys (insert, delete, substitute, and
+ * swap of neighbours), capped: keys are at most a few dozen bytes. */
+static int key_distance(const char *a, const char *b)
+{
+    enum { KMAX = 40 };
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= KMAX || lb >= KMAX)
+        return KMAX;
+    int d[KMAX][KMAX];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            int best = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The closest of keys to name, if close enough to be a typo. */
+static const char *key_suggest(const char *name, const char *const *keys, size_t n)
+{
+    const char *best = NULL;
+    int best_d = (int)strlen(name) / 3 + 1;
+    if (best_d > 3)
+        best_d = 3;
+    for (size_t i = 0; i < n; i++) {
+        int d = key_distance(name, keys[i]);
+        if (d <= best_d && (best == NULL || d < key_distance(name, best)))
+            best = keys[i];
+    }
+    return best;
+}
+
+/* "unknown key", with the likely meant key or the section it belongs in. */
+static void unknown_key(struct parse_ctx *c, const char *name, const char *section,
+                        const char *const *keys, size_t nkeys)
+{
+    static const struct {
+        const char *const *keys;
+        size_t n;
+        const char *where;
+    } others[] = {
+        {global_keys, ARRAY_SIZE(global_keys), "[global]"},
+        {listener_keys, ARRAY_SIZE(listener_keys), "[listener NAME]"},
+        {pool_keys, ARRAY_SIZE(pool_keys), "[pool NAME]"},
+    };
+    const char *blank = strpbrk(name, " \t");
+    if (blank != NULL) {
+        /* "bind 127.0.0.1:80": inih split at the ':' of the address. */
+        add_error(c, c->lineno, name, "not a key: missing '=' after '%.*s'?", (int)(blank - name),
+                  name);
+        return;
+    }
+    const char *hint = key_suggest(name, keys, nkeys);
+    if (hint != NULL) {
+        add_error(c, c->lineno, name, "unknown key in [%s] (did you mean '%s'?)", section, hint);
+        return;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
+        if (others[i].keys != keys && static_key(name, others[i].keys, others[i].n) != NULL) {
+            add_error(c, c->lineno, name, "unknown key in [%s] ('%s' belongs in %s)", section,
+                      name, others[i].where);
+            return;
+        }
+    }
+    add_error(c, c->lineno, name, "unknown key in [%s]", section);
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value)
@@ -643,12 +770,12 @@ static int handler(void *user, const char *section, const char *name, const char
     }
     const char *key = static_key(name, keys, nkeys);
     if (key == NULL) {
-        add_error(c, c->lineno, name, "unknown key in [%s]", section);
+        unknown_key(c, name, section, keys, nkeys);
         return 1;
     }
     bool repeatable = strcmp(key, "server") == 0 || strcmp(key, "bind") == 0;
     if (!repeatable && seen_key(c, key)) {
-        add_error(c, c->lineno, key, "set twice in this section");
+        add_error(c, c->lineno, key, "'%s': set twice in this section", value);
         return 1;
     }
     if (value[0] == '\0') {
@@ -683,8 +810,8 @@ static void validate(struct parse_ctx *c)
     else if (cfg->user != NULL && cfg->group == NULL)
         cfg->gid = c->user_primary_gid;
     if (cfg->max_buffer < cfg->buffer_size)
-        add_error(c, c->global_line, "max_buffer", "must be at least buffer_size (%u)",
-                  cfg->buffer_size);
+        add_error(c, c->global_line, "max_buffer", "%u must be at least buffer_size (%u)",
+                  cfg->max_buffer, cfg->buffer_size);
     if (cfg->nlisteners == 0 && c->errs->n == 0)
         add_error(c, c->lineno > 0 ? c->lineno : 1, "listener", "no [listener NAME] section");
     for (int i = 0; i < cfg->npools; i++) {
@@ -775,6 +902,7 @@ struct config *config_load_buffer(const char *data, size_t len, const char *name
     validate(&c);
     if (c.oom)
         add_error(&c, c.lineno, "config", "out of memory");
+    errors_sort(errs);
     if (errs->n > 0) {
         config_free(cfg);
         return NULL;
@@ -790,13 +918,28 @@ struct config *config_load_file(const char *path, struct config_errors *errs)
         add_error(&c, 0, "file", "cannot open: %s", strerror(errno));
         return NULL;
     }
+    /* fopen() opens a directory for reading; say so instead of "cannot read". */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        add_error(&c, 0, "file", "cannot read: %s", strerror(EISDIR));
+        fclose(f);
+        return NULL;
+    }
     char *data = malloc(MAX_CONFIG_BYTES);
-    size_t n = data ? fread(data, 1, MAX_CONFIG_BYTES, f) : 0;
-    bool too_big = data && n == MAX_CONFIG_BYTES && fgetc(f) != EOF;
-    bool failed = data == NULL || ferror(f);
+    if (data == NULL) {
+        add_error(&c, 0, "file", "cannot read: %s", strerror(ENOMEM));
+        fclose(f);
+        return NULL;
+    }
+    size_t n = fread(data, 1, MAX_CONFIG_BYTES, f);
+    int read_errno = ferror(f) ? errno : 0;
+    bool too_big = read_errno == 0 && n == MAX_CONFIG_BYTES && fgetc(f) != EOF;
     fclose(f);
-    if (failed || too_big) {
-        add_error(&c, 0, "file", "%s", too_big ? "larger than 16 MiB" : "cannot read");
+    if (read_errno != 0 || too_big) {
+        if (too_big)
+            add_error(&c, 0, "file", "larger than 16 MiB");
+        else
+            add_error(&c, 0, "file", "cannot read: %s", strerror(read_errno));
         free(data);
         return NULL;
     }

@@ -11,8 +11,10 @@
 
 #include <stdio.h>
 
+/* Every error of one load, in line order ("FILE:LINE: key: reason"). */
 struct config_errors {
     char **msgs;
+    int *lines; /* the line of each message, for ordering */
     int n;
 };
 
