@@ -49,6 +49,7 @@ struct parse_ctx {
     bool oom;
     int admin_http_line;
     int identity_line;      /* last user or group line */
+    int user_line;
     gid_t user_primary_gid; /* the group used when only user is set */
 };
 
@@ -418,8 +419,10 @@ static void handle_identity(struct parse_ctx *c, const char *key, const char *v)
     }
     if (!set_string(c, is_user ? &cfg->user : &cfg->group, v))
         return;
-    if (is_user)
+    if (is_user) {
         c->user_primary_gid = primary;
+        c->user_line = c->lineno;
+    }
     c->identity_line = c->lineno;
 }
 
@@ -809,6 +812,18 @@ static void validate(struct parse_ctx *c)
         add_error(c, c->identity_line, "group", "needs user (the group alone is not switched to)");
     else if (cfg->user != NULL && cfg->group == NULL)
         cfg->gid = c->user_primary_gid;
+    if (cfg->user != NULL && cfg->uid == 0 && !cfg->allow_root)
+        add_error(c, c->user_line, "user",
+                  "'%s' is root: sluice would keep every privilege; name an unprivileged user, "
+                  "or set allow_root = yes to run as root on purpose", cfg->user);
+    if (cfg->user == NULL && cfg->group == NULL && !cfg->allow_root) {
+        /* Like nginx: a root start drops to a default user (see privilege.h). */
+        const char *name = privilege_default_user(&cfg->uid, &cfg->gid);
+        if (name != NULL) {
+            set_string(c, &cfg->user, name);
+            cfg->user_default = true;
+        }
+    }
     if (cfg->max_buffer < cfg->buffer_size)
         add_error(c, c->global_line, "max_buffer", "%u must be at least buffer_size (%u)",
                   cfg->max_buffer, cfg->buffer_size);

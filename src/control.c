@@ -606,8 +606,11 @@ int control_run(struct config *cfg, const char *config_path)
         goto out;
     }
     if (cfg->user != NULL && ctl->owner_uid != (uid_t)-1) {
-        log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
-                 (unsigned)cfg->gid);
+        log_info("running as user %s (uid %u, gid %u)%s", cfg->user, (unsigned)cfg->uid,
+                 (unsigned)cfg->gid,
+                 cfg->user_default ? ": no user in [global], so the default (set user, or "
+                                     "allow_root = yes to stay root)"
+                                   : "");
         /* Every reload reads the file as the user: say so now, not at the
          * first failed reload. */
         if (access(config_path, R_OK) < 0)
@@ -617,7 +620,7 @@ int control_run(struct config *cfg, const char *config_path)
             log_warn("user %s (uid 65534) is shared by other services, which could then join "
                      "sluice's SO_REUSEPORT ports: use a dedicated user", cfg->user);
     }
-    else if (cfg->user != NULL)
+    else if (cfg->user != NULL && !cfg->user_default)
         log_warn("user %s: not started as root, so running as uid %u unchanged", cfg->user,
                  (unsigned)getuid());
     if (health_start(cfg) < 0) {

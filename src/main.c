@@ -76,6 +76,10 @@ int main(int argc, char **argv)
             config_unref(cfg);
             return 1;
         }
+        /* The start warns about this too: every reload would fail. */
+        if (privilege_user_can_read(cfg, path, why, sizeof(why)) < 0)
+            fprintf(stderr, "sluice: warning: %s is not readable by user %s (%s): reloads will fail\n",
+                    path, cfg->user, why);
         printf("configuration OK\n");
         config_unref(cfg);
         return 0;

@@ -9,6 +9,7 @@
 #include "sluice/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Enough for any sane passwd/group entry; a bigger one is refused (ERANGE)
@@ -71,6 +73,57 @@ const char *privilege_lookup_group(const char *name, gid_t *gid)
     return NULL;
 }
 
+const char *privilege_default_user(uid_t *uid, gid_t *gid)
+{
+    gid_t primary;
+    if (privilege_lookup_user("sluice", uid, &primary) == NULL) {
+        *gid = primary;
+        return "sluice";
+    }
+    if (privilege_lookup_user("nobody", uid, &primary) == NULL) {
+        if (privilege_lookup_group("nogroup", gid) != NULL)
+            *gid = primary;
+        return "nobody";
+    }
+    return NULL;
+}
+
+int privilege_user_can_read(const struct config *cfg, const char *path, char *why, size_t len)
+{
+    if (cfg->user == NULL || cfg->uid == 0 || geteuid() != 0)
+        return 0;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return 0; /* cannot tell: the start will say so */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return 0;
+    }
+    if (pid == 0) {
+        char err[256];
+        int e = privilege_drop(cfg, err, sizeof(err)) < 0 ? EPERM
+                : access(path, R_OK) < 0                 ? errno
+                                                         : 0;
+        ssize_t w = write(pipefd[1], &e, sizeof(e));
+        _exit(w == (ssize_t)sizeof(e) ? 0 : 1);
+    }
+    close(pipefd[1]);
+    int e = 0;
+    ssize_t n;
+    do
+        n = read(pipefd[0], &e, sizeof(e));
+    while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(e) || e == 0)
+        return 0;
+    snprintf(why, len, "%s", strerror(e));
+    return -1;
+}
+
 /* A user that resolves to uid 0 is root by another name. */
 static bool drops_root(const struct config *cfg)
 {
@@ -82,8 +135,8 @@ int privilege_check(const struct config *cfg, char *err, size_t errlen)
     if (geteuid() != 0 || drops_root(cfg) || cfg->allow_root)
         return 0;
     snprintf(err, errlen,
-             "refusing to run as root: set user (and group) in [global] to a user other than "
-             "root to drop privileges after start-up, or allow_root = yes");
+             "refusing to run as root: no user in [global] and neither a 'sluice' nor a "
+             "'nobody' user exists to drop to; set user (and group), or allow_root = yes");
     return -1;
 }
 

@@ -100,6 +100,7 @@ struct config {
     uid_t uid;              /* resolved at load time (valid when user) */
     gid_t gid;
     bool allow_root;        /* run as root without user */
+    bool user_default;      /* user/group chosen by sluice: none in the file */
 
     struct listener_conf *listeners;
     int nlisteners;

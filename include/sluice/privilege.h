@@ -18,6 +18,17 @@ const char *privilege_lookup_user(const char *name, uid_t *uid, gid_t *primary_g
 /* Resolve a group name or numeric gid; NULL on success, else a reason. */
 const char *privilege_lookup_group(const char *name, gid_t *gid);
 
+/* The user a root start without [global] user drops to, like nginx: the
+ * `sluice` system user (and its primary group) if it exists, else `nobody`
+ * with group `nogroup` (or nobody's primary group). Returns the user's
+ * name (static) and sets *uid, *gid; NULL when neither exists. */
+const char *privilege_default_user(uid_t *uid, gid_t *gid);
+
+/* Whether cfg's user can read path: checked in a child that drops to the
+ * user, so groups and ACLs count exactly as they will after the drop.
+ * Returns 0 (readable, or no switch will happen), or -1 with why. */
+int privilege_user_can_read(const struct config *cfg, const char *path, char *why, size_t len);
+
 /* Decide before anything is opened whether this process may run with
  * cfg: as root it needs user (or allow_root = yes). Returns 0, or -1 with
  * the reason in err. */

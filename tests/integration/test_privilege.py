@@ -1,9 +1,11 @@
-"""[global] user / group / allow_root: refuse root by default, drop to the
-configured user after binding, keep only CAP_NET_BIND_SERVICE."""
+"""[global] user / group / allow_root: as root, drop to the configured user
+(or the default one: sluice, else nobody) after binding, keep only
+CAP_NET_BIND_SERVICE; root only with allow_root = yes."""
 
 import grp
 import os
 import pwd
+import re
 import shutil
 import signal
 import tempfile
@@ -69,26 +71,46 @@ def free_low_port():
     pytest.skip("no free port in 801..980")
 
 
-def test_root_without_user_is_refused(world_dir, port, named):
+def default_user():
+    """Who a root start without `user` becomes: sluice if it exists, else nobody."""
+    for name in ("sluice", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    pytest.skip("neither a sluice nor a nobody user exists")
+
+
+def test_root_without_user_drops_to_the_default_user(world_dir, port, named):
     a = named("a")
+    want = default_user()
     text = st.make_config(port, [f"a {a.addr}"]).replace("allow_root = yes\n", "")
-    s = start(world_dir, text, wait=False)
-    rc = s.wait_exit()
-    assert rc == 1, s.tail()
-    assert "refusing to run as root" in s.log() and "allow_root" in s.log(), s.tail()
-    assert st.port_is_free(port), "a refused start must not have bound its listener"
+    s = start(world_dir, text)
+    status = proc_status(s.pid)
+    assert status["Uid"] == [str(want.pw_uid)] * 4, status["Uid"]
+    assert f"running as user {want.pw_name}" in s.log() and "no user in [global]" in s.log(), \
+        s.tail()
+    with st.connect(port) as c:
+        assert st.recv_line(c) == b"a"
+    s.stop()
 
 
-def test_check_mode_reports_the_root_refusal(tmp_path):
-    """-t (the unit's ExecStartPre) fails on what would stop the start."""
+def test_check_mode_as_root(tmp_path):
+    """-t (the unit's ExecStartPre) passes where the start drops to the default
+    user, and fails, with the line, on user = root."""
     text = st.make_config(st.free_port(), ["a 127.0.0.1:9"])
     cfg = tmp_path / "c.ini"
     cfg.write_text(text.replace("allow_root = yes\n", ""))
+    cfg.chmod(0o644)
     r = st.run_sluice(["-t", "-c", cfg])
-    assert r.returncode == 1 and "refusing to run as root" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
     cfg.write_text(text.replace("allow_root = yes\n", "user = nobody\n"))
     r = st.run_sluice(["-t", "-c", cfg])
     assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    # As the start does, -t warns when the user cannot read the file.
+    cfg.chmod(0o600)
+    r = st.run_sluice(["-t", "-c", cfg])
+    assert r.returncode == 0 and "not readable by user nobody" in r.stderr, r.stdout + r.stderr
 
 
 def test_allow_root_runs_as_root(world_dir, port, named):
@@ -188,7 +210,7 @@ def test_reload_after_drop_binds_a_low_port(world_dir, port, named):
         assert st.recv_line(c) == b"a"
 
     # A new user in the file is reported, not applied (no way back to root).
-    ct.write_config(s.cfg, text.replace("user = nobody", "user = root"))
+    ct.write_config(s.cfg, text.replace("user = nobody", "user = daemon"))
     s.cfg.chmod(0o644)
     reply = ct.ask(sock, "reload")
     assert "user/group changes take effect at the next restart" in reply, reply
@@ -215,11 +237,18 @@ def test_raising_workers_after_the_drop(world_dir, port, named):
     s.stop()
 
 
-def test_user_root_is_still_root(world_dir, port, named):
+def test_user_root_is_a_located_error(world_dir, port, named):
     a = named("a")
     text = st.make_config(port, [f"a {a.addr}"], glob={"user": "root"})
     s = start(world_dir, text.replace("allow_root = yes\n", ""), wait=False)
-    assert s.wait_exit() == 1 and "refusing to run as root" in s.log(), s.tail()
+    assert s.wait_exit() == 1, s.tail()
+    assert re.search(r"\.ini:\d+: user: 'root' is root", s.log()), s.tail()
+    r = st.run_sluice(["-t", "-c", s.cfg])
+    assert r.returncode == 1 and re.search(r"\.ini:\d+: user: 'root' is root", r.stderr), r.stderr
+    # allow_root = yes makes it a choice, not a mistake.
+    s.cfg.write_text(text)
+    r = st.run_sluice(["-t", "-c", s.cfg])
+    assert r.returncode == 0, r.stderr
 
 
 def test_access_log_fifo_without_reader_fails_fast(world_dir, port, named):
