@@ -5,6 +5,7 @@
 
 #include "sluice/config.h"
 #include "sluice/log.h"
+#include "sluice/privilege.h"
 #include "sluice/registry.h"
 
 #include <unistd.h>
@@ -1091,9 +1092,18 @@ static void test_registry_direct(void)
  * user database (root and nobody exist everywhere Debian runs). */
 static void test_identity(void)
 {
+    /* No user: the default one (sluice, else nobody), marked as chosen. */
     struct config *cfg = load_ok(TAIL);
     REQUIRE(cfg != NULL);
-    CHECK(cfg->user == NULL && cfg->group == NULL && !cfg->allow_root);
+    uid_t uid;
+    gid_t gid;
+    const char *def = privilege_default_user(&uid, &gid);
+    CHECK(def != NULL && cfg->user != NULL && strcmp(cfg->user, def) == 0 && cfg->user_default);
+    CHECK(cfg->uid == uid && cfg->gid == gid && cfg->group == NULL && !cfg->allow_root);
+    config_unref(cfg);
+    cfg = load_ok("[global]\nallow_root = yes\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK(cfg->user == NULL && cfg->allow_root && !cfg->user_default);
     config_unref(cfg);
 
     cfg = load_ok("[global]\nuser = root\nallow_root = yes\n" TAIL);
@@ -1104,14 +1114,17 @@ static void test_identity(void)
     CHECK(cfg->allow_root);
     config_unref(cfg);
 
-    cfg = load_ok("[global]\nuser = 0\ngroup = 0\n" TAIL);
+    cfg = load_ok("[global]\nuser = 0\ngroup = 0\nallow_root = yes\n" TAIL);
     REQUIRE(cfg != NULL);
     CHECK_EQ_INT(cfg->uid, 0);
     CHECK_EQ_INT(cfg->gid, 0);
     config_unref(cfg);
+    /* Root by name or number without allow_root is a mistake, with its line. */
+    EXPECT_ERRORS("[global]\nuser = root\n" TAIL, {2, "user", "'root' is root"});
+    EXPECT_ERRORS("[global]\nuser = 0\ngroup = 0\n" TAIL, {2, "user", "'0' is root"});
 
     EXPECT_ERRORS("[global]\nuser = no-such-user-zz\n" TAIL, {2, "user", "no such user"});
-    EXPECT_ERRORS("[global]\nuser = root\ngroup = no-such-group-zz\n" TAIL,
+    EXPECT_ERRORS("[global]\nuser = nobody\ngroup = no-such-group-zz\n" TAIL,
                   {3, "group", "no such group"});
     EXPECT_ERRORS("[global]\ngroup = root\n" TAIL, {2, "group", "needs user"});
     EXPECT_ERRORS("[global]\nallow_root = maybe\n" TAIL, {2, "allow_root", "yes or no"});
