@@ -382,13 +382,30 @@ static const char *const global_keys[] = {"workers",     "log_level",    "access
                                           "max_conns",   "shutdown_timeout", "buffer_size",
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http",  "user",         "group",
-                                          "allow_root"};
+                                          "allow_root",  "pid_file"};
 static const char *const listener_keys[] = {"bind",  "pool",         "max_conns",    "backlog",
                                             "relay", "accept_proxy", "proxy_timeout"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
     "check_send", "check_expect", "send_proxy"};
+
+const char *const *config_section_keys(enum config_section sec, size_t *n)
+{
+    switch (sec) {
+    case CONFIG_GLOBAL:
+        *n = ARRAY_SIZE(global_keys);
+        return global_keys;
+    case CONFIG_LISTENER:
+        *n = ARRAY_SIZE(listener_keys);
+        return listener_keys;
+    case CONFIG_POOL:
+        *n = ARRAY_SIZE(pool_keys);
+        return pool_keys;
+    }
+    *n = 0;
+    return NULL;
+}
 
 /* Replace a string setting (a second [global] may set it again); false
  * when out of memory. */
@@ -468,6 +485,14 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
             return;
         }
         set_string(c, &cfg->admin_socket, v);
+    } else if (strcmp(key, "pid_file") == 0) {
+        if (strcmp(v, "off") == 0)
+            return;
+        if (v[0] != '/') {
+            add_error(c, c->lineno, key, "'%s' must be off or an absolute path", v);
+            return;
+        }
+        set_string(c, &cfg->pid_file, v);
     } else if (strcmp(key, "admin_mode") == 0) {
         if (!parse_mode(v, &cfg->admin_mode))
             add_error(c, c->lineno, key, "'%s' is not an octal mode like 0600", v);
@@ -1047,6 +1072,7 @@ static void config_free(struct config *cfg)
     free(cfg->listeners);
     free(cfg->access_log);
     free(cfg->admin_socket);
+    free(cfg->pid_file);
     free(cfg->user);
     free(cfg->group);
     free(cfg->path);

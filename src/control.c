@@ -7,6 +7,7 @@
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/notify.h"
+#include "sluice/pidfile.h"
 #include "sluice/privilege.h"
 
 #include <errno.h>
@@ -400,6 +401,10 @@ static int reload(struct control *ctl, struct strbuf *report)
         log_warn("reload: user/group changes take effect at the next restart");
         strbuf_printf(report, "warning: user/group changes take effect at the next restart\n");
     }
+    if (!same_str(old->pid_file, cfg->pid_file)) {
+        log_warn("reload: pid_file changes take effect at the next restart");
+        strbuf_printf(report, "warning: pid_file changes take effect at the next restart\n");
+    }
     int old_n = ctl->nworkers, new_n = cfg->workers;
     for (int i = old_n; i < new_n; i++) {
         struct worker *w = ctl->workers[i];
@@ -563,11 +568,11 @@ int control_run(struct config *cfg, const char *config_path)
     pthread_mutex_init(&ctl->fanout_lock, NULL);
 
     int rc = 1;
+    char err[300];
     if (config_attach_runtime(cfg) < 0) {
         log_error("out of memory");
         goto out;
     }
-    char err[300];
     if (privilege_check(cfg, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
@@ -579,6 +584,12 @@ int control_run(struct config *cfg, const char *config_path)
     }
     if (open_startup_binds(ctl, cfg) < 0)
         goto out;
+    /* After the binds (a start that cannot bind leaves no pid file), as
+     * root (it usually lives in a root-owned /run directory). */
+    if (cfg->pid_file != NULL && (ctl->pidfile = pidfile_open(cfg->pid_file, err, sizeof(err))) == NULL) {
+        log_error("%s", err);
+        goto out;
+    }
 
     ev_async_init(&ctl->w_worker_exit, worker_exit_cb);
     ev_async_start(ctl->loop, &ctl->w_worker_exit);
@@ -667,6 +678,7 @@ out:
     }
     /* The fan-out results nobody waited for. */
     fanout_done_cb(ctl->loop, &ctl->w_fanout_done, 0);
+    pidfile_close(ctl->pidfile);
     log_access_close();
     config_unref(ctl->cfg);
     pthread_mutex_destroy(&ctl->fanout_lock);

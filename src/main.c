@@ -1,4 +1,4 @@
-/* main.c - command line: run, check a config (-t), version, usage. */
+/* main.c - command line: run, check a config (-t), print it (-T), version, usage. */
 #include "sluice/config.h"
 #include "sluice/control.h"
 #include "sluice/log.h"
@@ -13,13 +13,15 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sluice [-t] [-c FILE]\n"
+            "usage: sluice [-t | -T] [-c FILE]\n"
             "       sluice -V | -h\n"
             "\n"
-            "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-            "  -t       check the configuration and exit (never binds)\n"
-            "  -V       print the version and exit\n"
-            "  -h       print this help and exit\n"
+            "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+            "  -t, --test         check the configuration and exit (never binds)\n"
+            "  -T, --dump         check it, then print the effective configuration\n"
+            "                     (every key, defaults filled in) as an INI file\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
             "\n"
             "Runs in the foreground and logs to stderr. Signals: TERM/INT stop\n"
             "gracefully, HUP reloads the configuration, USR1 reopens the access log.\n");
@@ -27,11 +29,16 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"dump", no_argument, NULL, 'T'},         {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
     const char *path = DEFAULT_CONFIG;
-    bool check_only = false;
+    bool check_only = false, dump = false;
     int opt;
     opterr = 0;
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:tTVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -39,17 +46,24 @@ int main(int argc, char **argv)
         case 't':
             check_only = true;
             break;
+        case 'T':
+            check_only = dump = true;
+            break;
         case 'V':
             printf("sluice %s\n", SLUICE_VERSION);
             return 0;
         case 'h':
             usage(stdout);
             return 0;
+        case ':':
+            fprintf(stderr, "sluice: %s needs a file name\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
         default:
-            if (optopt == 'c')
-                fprintf(stderr, "sluice: -c needs a file name\n");
+            if (optopt != 0)
+                fprintf(stderr, "sluice: unknown option -%c\n", optopt);
             else
-                fprintf(stderr, "sluice: unknown option -%c\n", optopt ? optopt : '?');
+                fprintf(stderr, "sluice: unknown option %s\n", argv[optind - 1]);
             usage(stderr);
             return 2;
         }
@@ -70,7 +84,7 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         /* What would stop a start is an error here too (ExecStartPre=). */
-        char why[256];
+        char why[300];
         if (privilege_check(cfg, why, sizeof(why)) < 0) {
             fprintf(stderr, "sluice: %s\n", why);
             config_unref(cfg);
@@ -80,7 +94,10 @@ int main(int argc, char **argv)
         if (privilege_user_can_read(cfg, path, why, sizeof(why)) < 0)
             fprintf(stderr, "sluice: warning: %s is not readable by user %s (%s): reloads will fail\n",
                     path, cfg->user, why);
-        printf("configuration OK\n");
+        if (dump)
+            config_dump(cfg, stdout);
+        else
+            printf("configuration OK\n");
         config_unref(cfg);
         return 0;
     }

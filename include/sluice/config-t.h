@@ -93,6 +93,7 @@ struct config {
     uint32_t max_buffer;
     char *admin_socket;     /* NULL = no admin socket */
     int admin_mode;         /* permission bits of the socket file */
+    char *pid_file;         /* NULL = none */
     bool has_admin_http;
     struct sockaddr_any admin_http;
     char *user;             /* NULL = keep the identity sluice starts with */

@@ -36,6 +36,14 @@ void config_ref(struct config *cfg);
 /* Frees the generation (and releases its runtime state) at zero. */
 void config_unref(struct config *cfg);
 
+/* Print cfg as an INI file with every key and default filled in (sluice -T);
+ * config_load_file() reads it back to the same configuration. */
+void config_dump(const struct config *cfg, FILE *out);
+
+enum config_section { CONFIG_GLOBAL, CONFIG_LISTENER, CONFIG_POOL };
+/* The keys a section accepts (the parser's own table). */
+const char *const *config_section_keys(enum config_section sec, size_t *n);
+
 struct pool_conf *config_find_pool(struct config *cfg, const char *name);
 const char *balance_algo_str(enum balance_algo algo);
 

@@ -46,6 +46,7 @@ struct control {
 
     struct admin *admin;
     struct admin_http *http;
+    struct pidfile *pidfile; /* [global] pid_file, as started (a reload keeps it) */
     /* Owner given to files sluice creates (admin socket, access log) so
      * it can still manage them after dropping privileges; -1 = as is. */
     uid_t owner_uid;

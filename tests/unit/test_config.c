@@ -1210,6 +1210,95 @@ static void test_unreadable_paths(void)
     config_errors_free(&errs);
 }
 
+/* ---- sluice -T: the effective configuration, read back unchanged ---- */
+
+static char *dump_text(const struct config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return NULL;
+    config_dump(cfg, f);
+    fclose(f);
+    /* Comments (where the file came from, which values were defaults) may
+     * differ between a file and its dump: compare the settings. */
+    char *o = text;
+    for (const char *line = text; text != NULL && *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (line[0] != ';') {
+            memmove(o, line, n);
+            o += n;
+        }
+        line += n;
+    }
+    if (text != NULL)
+        *o = '\0';
+    return text;
+}
+
+static void check_round_trip(int at, const char *text)
+{
+    struct config *a = load_ok(text);
+    if (!unit_checkf(a != NULL, __FILE__, at, "load", "the original does not load"))
+        return;
+    char *d1 = dump_text(a);
+    struct config_errors errs = {0};
+    struct config *b = d1 ? config_load_buffer(d1, strlen(d1), "t.ini", &errs) : NULL;
+    if (!unit_checkf(b != NULL, __FILE__, at, "reload", "the dump does not load: %s\n%s",
+                     errs.n ? errs.msgs[0] : "?", d1 ? d1 : "")) {
+        config_errors_free(&errs);
+        free(d1);
+        config_unref(a);
+        return;
+    }
+    char *d2 = dump_text(b);
+    unit_checkf(d1 && d2 && strcmp(d1, d2) == 0, __FILE__, at, "dump == dump of dump",
+                "\n--- first\n%s\n--- second\n%s", d1 ? d1 : "", d2 ? d2 : "");
+    /* Every key of the parser's tables is in the dump (user and group
+     * only when there is one). */
+    static const enum config_section secs[] = {CONFIG_GLOBAL, CONFIG_LISTENER, CONFIG_POOL};
+    for (size_t i = 0; i < ARRAY_SIZE(secs) && d1; i++) {
+        size_t n;
+        const char *const *keys = config_section_keys(secs[i], &n);
+        for (size_t k = 0; k < n; k++) {
+            char want[64];
+            snprintf(want, sizeof(want), "\n%s = ", keys[k]);
+            bool optional = strcmp(keys[k], "check_send") == 0 || strcmp(keys[k], "check_expect") == 0 ||
+                            ((strcmp(keys[k], "user") == 0 || strcmp(keys[k], "group") == 0) &&
+                             a->user == NULL);
+            unit_checkf(optional || strstr(d1, want) != NULL, __FILE__, at, "key in dump",
+                        "'%s' missing", keys[k]);
+        }
+    }
+    free(d1);
+    free(d2);
+    config_unref(a);
+    config_unref(b);
+}
+
+static void test_dump_round_trip(void)
+{
+    check_round_trip(__LINE__, TAIL);
+    check_round_trip(__LINE__, "[global]\nallow_root = yes\n" TAIL);
+    check_round_trip(__LINE__,
+                     "[global]\nworkers = 3\nlog_level = debug\naccess_log = /var/log/s.log\n"
+                     "max_conns = 500\nshutdown_timeout = 1500ms\nbuffer_size = 4000\n"
+                     "max_buffer = 1m\nadmin_socket = /run/s/a.sock\nadmin_mode = 660\n"
+                     "admin_http = *:9180\npid_file = /run/s.pid\nuser = nobody\n"
+                     "[listener web]\nbind = 127.0.0.1:8080\nbind = [::1]:8080\npool = web\n"
+                     "max_conns = 77\nbacklog = 128\nrelay = splice\naccept_proxy = on\n"
+                     "proxy_timeout = 90s\n"
+                     "[pool web]\nbalance = leastconn\nserver = app1 127.0.0.1:9001 weight=3\n"
+                     "server = app2 [::1]:9002 max_conns=500 send_proxy=v1\n"
+                     "server = local unix:/run/app.sock backup\n"
+                     "connect_timeout = 250ms\nidle_timeout = 2h\nretries = 0\nfall = 1\nrise = 9\n"
+                     "fail_timeout = 0\nsend_proxy = v2\ncheck = send-expect\ncheck_interval = 1.5s\n"
+                     "check_timeout = 100ms\ncheck_send = PING \\x23;1\\r\\n\\t\\\\\\x00\\xff\n"
+                     "check_expect = +PONG\n");
+}
+
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
           TEST(test_numbers), TEST(test_durations), TEST(test_sizes), TEST(test_keys_in_progress),
           TEST(test_admin_http_vs_bind), TEST(test_error_sections), TEST(test_error_keys),
@@ -1220,4 +1309,4 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_error_two_syntax_errors), TEST(test_file_syntax), TEST(test_file_bom),
           TEST(test_load_file), TEST(test_registry_counts), TEST(test_registry_direct),
           TEST(test_inline_comments), TEST(test_key_hints), TEST(test_error_order_and_values),
-          TEST(test_unreadable_paths))
+          TEST(test_unreadable_paths), TEST(test_dump_round_trip))
