@@ -1,6 +1,10 @@
 /* sluicectl.c - command-line client for the admin socket: sends one
- * command, prints the reply, exits 1 if the reply is an error. */
+ * command, prints the reply, exits 1 if the reply is an error. The socket
+ * is given with -s, or found in a config file with -c. */
+#include "sluice/config.h"
+
 #include <errno.h>
+#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,19 +18,63 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sluicectl [-s SOCKET] COMMAND [ARG...]\n"
-                 "  -s SOCKET  admin socket (default " DEFAULT_SOCKET ")\n"
-                 "  try: sluicectl help\n");
+    fprintf(out, "usage: sluicectl [-s SOCKET | -c FILE] COMMAND [ARG...]\n"
+                 "  -s, --socket SOCKET  admin socket (default " DEFAULT_SOCKET ")\n"
+                 "  -c, --config FILE    use the admin_socket of this sluice config file\n"
+                 "  -V, --version        print the version and exit\n"
+                 "  -h, --help           print this help and exit\n"
+                 "  try: sluicectl help\n"
+                 "exit status: 0 ok, 1 the command failed or sluice is unreachable,\n"
+                 "2 usage error\n");
+}
+
+/* The admin socket named by a config file (the unit's ExecReload and the
+ * logrotate snippet find sluice this way). Exits with 1 on a broken file
+ * or one without an admin socket. */
+static char *socket_from_config(const char *file)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load_file(file, &errs);
+    if (cfg == NULL) {
+        config_errors_print(&errs, stderr);
+        fprintf(stderr, "sluicectl: %d error%s in %s\n", errs.n, errs.n == 1 ? "" : "s", file);
+        config_errors_free(&errs);
+        exit(1);
+    }
+    if (cfg->admin_socket == NULL) {
+        fprintf(stderr,
+                "sluicectl: %s has no admin socket ([global] admin_socket is off): set one to "
+                "use sluicectl, or signal sluice (HUP reload, USR1 reopen)\n",
+                file);
+        config_unref(cfg);
+        exit(1);
+    }
+    char *path = strdup(cfg->admin_socket);
+    config_unref(cfg);
+    if (path == NULL)
+        exit(1);
+    return path;
 }
 
 int main(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        {"socket", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
     const char *path = DEFAULT_SOCKET;
+    const char *config = NULL;
+    bool socket_given = false;
     int opt;
-    while ((opt = getopt(argc, argv, "+s:hV")) != -1) {
+    while ((opt = getopt_long(argc, argv, "+s:c:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             path = optarg;
+            socket_given = true;
+            break;
+        case 'c':
+            config = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -39,10 +87,17 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (socket_given && config != NULL) {
+        fprintf(stderr, "sluicectl: -s and -c both name the socket: give one\n");
+        return 2;
+    }
     if (optind >= argc) {
         usage(stderr);
         return 2;
     }
+    char *from_config = config ? socket_from_config(config) : NULL;
+    if (from_config != NULL)
+        path = from_config;
     char cmd[4096];
     size_t len = 0;
     for (int i = optind; i < argc; i++) {
@@ -107,5 +162,6 @@ int main(int argc, char **argv)
                  (got >= 13 && strncmp(buf, "reload failed", 13) == 0) ||
                  strstr(buf, "\nreload failed") != NULL;
     free(buf);
+    free(from_config);
     return failed ? 1 : 0;
 }

@@ -317,3 +317,16 @@ def test_connect_error_path_unaffected_after_drop(world_dir, port, closed_port, 
         with st.connect(port) as c:
             assert st.recv_line(c) == b"a"
     s.stop()
+
+
+def test_pid_file_after_the_drop(world_dir, port, named):
+    """Written as root before the drop; at exit the dropped user cannot
+    unlink it from a root-owned directory, so it is emptied instead."""
+    d, _ = world_dir
+    a = named("a")
+    pidf = d / "sluice.pid"
+    s = start(world_dir, drop_config(port, a, d / "admin.sock", {"pid_file": pidf}))
+    assert proc_status(s.pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
+    assert pidf.read_text() == f"{s.pid}\n"
+    s.stop()
+    assert not pidf.exists() or pidf.read_text() == "", "a stale pid was left behind"
