@@ -4,6 +4,7 @@
 #include "sluice/parse.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,26 @@ static const char *parse_port(const char *s, in_port_t *port)
     if (!parse_int_range(s, 1, 65535, &v))
         return "port must be 1..65535";
     *port = htons((in_port_t)v);
+    return NULL;
+}
+
+/* The zone of a scoped IPv6 address: an interface name or index that
+ * exists now (a link-local address is meaningless without one). */
+static const char *parse_zone(const char *zone, uint32_t *scope_id)
+{
+    long idx;
+    char name[IF_NAMESIZE];
+    if (*zone == '\0')
+        return "empty interface after '%' in IPv6 address";
+    if (strlen(zone) >= IF_NAMESIZE)
+        return "interface name after '%' too long";
+    unsigned int i = if_nametoindex(zone);
+    if (i == 0 && parse_int_range(zone, 1, 0x7fffffff, &idx) &&
+        if_indextoname((unsigned int)idx, name) != NULL)
+        i = (unsigned int)idx; /* a numeric zone: an interface index */
+    if (i == 0)
+        return "no such network interface after '%' (see: ip link)";
+    *scope_id = i;
     return NULL;
 }
 
@@ -35,7 +56,7 @@ const char *addr_parse(const char *s, int flags, struct sockaddr_any *out)
         out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
         return NULL;
     }
-    char host[INET6_ADDRSTRLEN + 2];
+    char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
     const char *port;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
@@ -48,6 +69,14 @@ const char *addr_parse(const char *s, int flags, struct sockaddr_any *out)
         host[n] = '\0';
         port = close + 2;
         out->u.in6.sin6_family = AF_INET6;
+        /* A scoped address, "fe80::1%eth0": the zone is an interface. */
+        char *zone = strchr(host, '%');
+        if (zone != NULL) {
+            *zone++ = '\0';
+            const char *why = parse_zone(zone, &out->u.in6.sin6_scope_id);
+            if (why != NULL)
+                return why;
+        }
         if (inet_pton(AF_INET6, host, &out->u.in6.sin6_addr) != 1)
             return "bad IPv6 address";
         out->len = sizeof(struct sockaddr_in6);
@@ -92,7 +121,15 @@ void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t siz
     case AF_INET6: {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        snprintf(buf, size, "[%s]:%u", ip, ntohs(in6->sin6_port));
+        char zone[IF_NAMESIZE + 1] = "";
+        if (in6->sin6_scope_id != 0) {
+            char ifname[IF_NAMESIZE];
+            if (if_indextoname(in6->sin6_scope_id, ifname) != NULL)
+                snprintf(zone, sizeof(zone), "%%%s", ifname);
+            else
+                snprintf(zone, sizeof(zone), "%%%u", (unsigned)in6->sin6_scope_id);
+        }
+        snprintf(buf, size, "[%s%s]:%u", ip, zone, ntohs(in6->sin6_port));
         break;
     }
     case AF_UNIX: {

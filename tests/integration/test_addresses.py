@@ -56,3 +56,34 @@ def test_unix_socket_server(sluice, port, tmp_path):
     t.join(5)
     ls.close()
     s.stop()
+
+
+def test_ipv6_wildcard_is_v6_only_and_dual_stack_takes_two_binds(sluice, backend, port):
+    """docs/config.md: [::]:PORT accepts IPv6 only (IPV6_V6ONLY), so the
+    same port can also be bound for IPv4; dual stack is two bind lines."""
+    b = backend(st.named_handler("b"))
+    six_only = st.make_config(port, [f"b {b.addr}"]).replace(
+        f"bind = 127.0.0.1:{port}", f"bind = [::]:{port}")
+    s = sluice(six_only)
+    with socket.create_connection(("::1", port), timeout=5) as c:
+        assert st.recv_line(c) == b"b"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            raise AssertionError("[::]:PORT accepted an IPv4 client")
+    except ConnectionRefusedError:
+        pass
+    s.stop()
+    dual = six_only.replace(f"bind = [::]:{port}", f"bind = [::]:{port}\nbind = *:{port}")
+    s = sluice(dual)
+    for host in ("::1", "127.0.0.1"):
+        with socket.create_connection((host, port), timeout=5) as c:
+            assert st.recv_line(c) == b"b", host
+    s.stop()
+
+
+def test_scoped_address_with_unknown_interface_is_a_located_error(tmp_path):
+    cfg = tmp_path / "c.ini"
+    cfg.write_text(st.make_config(st.free_port(), ["b [fe80::1%nosuchif0]:80"]))
+    r = st.run_sluice(["-t", "-c", cfg])
+    assert r.returncode == 1, r.stdout
+    assert "server: '[fe80::1%nosuchif0]:80': no such network interface" in r.stderr, r.stderr

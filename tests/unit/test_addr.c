@@ -2,6 +2,8 @@
  * sizes, integers, booleans): pure functions, table driven. */
 #include "unit.h"
 
+#include <net/if.h>
+
 #include "sluice/addr.h"
 #include "sluice/parse.h"
 
@@ -76,12 +78,37 @@ static void test_addr_ipv6(void)
     CHECK(addr_parse("::1:80", 0, &a) != NULL);
     CHECK(addr_parse("2001:db8::1:80", 0, &a) != NULL);
     CHECK(addr_parse("::1", ADDR_ALLOW_WILDCARD, &a) != NULL);
-    /* Brackets hold IPv6 only; no zone ids, no empty brackets. */
+    /* Brackets hold IPv6 only; no empty brackets. */
     CHECK(addr_parse("[1.2.3.4]:80", 0, &a) != NULL);
     CHECK(addr_parse("[]:80", 0, &a) != NULL);
-    CHECK(addr_parse("[fe80::1%lo]:80", 0, &a) != NULL);
     CHECK(addr_parse("[:::1]:80", 0, &a) != NULL);
     CHECK(addr_parse("[::1]:80:81", 0, &a) != NULL);
+}
+
+/* Scoped (link-local) addresses: the zone names an interface that exists;
+ * formatting gives the name back. "lo" exists everywhere. */
+static void test_addr_ipv6_zone(void)
+{
+    struct sockaddr_any a;
+    unsigned int lo = if_nametoindex("lo");
+    REQUIRE(lo != 0);
+    CHECK(addr_parse("[fe80::1%lo]:80", 0, &a) == NULL);
+    CHECK_EQ_INT(a.u.in6.sin6_scope_id, lo);
+    char buf[ADDR_STRLEN];
+    addr_format(&a.u.sa, a.len, buf, sizeof(buf));
+    CHECK_STR(buf, "[fe80::1%lo]:80");
+    char numeric[32];
+    snprintf(numeric, sizeof(numeric), "[fe80::2%%%u]:81", lo);
+    CHECK(addr_parse(numeric, 0, &a) == NULL && a.u.in6.sin6_scope_id == lo);
+    const char *why = addr_parse("[fe80::1%nosuchif0]:80", 0, &a);
+    CHECK(why != NULL && strstr(why, "no such network interface") != NULL);
+    CHECK(addr_parse("[fe80::1%]:80", 0, &a) != NULL);
+    CHECK(addr_parse("[fe80::1%999999]:80", 0, &a) != NULL);
+    CHECK(addr_parse("[fe80::1%averyveryverylongname]:80", 0, &a) != NULL);
+    /* Two scopes are two addresses. */
+    struct sockaddr_any b;
+    CHECK(addr_parse("[fe80::1]:80", 0, &b) == NULL);
+    CHECK(addr_parse("[fe80::1%lo]:80", 0, &a) == NULL && !addr_equal(&a, &b));
 }
 
 static void test_addr_unix(void)
@@ -468,7 +495,7 @@ static void test_parse_mode(void)
 }
 
 UNIT_MAIN(TEST(test_addr_ipv4), TEST(test_addr_bad_ports), TEST(test_addr_missing_port),
-          TEST(test_addr_ipv6), TEST(test_addr_unix), TEST(test_addr_wildcard),
+          TEST(test_addr_ipv6), TEST(test_addr_ipv6_zone), TEST(test_addr_unix), TEST(test_addr_wildcard),
           TEST(test_addr_format), TEST(test_addr_equal), TEST(test_addr_hash_ip),
           TEST(test_parse_duration), TEST(test_parse_size), TEST(test_parse_int_range),
           TEST(test_parse_bool), TEST(test_parse_escapes), TEST(test_parse_mode))
