@@ -97,7 +97,7 @@ def check_config(sbin, ini):
 def test_meson_install_layout_and_installed_binary_works(installed):
     build, dest, p = installed
     files = {f.relative_to(dest).as_posix() for f in dest.rglob("*") if f.is_file()}
-    missing = [e for e in EXPECTED if not any(i.endswith("/" + e) for i in files)]
+    missing = [e for e in EXPECTED if not any(("/" + i).endswith("/" + e) for i in files)]
     assert not missing, f"not installed: {missing}; installed: {sorted(files)}"
 
     sbin = dest / p["sbindir"].lstrip("/") / "sluice"
