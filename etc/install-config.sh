@@ -9,10 +9,9 @@
 # SAMPLE is etc/sluice.ini; SYSCONFDIR is absolute. Honours DESTDIR (meson
 # makes it absolute), MESON_INSTALL_QUIET and MESON_INSTALL_DRY_RUN.
 #
-# The installed copy leaves [global] user and group unset (the sample's lines
-# become "; user = sluice", "; group = sluice"): started as root, sluice then
-# runs as the `sluice` account the package (or the operator) creates, which
-# is what the logrotate snippet and the unit expect.
+# The sample sets no [global] user: started as root, sluice then runs as the
+# `sluice` account the package (or the operator) creates, which is what the
+# logrotate snippet and the unit expect.
 set -eu
 
 if [ "$#" -ne 2 ]; then
@@ -42,7 +41,7 @@ fi
 mkdir -p "$dir"
 tmp="$target.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
-sed -e 's/^user = .*/; user = sluice/' -e 's/^group = .*/; group = sluice/' "$sample" >"$tmp"
+cp "$sample" "$tmp"
 chmod 0644 "$tmp"
 mv -f "$tmp" "$target"
 trap - EXIT
