@@ -2,8 +2,9 @@
 
 * every configuration shown in README.md, docs/*.md and the man pages'
   EXAMPLE sections passes `sluice -t`, as root and as an unprivileged
-  user (a fragment, without a listener, is checked with a minimal
-  listener and pool added);
+  user. A fragment is completed the least possible way: server lines
+  alone go into a pool, a pool a listener names but the block lacks is
+  added with one server, and a block without a listener gets one;
 * the keys of docs/config.md's tables, of etc/sluice.ini (set or shown
   commented out) and of the parser's own table (`sluice -T`) agree."""
 
@@ -64,6 +65,17 @@ server = tail 127.0.0.1:9
 """
 
 
+def complete_fragment(text):
+    if not re.search(r"^\s*\[", text, re.M):
+        text = "[pool doc_fragment]\n" + text
+    for name in re.findall(r"^\s*pool\s*=\s*(\S+)", text, re.M):
+        if not re.search(rf"^\s*\[pool {re.escape(name)}\]", text, re.M):
+            text += f"\n[pool {name}]\nserver = tail 127.0.0.1:9\n"
+    if not re.search(r"^\s*\[listener ", text, re.M):
+        text += FRAGMENT_TAIL
+    return text
+
+
 @pytest.fixture(scope="module")
 def example_dir():
     # Readable by the unprivileged user too.
@@ -88,8 +100,7 @@ def run_check(path, as_user):
 
 @pytest.mark.parametrize("where,text", EXAMPLES, ids=[w for w, _ in EXAMPLES])
 def test_example_passes_check(example_dir, where, text):
-    if not re.search(r"^\s*\[listener ", text, re.M):
-        text += FRAGMENT_TAIL
+    text = complete_fragment(text)
     path = example_dir / (re.sub(r"[^A-Za-z0-9]+", "_", where) + ".ini")
     path.write_text(text)
     path.chmod(0o644)
