@@ -2,6 +2,8 @@
 #include "sluice/backend.h"
 #include "sluice/log.h"
 
+#include <errno.h>
+
 const char *backend_health_str(enum backend_health h)
 {
     return h == HEALTH_UP ? "up" : "down";
@@ -61,6 +63,37 @@ bool backend_usable(const struct server_conf *s, int64_t now_ms)
     if (s->max_conns > 0 && atomic_load_explicit(&b->active, memory_order_relaxed) >= s->max_conns)
         return false;
     return true;
+}
+
+bool backend_reserve(const struct server_conf *s)
+{
+    _Atomic int *active = &s->be->active;
+    if (s->max_conns <= 0) {
+        atomic_fetch_add_explicit(active, 1, memory_order_relaxed);
+        return true;
+    }
+    int cur = atomic_load_explicit(active, memory_order_relaxed);
+    do {
+        if (cur >= s->max_conns)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(active, &cur, cur + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+bool backend_errno_is_local(int err)
+{
+    switch (err) {
+    case EADDRNOTAVAIL: /* no free ephemeral port towards this server */
+    case EADDRINUSE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+        return true;
+    default:
+        return false;
+    }
 }
 
 void backend_connect_failed(const struct server_conf *s, int64_t now_ms, const char *why)

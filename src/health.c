@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define EXPECT_MAX 512
@@ -29,6 +30,7 @@ struct check {
     ev_tstamp started;
     size_t sent;
     size_t got;
+    int err; /* errno of a local error (CHECK_RESULT_ERROR) */
     char reply[EXPECT_MAX];
 };
 
@@ -43,6 +45,7 @@ struct health {
     struct check *checks;
     int nchecks;
     uint64_t rng;
+    struct log_limit local_error_log;
 };
 
 static struct health *H;
@@ -69,6 +72,11 @@ static void check_done(struct health *h, struct check *c, enum check_result r)
     struct server_conf *s = c->srv;
     struct backend *b = s->be;
     if (c->fd >= 0) {
+        /* Close with a reset, as HAProxy's checks do: a check every few
+         * seconds per server would otherwise leave a TIME_WAIT socket each
+         * time, holding an ephemeral port towards that server for 60s. */
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
         ev_io_stop(h->loop, &c->w_io);
         close(c->fd);
         c->fd = -1;
@@ -82,7 +90,15 @@ static void check_done(struct health *h, struct check *c, enum check_result r)
     if (!up && b->seen_up)
         b->rise_count = 0; /* marked down passively since our last check */
     b->seen_up = up;
-    if (r == CHECK_RESULT_OK) {
+    if (r == CHECK_RESULT_ERROR) {
+        /* No socket, no ephemeral port, no memory: our shortage says
+         * nothing about the server, so neither streak moves. */
+        unsigned long dropped;
+        if (log_enabled(LOG_WARN) && log_limit_due(&h->local_error_log, ev_now(h->loop), 1.0, &dropped))
+            log_write(LOG_WARN, "%s: check not run: %s (a shortage on sluice's side, not counted "
+                      "against the server; %lu more such lines suppressed)",
+                      b->obj.key, strerror(c->err), dropped);
+    } else if (r == CHECK_RESULT_OK) {
         b->fall_count = 0;
         b->rise_count++;
         if (!up && b->rise_count >= s->pool->rise) {
@@ -173,11 +189,13 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     c->sent = c->got = 0;
     c->fd = socket(s->addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
+        c->err = errno;
         check_done(H, c, CHECK_RESULT_ERROR);
         return;
     }
     if (connect(c->fd, &s->addr.u.sa, s->addr.len) < 0 && errno != EINPROGRESS) {
-        check_done(H, c, CHECK_RESULT_REFUSED);
+        c->err = errno;
+        check_done(H, c, backend_errno_is_local(errno) ? CHECK_RESULT_ERROR : CHECK_RESULT_REFUSED);
         return;
     }
     ev_io_set(&c->w_io, c->fd, EV_WRITE);

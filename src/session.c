@@ -476,29 +476,56 @@ static void connect_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     session_leave(s);
 }
 
-/* Pick a server not tried yet and start a non-blocking connect to it. */
+/* A socket() or connect() towards srv failed for lack of something on our
+ * side: counted on the server as local_errors, never against its health.
+ * Another server may still work (EADDRNOTAVAIL is per destination), so
+ * retries go on as for a failed connect; the session ends local_error. */
+static void local_connect_error(struct session *s, const char *call, int err)
+{
+    struct worker *w = s->w;
+    struct server_conf *srv = s->srv;
+    counter_add(&srv->be->ws[w->id].local_errors, 1);
+    unsigned long dropped;
+    if (log_enabled(LOG_WARN) && log_limit_due(&w->local_error_log, ev_now(w->loop), 1.0, &dropped))
+        log_write(LOG_WARN, "worker %d: %s for %s: %s (a shortage on sluice's side, not counted "
+                  "against the server; %lu more such lines suppressed)",
+                  w->id, call, srv->be->obj.key, strerror(err), dropped);
+    backend_release(s);
+    if (s->attempts > srv->pool->retries) {
+        session_finish(s, END_local_error);
+        return;
+    }
+    counter_add(&srv->be->ws[w->id].retries, 1);
+    session_connect(s);
+}
+
+/* Pick a server not tried yet, reserve a slot on it and start a
+ * non-blocking connect to it. */
 static void session_connect(struct session *s)
 {
     struct worker *w = s->w;
     struct pool_conf *pool = s->lc->pool;
-    struct server_conf *srv =
-        balance_pick(pool, w->id, &s->client.u.sa, s->exclude, time_mono_ms());
-    if (srv == NULL) {
-        session_finish(s, s->attempts == 0 ? END_no_backend : END_connect_failed);
-        return;
+    struct server_conf *srv;
+    for (;;) {
+        srv = balance_pick(pool, w->id, &s->client.u.sa, s->exclude, time_mono_ms());
+        if (srv == NULL) {
+            session_finish(s, s->attempts == 0 ? END_no_backend : END_connect_failed);
+            return;
+        }
+        s->exclude |= balance_exclude_bit(pool, srv);
+        /* Another worker may have taken the last slot since the pick. */
+        if (backend_reserve(srv))
+            break;
     }
     s->srv = srv;
-    s->exclude |= balance_exclude_bit(pool, srv);
     s->attempts++;
-    atomic_fetch_add_explicit(&srv->be->active, 1, memory_order_relaxed);
     s->holds_backend = true;
     counter_add(&srv->be->ws[w->id].connect_attempts, 1);
 
     int family = srv->addr.u.sa.sa_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        log_warn("worker %d: socket() for %s: %s", w->id, srv->be->obj.key, strerror(errno));
-        session_finish(s, END_local_error);
+        local_connect_error(s, "socket()", errno);
         return;
     }
     if (family != AF_UNIX) {
@@ -512,7 +539,10 @@ static void session_connect(struct session *s)
         return;
     }
     if (errno != EINPROGRESS) {
-        connect_failed(s, errno);
+        if (backend_errno_is_local(errno))
+            local_connect_error(s, "connect()", errno);
+        else
+            connect_failed(s, errno);
         return;
     }
     ev_io_start(w->loop, &s->w_backend);

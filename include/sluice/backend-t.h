@@ -31,6 +31,7 @@ enum check_result {
     X(connect_attempts) /* connect() calls */                                  \
     X(connect_failures) /* refused, unreachable or timed out */                \
     X(retries)          /* failures that went on to another server */          \
+    X(local_errors)     /* connects that failed on our side (no port, fds) */  \
     X(bytes_in)         /* bytes received from the server */                   \
     X(bytes_out)        /* bytes sent to the server */
 

@@ -20,6 +20,16 @@ const char *backend_state_str(const struct backend *b, int64_t now_ms);
  * and below its max_conns. Safe from any thread. */
 bool backend_usable(const struct server_conf *s, int64_t now_ms);
 
+/* Take one of s's session slots: false when s is at its max_conns. The
+ * check and the increment are one atomic step, so workers racing for the
+ * last slot never overshoot the limit. */
+bool backend_reserve(const struct server_conf *s);
+
+/* Whether a connect()/socket() errno is a shortage on sluice's side (no
+ * ephemeral port, no memory, no descriptors) rather than the server's
+ * fault: such errors never count against the server's health. */
+bool backend_errno_is_local(int err);
+
 /* A connect to s failed (refused, unreachable, timed out). After `fall`
  * consecutive failures the server is held down for fail_timeout; each
  * further failure after that re-arms the hold-down at once. */

@@ -37,6 +37,29 @@ void log_write(enum log_level level, const char *fmt, ...)
             log_write(LOG_DEBUG, __VA_ARGS__);                                 \
     } while (0)
 
+/* A log line repeated by a flood (per worker, or per listener) is written
+ * at most once per interval; the calls in between are counted so the next
+ * line can say how many were suppressed. Not thread-safe: one owner. */
+struct log_limit {
+    double last;              /* when a line was last let through */
+    unsigned long suppressed; /* lines dropped since */
+};
+
+/* True when a line may be written now (then *dropped holds how many were
+ * suppressed before it); false counts one more suppressed line. */
+static inline bool log_limit_due(struct log_limit *l, double now, double interval,
+                                 unsigned long *dropped)
+{
+    if (l->last != 0 && now - l->last < interval) {
+        l->suppressed++;
+        return false;
+    }
+    *dropped = l->suppressed;
+    l->suppressed = 0;
+    l->last = now;
+    return true;
+}
+
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into buf. */
 void log_timestamp(char *buf, size_t size);
 

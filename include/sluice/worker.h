@@ -4,6 +4,7 @@
 #ifndef SLUICE_WORKER_H
 #define SLUICE_WORKER_H
 
+#include "sluice/log.h"
 #include "sluice/config-t.h"
 #include "sluice/relay.h"
 #include "sluice/session.h"
@@ -81,6 +82,7 @@ struct worker {
     ev_timer w_resume; /* re-check paused listeners */
     ev_tstamp emfile_until;
     ev_tstamp emfile_logged;
+    struct log_limit local_error_log; /* backend socket()/connect() shortages */
 
     struct worker_listen *listens;
     struct session *sessions;

@@ -240,3 +240,48 @@ def test_passive_marking_with_active_checks(sluice, named, closed_port, port, so
     sv = ct.server_stats(sock, "main", "dead")
     assert sv["state"] == "down" and sv["connect_attempts"] == attempts, sv
     s.stop()
+
+
+def test_passive_mark_down_restarts_the_rise_streak(sluice, port, sockdir):
+    """A server marked down passively (fall connect failures of real
+    sessions) needs `rise` fresh passed checks, even though every check
+    before the mark-down passed: the passed checks of an up server do not
+    count towards bringing it back (docs/operations.md, passive health)."""
+    rise = 2
+    bport = st.free_port()
+
+    def listen():
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", bport))
+        ls.listen(64)
+        return ls
+
+    ls = listen()
+    sock = str(sockdir / "admin.sock")
+    interval = 1.5 * st.SLOW  # long enough to fail 3 connects between two checks
+    s = sluice(ct.ctl_config(port, [f"a 127.0.0.1:{bport}"], sock=sock, pool=health_pool(
+        check_interval=f"{int(interval * 1000)}ms", rise=rise, fall=3, retries=0)))
+    checks = lambda: ct.server_stats(sock, "main", "a")["checks_total"]  # noqa: E731
+    st.wait_for(lambda: checks() >= 3, 4 * interval + MARGIN, "three passed checks")
+    # Right after a check: refuse three real sessions, then listen again
+    # before the next check runs.
+    n0 = checks()
+    st.wait_for(lambda: checks() > n0, interval * 1.2 + MARGIN, "the next check")
+    n = checks()
+    ls.close()
+    for _ in range(3):
+        with st.connect(port) as c:
+            st.recv_until_close(c)
+    s.wait_log("main/a DOWN (passive: 3 consecutive connect failures")
+    ls = listen()
+    try:
+        assert checks() == n, "a check ran during the passive mark-down: test timing broken"
+        st.wait_for(lambda: checks() >= n + 1, interval * 1.2 + MARGIN, "the first check after")
+        assert ct.server_stats(sock, "main", "a")["state"] == "down", \
+            "one passed check brought a passively marked server back (rise = 2)"
+        st.wait_for(lambda: ct.server_stats(sock, "main", "a")["state"] == "up",
+                    interval * 1.2 + MARGIN, "up after the second passed check")
+        s.wait_log(f"main/a UP (after {rise} successful checks)")
+    finally:
+        ls.close()
