@@ -33,7 +33,7 @@ def available():
         return "needs root for network namespaces"
     for tool in ("/usr/sbin/ip", "/usr/sbin/nft"):
         if not os.access(tool, os.X_OK):
-            return f"{tool} is missing (scripts/setup installs iproute2 and nftables)"
+            return f"{tool} is missing (scripts/test installs them: scripts/setup iproute2 nftables)"
     return None
 
 

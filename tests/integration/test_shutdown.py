@@ -30,7 +30,9 @@ def refused(port):
         c = st.connect(port, timeout=0.5)
     except ConnectionRefusedError:
         return True
-    except socket.timeout:
+    except (socket.timeout, ConnectionResetError):
+        # Reset: the SYN reached a listening socket being closed right then;
+        # not yet a clean refusal, so ask again.
         return False
     c.close()
     return False

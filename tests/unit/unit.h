@@ -5,13 +5,20 @@
  * failure and carry on, so one run shows every broken expectation; each
  * returns whether it passed. REQUIRE / REQUIRE_EQ_INT record it and return
  * from the calling function (only in functions returning void; use them
- * where going on would crash). Each executable ends with
+ * where going on would crash). SKIP("why %s", ...) ends the test as skipped
+ * (when the machine cannot run it, never to hide a failure). Each
+ * executable ends with
  *
  *     UNIT_MAIN(TEST(test_a), TEST(test_b))
  *
  * which runs every test (or only those named on the command line) and
- * prints `ok NAME` or `FAIL NAME: FILE:LINE: EXPR` per failure; the exit
- * status is 1 when anything failed. Include it from exactly one .c file. */
+ * reports in TAP, which meson (protocol : 'tap') and scripts/test count per
+ * test: the plan `1..N`, then `ok K - NAME`, `ok K - NAME # SKIP why` or
+ * `not ok K - NAME` per test. Each failure is a diagnostic
+ * `# FAIL NAME: FILE:LINE: EXPR` on stderr (TAP's place for them, and the
+ * stream `meson test --print-errorlogs` shows). The exit status is 1 when
+ * anything failed, 2 when no test matched the names given. Include it from
+ * exactly one .c file. */
 #ifndef SLUICE_UNIT_H
 #define SLUICE_UNIT_H
 
@@ -31,24 +38,25 @@ struct unit_test {
 #define UNIT_MAX_REPORTS 20
 
 static const char *unit_current = "?";
-static int unit_failures; /* in the current test */
+static int unit_failures;       /* in the current test */
+static char unit_skip_why[256]; /* non-empty: the current test skipped */
 
 __attribute__((format(printf, 4, 5), unused)) static void
 unit_fail(const char *file, int line, const char *expr, const char *fmt, ...)
 {
     if (++unit_failures > UNIT_MAX_REPORTS)
         return;
-    printf("FAIL %s: %s:%d: %s", unit_current, file, line, expr);
+    fprintf(stderr, "# FAIL %s: %s:%d: %s", unit_current, file, line, expr);
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        printf(" (");
-        vprintf(fmt, ap);
-        printf(")");
+        fprintf(stderr, " (");
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, ")");
         va_end(ap);
     }
-    printf("\n");
-    fflush(stdout);
+    fprintf(stderr, "\n");
+    fflush(stderr);
 }
 
 static inline bool unit_check(bool ok, const char *file, int line, const char *expr)
@@ -109,6 +117,23 @@ unit_checkf(bool ok, const char *file, int line, const char *expr, const char *f
             return;                                                                                \
     } while (0)
 
+/* unit_skip: record why the current test is skipped; SKIP() also returns. */
+__attribute__((format(printf, 1, 2), unused)) static void unit_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(unit_skip_why, sizeof(unit_skip_why), fmt, ap);
+    va_end(ap);
+    if (unit_skip_why[0] == '\0')
+        snprintf(unit_skip_why, sizeof(unit_skip_why), "skipped");
+}
+
+#define SKIP(...)                                                                                  \
+    do {                                                                                           \
+        unit_skip(__VA_ARGS__);                                                                    \
+        return;                                                                                    \
+    } while (0)
+
 #define TEST(fn)                                                                                   \
     {                                                                                              \
 #fn, fn                                                                                    \
@@ -134,33 +159,42 @@ static inline bool unit_selected(const char *name, int argc, char **argv)
 
 static inline int unit_run(const struct unit_test *tests, size_t n, int argc, char **argv)
 {
-    int failed = 0, ran = 0;
+    int failed = 0, skipped = 0, ran = 0, plan = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    for (size_t i = 0; i < n; i++)
+        plan += unit_selected(tests[i].name, argc, argv);
+    if (plan == 0) {
+        printf("Bail out! no test matched the names given\n");
+        return 2;
+    }
+    printf("1..%d\n", plan);
     for (size_t i = 0; i < n; i++) {
         if (!unit_selected(tests[i].name, argc, argv))
             continue;
         unit_current = tests[i].name;
         unit_failures = 0;
+        unit_skip_why[0] = '\0';
         double t0 = unit_now();
         tests[i].fn();
         double ms = (unit_now() - t0) * 1000;
         ran++;
         if (ms > 1000)
             printf("# %s took %.0f ms\n", tests[i].name, ms);
-        if (unit_failures == 0) {
-            printf("ok %s\n", tests[i].name);
-        } else {
+        if (unit_failures > 0) { /* a failure before a SKIP still fails */
             if (unit_failures > UNIT_MAX_REPORTS)
-                printf("FAIL %s: ... %d more failures\n", tests[i].name,
-                       unit_failures - UNIT_MAX_REPORTS);
+                fprintf(stderr, "# FAIL %s: ... %d more failures\n", tests[i].name,
+                        unit_failures - UNIT_MAX_REPORTS);
+            printf("not ok %d - %s\n", ran, tests[i].name);
             failed++;
+        } else if (unit_skip_why[0] != '\0') {
+            printf("ok %d - %s # SKIP %s\n", ran, tests[i].name, unit_skip_why);
+            skipped++;
+        } else {
+            printf("ok %d - %s\n", ran, tests[i].name);
         }
     }
-    printf("# %d tests, %d passed, %d failed\n", ran, ran - failed, failed);
-    if (ran == 0) {
-        printf("# no test matched\n");
-        return 2;
-    }
+    printf("# %d tests, %d passed, %d failed, %d skipped\n", ran, ran - failed - skipped, failed,
+           skipped);
     return failed ? 1 : 0;
 }
 
