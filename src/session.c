@@ -200,8 +200,12 @@ static void session_leave(struct session *s)
 static size_t dir_cap(const struct session *s, const struct relay_dir *d)
 {
     size_t cap = s->cfg->max_buffer;
-    if (d->splice && d->pipe.rfd >= 0 && d->pipe.cap < cap)
-        cap = d->pipe.cap;
+    if (d->splice && d->pipe.rfd >= 0) {
+        /* A pipe out of slots holds no more, whatever its byte count. */
+        size_t pipe_cap = d->pipe.len + pipebuf_room(&d->pipe);
+        if (pipe_cap < cap)
+            cap = pipe_cap;
+    }
     return cap;
 }
 

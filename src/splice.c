@@ -43,6 +43,7 @@ static int pipe_take(struct pipebuf *b, struct pipe_pool *p)
         b->rfd = fds[0];
         b->wfd = fds[1];
         b->len = 0;
+        b->full = false;
         b->cap = cap > 0 ? (uint32_t)cap : 4096;
     }
     p->live++;
@@ -72,14 +73,19 @@ ssize_t pipebuf_fill(struct pipebuf *b, struct pipe_pool *p, int src, size_t roo
     *drained = false;
     if (b->rfd < 0 && pipe_take(b, p) < 0)
         return -1;
-    if (room > b->cap - b->len)
-        room = b->cap - b->len;
+    if (room > pipebuf_room(b))
+        room = pipebuf_room(b);
     if (room == 0)
         return (errno = EAGAIN), -1; /* full: a 0-byte splice would look like EOF */
     ssize_t n = splice(src, NULL, b->wfd, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
         b->len += (uint32_t)n;
         *drained = (size_t)n < room;
+    } else if (n < 0 && errno == EAGAIN && b->len > 0) {
+        /* Either src has nothing (then reading waits for the drain, which
+         * is under way) or every slot is taken: count the pipe as full
+         * (HAProxy reads this EAGAIN the same way). */
+        b->full = true;
     } else if (n < 0 && errno == EAGAIN && b->len == 0) {
         /* Nothing came: give the pipe back rather than hold it idle. */
         int saved = errno;
@@ -96,6 +102,7 @@ ssize_t pipebuf_drain(struct pipebuf *b, struct pipe_pool *p, int dst)
     ssize_t n = splice(b->rfd, NULL, dst, NULL, b->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
         b->len -= (uint32_t)n;
+        b->full = false; /* slots were freed */
         if (b->len == 0)
             pipebuf_release(b, p);
     }

@@ -14,6 +14,12 @@ struct pipebuf {
     int rfd, wfd;  /* -1 when no pipe is held */
     uint32_t len;  /* bytes sitting in the pipe */
     uint32_t cap;  /* what the pipe can hold (the kernel may refuse a resize) */
+    /* The kernel fills a pipe by page slots, not bytes: small segments (a
+     * 1500-byte MTU) use up every slot long before len reaches cap. Set
+     * when a splice into a non-empty pipe found no room; cleared when the
+     * pipe drains. While set the pipe counts as full, so the source is not
+     * polled (it would stay readable and spin the worker). */
+    bool full;
 };
 
 struct pipe_pool {
@@ -30,11 +36,19 @@ static inline void pipebuf_init(struct pipebuf *b)
 {
     b->rfd = b->wfd = -1;
     b->len = b->cap = 0;
+    b->full = false;
+}
+
+/* Bytes the pipe can still take, as far as sluice can tell. */
+static inline uint32_t pipebuf_room(const struct pipebuf *b)
+{
+    return b->full || b->len >= b->cap ? 0 : b->cap - b->len;
 }
 
 /* Splice up to `room` bytes from src into the pipe (taking one from the
  * pool first if needed). Returns bytes moved, 0 on EOF, -1 with errno
- * (EAGAIN: nothing to read now; ENOMEM/EMFILE: no pipe could be had). */
+ * (EAGAIN: nothing to read now, or no free slot in a non-empty pipe, which
+ * then counts as full; ENOMEM/EMFILE: no pipe could be had). */
 ssize_t pipebuf_fill(struct pipebuf *b, struct pipe_pool *p, int src, size_t room, bool *drained);
 
 /* Splice what the pipe holds to dst. Returns bytes moved or -1 with
