@@ -48,6 +48,8 @@ struct server {
     struct control *ctl;
     enum conn_kind kind;
     ev_io w_accept;
+    ev_timer w_resume; /* restarts w_accept after an EMFILE pause */
+    struct accept_pause emfile;
     struct conn *conns;
     int nconns;
     char *path; /* admin socket file, removed on stop */
@@ -500,6 +502,30 @@ static void conn_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     conn_flush(c);
 }
 
+static const char *server_name(const struct server *s)
+{
+    return s->kind == CONN_ADMIN ? "admin socket" : "admin http";
+}
+
+/* Out of descriptors: the listening socket stays readable, so stop
+ * watching it for a moment (as the workers do) instead of spinning. */
+static void accept_exhausted(struct ev_loop *loop, struct server *s, int err)
+{
+    if (listener_pause_exhausted(&s->emfile, ev_now(loop)))
+        log_warn("%s: accept: %s (too many open files or no memory): pausing accept for %.0fms",
+                 server_name(s), strerror(err), LISTENER_EXHAUSTED_PAUSE * 1000);
+    ev_io_stop(loop, &s->w_accept);
+    ev_timer_set(&s->w_resume, LISTENER_EXHAUSTED_PAUSE, 0.);
+    ev_timer_start(loop, &s->w_resume);
+}
+
+static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct server *s = container_of(t, struct server, w_resume);
+    ev_io_start(loop, &s->w_accept);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
@@ -507,8 +533,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (int i = 0; i < 16; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                log_warn("admin: accept: %s", strerror(errno));
+            int err = errno;
+            if (listener_exhausted_errno(err))
+                accept_exhausted(loop, s, err);
+            else if (err != EAGAIN && err != EINTR && err != ECONNABORTED)
+                log_warn("%s: accept: %s", server_name(s), strerror(err));
             return;
         }
         struct conn *c = s->nconns < ADMIN_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
@@ -541,11 +570,13 @@ static void server_init(struct server *s, struct control *ctl, enum conn_kind ki
     s->kind = kind;
     ev_io_init(&s->w_accept, accept_cb, fd, EV_READ);
     ev_io_start(EV_DEFAULT, &s->w_accept);
+    ev_init(&s->w_resume, resume_cb);
 }
 
 static void server_stop(struct server *s)
 {
     ev_io_stop(EV_DEFAULT, &s->w_accept);
+    ev_timer_stop(EV_DEFAULT, &s->w_resume);
     close(s->w_accept.fd);
     while (s->conns) {
         struct conn *c = s->conns;

@@ -5,6 +5,7 @@
 #define SLUICE_WORKER_H
 
 #include "sluice/config-t.h"
+#include "sluice/listener-t.h"
 #include "sluice/relay.h"
 #include "sluice/session.h"
 #include "sluice/splice.h"
@@ -79,8 +80,7 @@ struct worker {
     struct worker_msg *inbox_head, *inbox_tail;
 
     ev_timer w_resume; /* re-check paused listeners */
-    ev_tstamp emfile_until;
-    ev_tstamp emfile_logged;
+    struct accept_pause emfile; /* after EMFILE: all listens paused until .until */
 
     struct worker_listen *listens;
     struct session *sessions;

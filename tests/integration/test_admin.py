@@ -664,3 +664,66 @@ def test_failed_reload_keeps_weights_set_by_admin(sluice, named, port, sockdir):
     assert "reload failed" in r, r
     assert ct.server_stats(str(sock), "main", "a")["weight"] == 7
     s.stop()
+
+
+# --------------------------------------------------------------------------
+# hostile conditions: out of descriptors, slow clients, pipelining
+
+
+def admin_and_http(sluice, named, port, sockdir, **kw):
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    hport = st.free_port()
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock, http=hport, **kw))
+    return s, sock, hport
+
+
+def http_request_bytes(target="/metrics"):
+    return f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def test_out_of_fds_admin_and_http_pause_instead_of_spinning(sluice, named, port, sockdir):
+    """Without descriptors the admin and HTTP listeners stay readable; accepting
+    again at once would spin the main thread. They pause like the workers do,
+    log once per burst, and serve again once descriptors are back."""
+    s, sock, hport = admin_and_http(sluice, named, port, sockdir)
+    assert ct.show_info(sock)["pid"] == str(s.pid)
+    soft = st.get_nofile(s.pid)
+    # The lowest free descriptor as the limit: sluice's next accept() fails.
+    st.set_nofile(s.pid, st.lowest_free_fd(s.pid))
+    waiting = []
+    try:
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        waiting.append(a)
+        a.connect(sock)  # completes in the kernel's backlog
+        a.sendall(b"show info\n")
+        h = st.connect(hport)
+        waiting.append(h)
+        h.sendall(http_request_bytes())
+        s.wait_log("accept: Too many open files", count=2)
+
+        cpu0, t0 = st.thread_cpu_seconds(s.pid), time.monotonic()
+        time.sleep(2.0)  # the measurement window itself, not a wait for a condition
+        cpu1, t1 = st.thread_cpu_seconds(s.pid), time.monotonic()
+        share = (cpu1 - cpu0) / (t1 - t0)
+        assert share < 0.2 * st.SLOW, (
+            f"main thread used {share:.0%} of a CPU while out of descriptors (spinning on accept?)\n"
+            f"{s.tail(5)}")
+        for name in ("admin socket", "admin http"):
+            n = ct.log_lines(s, f"{name}: accept:")
+            assert 1 <= len(n) <= 2, f"{len(n)} '{name}: accept:' log lines, want one per burst\n{s.tail(5)}"
+
+        st.set_nofile(s.pid, soft)
+        # What waited in the backlog is served, and so are new clients.
+        a.sendall(b"quit\n")
+        reply = ct.read_to_eof(a, 2.0 * st.SLOW)
+        assert f"pid: {s.pid}\n".encode() in reply, f"queued admin client: {reply[:200]!r}"
+        data, _how = st.recv_until_close(h, 2.0 * st.SLOW)
+        assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+        assert b"sluice_info" in data, data[:200]
+        assert ct.show_info(sock, timeout=2.0 * st.SLOW)["pid"] == str(s.pid)
+        assert ct.http_get(hport, "/metrics", timeout=2.0 * st.SLOW)[0] == 200
+    finally:
+        for c in waiting:
+            c.close()
+    s.stop()
