@@ -362,13 +362,15 @@ static bool admin_lines(struct conn *c)
         memcpy(line, c->in, used);
         memmove(c->in, c->in + used, c->inlen - used);
         c->inlen -= used;
-        size_t n = strlen(line);
-        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
-            line[--n] = '\0';
-        if (strlen(line) != used - 1) {
+        /* Look for a NUL before trimming: trimming shortens the line, so a
+         * length check afterwards would take `show info\r` for one. */
+        size_t n = used - 1;
+        if (memchr(line, '\0', n) != NULL) {
             strbuf_puts(&c->out, "error: NUL byte in command\n\n");
             continue;
         }
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
         if (strcmp(line, "quit") == 0 || strcmp(line, "exit") == 0) {
             c->closing = true;
             return true;

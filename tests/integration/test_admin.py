@@ -321,8 +321,6 @@ def test_garbage_gets_one_error_line(sluice, named, port, sockdir):
     s, sock, _a, _b = two_named(sluice, named, port, sockdir)
     with ct.AdminConn(sock) as bystander:
         for g in GARBAGE:
-            if g.strip() == b"":
-                continue
             data = ct.ask_raw(sock, g)
             assert data.startswith(b"error:"), f"{g!r} -> {data[:200]!r}"
             assert data.count(b"\n") == 2 and data.endswith(b"\n\n"), f"{g!r}: not one error line: {data!r}"
@@ -337,6 +335,26 @@ def test_garbage_gets_one_error_line(sluice, named, port, sockdir):
         assert ct.parse_info(bystander.cmd("show info"))["pid"] == str(s.pid)
     assert s.alive()
     assert ct.pick(port) in ("a", "b")
+    s.stop()
+
+
+def test_line_endings_and_nul(sluice, named, port, sockdir):
+    """A trailing \\r and trailing spaces are ignored (a CRLF client works); a
+    real NUL byte is still refused; a line of only a tab is an empty command."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    for line in (b"show info\r", b"show info  \r", b"show info \r ", b"show info\r\r"):
+        r = ct.ask_raw(sock, line)
+        assert r.startswith(b"version: ") and f"pid: {s.pid}\n".encode() in r, f"{line!r} -> {r[:200]!r}"
+    for line in (b"show\0info", b"show info\0", b"show info\0\r", b"\0"):
+        r = ct.ask_raw(sock, line)
+        assert r == b"error: NUL byte in command\n\n", f"{line!r} -> {r[:200]!r}"
+    assert ct.ask_raw(sock, b"\t") == b"error: empty command (try help)\n\n"
+    # and a CRLF client pipelining: every reply, in order
+    r = ct.ask_raw(sock, b"show info\r\nbogus\r\nshow backends\r")
+    replies = r[:-2].split(b"\n\n")
+    assert len(replies) == 3 and replies[0].startswith(b"version: "), r[:300]
+    assert replies[1] == b"error: unknown or malformed command 'bogus' (try help)", replies[1]
+    assert b"main/a" in replies[2], replies[2]
     s.stop()
 
 
