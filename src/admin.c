@@ -343,11 +343,15 @@ static void async_done(void *ctx, struct strbuf *reply)
         conn_process(c);
 }
 
-/* Returns false if c was freed (its server went away during a command:
- * a reload that moved or removed the admin socket). */
+/* Run the next command line(s) in c->in, but only while no output is
+ * pending: a client that pipelines many commands and reads slowly gets one
+ * reply at a time, never a buffer holding hundreds of them. The caller
+ * flushes and calls again once `out` has drained. Returns false if c was
+ * freed (its server went away during a command: a reload that moved or
+ * removed the admin socket). */
 static bool admin_lines(struct conn *c)
 {
-    while (!c->waiting && !c->closing) {
+    while (!c->waiting && !c->closing && c->out.len == 0) {
         char *nl = memchr(c->in, '\n', c->inlen);
         if (nl == NULL) {
             if (c->inlen == sizeof(c->in)) {
@@ -449,15 +453,21 @@ static void http_request(struct conn *c)
     c->closing = true;
 }
 
+/* Handle what the client sent, flush, and go on with further pipelined
+ * commands as long as each reply drains at once. */
 static void conn_process(struct conn *c)
 {
-    if (c->kind == CONN_ADMIN) {
-        if (!admin_lines(c))
-            return;
-    } else {
+    if (c->kind == CONN_HTTP) {
         http_request(c);
+        conn_flush(c);
+        return;
     }
-    conn_flush(c);
+    for (;;) {
+        if (!admin_lines(c) || !conn_flush(c))
+            return;
+        if (c->out.len > 0 || c->waiting || c->closing || memchr(c->in, '\n', c->inlen) == NULL)
+            return;
+    }
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)

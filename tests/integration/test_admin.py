@@ -4,6 +4,7 @@ file itself, and sluicectl."""
 import collections
 import json
 import os
+import select
 import socket
 import stat
 import threading
@@ -744,4 +745,50 @@ def test_out_of_fds_admin_and_http_pause_instead_of_spinning(sluice, named, port
     finally:
         for c in waiting:
             c.close()
+    s.stop()
+
+
+def test_pipelined_commands_wait_for_the_reply_to_drain(sluice, named, port, sockdir):
+    """250 `show stats json` in one write, from a client that does not read:
+    sluice runs the next command only once the previous reply has drained,
+    so it never holds 250 copies of a big JSON document. Read later, all
+    replies arrive complete and in order."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    # Many servers make the JSON big, so 250 copies would be tens of MB.
+    s = sluice(ct.ctl_config(port, [f"s{i:03d} {a.addr}" for i in range(200)], sock=sock))
+    size = len(ct.ask(sock, "show stats json"))
+    bound = max(25 * size, 2 << 20)
+    assert 250 * size > 4 * bound, f"JSON of {size} bytes is too small for this test"
+    rss0 = s.rss_kib()
+    n = 250
+    batch = b"show stats json\n" * n + b"mark\n"
+    assert len(batch) < 4096, "all commands must fit in one read of the admin input buffer"
+    with ct.AdminConn(sock) as slow:
+        slow.send(batch)
+        # sluice has read the batch once the first reply bytes arrive; a
+        # command on another connection answered after that means the
+        # callback that ran the commands has returned (one loop, one thread).
+        st.wait_for(lambda: select.select([slow.sock], [], [], 0)[0], ct.T,
+                    "the first reply bytes to the pipelining client")
+        assert ct.show_info(sock)["pid"] == str(s.pid)
+        grown = (s.rss_kib() - rss0) * 1024
+        assert grown < bound, (
+            f"RSS grew by {grown >> 10} KiB for a client that pipelined {n} commands and reads "
+            f"nothing (one reply is {size >> 10} KiB): replies are built before the previous one "
+            f"drained")
+        uptimes = []
+        for i in range(n):
+            r = slow.reply()
+            try:
+                doc = json.loads(r)
+            except ValueError as e:
+                raise AssertionError(f"reply {i} is not JSON ({e}): {r[:200]!r} ... {r[-200:]!r}")
+            assert len(doc["servers"]) == 200, f"reply {i}: {len(doc['servers'])} servers"
+            uptimes.append(doc["info"]["uptime_seconds"])
+        assert uptimes == sorted(uptimes), "replies out of order"
+        r = slow.reply()
+        assert r.startswith("error: unknown or malformed command 'mark'"), r[:200]
+        # and the connection still takes commands
+        assert ct.parse_info(slow.cmd("show info"))["pid"] == str(s.pid)
     s.stop()
