@@ -437,34 +437,182 @@ def test_silent_client_blocks_nobody(sluice, named, port, sockdir):
     s.stop()
 
 
-def test_too_many_clients_answered_not_hung(sluice, named, port, sockdir):
-    """Past the admin client limit a new client gets an error at once (not a
-    hang), and a slot frees as soon as a client leaves."""
+MAX_CLIENTS = 256
+
+
+def unix_client(sock, timeout=5.0 * st.SLOW):
+    """A connected admin client. A Unix socket's connect() fails with EAGAIN
+    while the listen backlog is full: retry until sluice has accepted."""
+    def attempt():
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(timeout)
+        try:
+            c.connect(sock)
+            return c
+        except BlockingIOError:
+            c.close()
+            return None
+    return st.wait_for(attempt, timeout, "a free place in the admin socket's backlog", interval=0.005)
+
+
+def stuck_reader(sock):
+    """An admin client with a reply in progress: it pipelines more replies
+    than the socket buffers hold and never reads."""
+    c = unix_client(sock)
+    c.sendall(b"help\n" * 800)
+    return c
+
+
+def test_full_table_evicts_the_oldest_idle_client(sluice, named, port, sockdir):
+    """With every slot taken by idle clients, a new client is served and the
+    client idle longest is told why and closed; the others stay."""
     s, sock, _a, _b = two_named(sluice, named, port, sockdir)
     idle = []
     try:
-        rejected = None
-        for i in range(1024):
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.settimeout(2.0 * st.SLOW)
-            c.connect(sock)
+        for _ in range(MAX_CLIENTS):
+            c = unix_client(sock)
             c.sendall(b"show info\n")
-            data = c.recv(65536)
-            if data.startswith(b"error:"):
-                rejected = (i, data)
-                c.close()
-                break
-            assert b"pid:" in data, data[:100]
+            assert b"pid:" in c.recv(65536)
             idle.append(c)
-        assert rejected is not None, "no admin client limit below 1024"
-        assert b"too many" in rejected[1], rejected
-        idle.pop().close()
-        st.wait_for(lambda: b"pid:" in ct.ask_raw(sock, b"show info"), 5.0 * st.SLOW,
-                    "an admin slot to free up after a client left")
+        assert ct.show_info(sock, timeout=2.0 * st.SLOW)["pid"] == str(s.pid)
+        data = ct.read_to_eof(idle[0], 2.0 * st.SLOW)
+        assert data == b"error: too many admin clients; closing this idle one\n\n", data
+        for c in (idle[1], idle[-1]):  # the rest are untouched
+            c.sendall(b"show info\n")
+            assert b"pid:" in c.recv(65536)
     finally:
         for c in idle:
             c.close()
-    assert ct.show_info(sock)["pid"] == str(s.pid)
+    s.stop()
+
+
+def test_full_table_of_busy_clients_refuses_the_newest(sluice, named, port, sockdir):
+    """When no client is idle (each has a reply in progress), nobody is
+    evicted: the new client gets one error line at once (not a hang)."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    busy = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            busy.append(stuck_reader(sock))
+        # the table is full once the last one has its reply in progress
+        st.wait_for(lambda: select.select([busy[-1]], [], [], 0)[0], ct.T, "the last reply to start")
+        c = unix_client(sock, timeout=2.0 * st.SLOW)
+        data = ct.read_to_eof(c, 2.0 * st.SLOW)
+        c.close()
+        assert data == b"error: too many admin clients\n\n", data[:200]
+        busy.pop(0).close()
+        st.wait_for(lambda: b"pid:" in ct.ask_raw(sock, b"show info"), 5.0 * st.SLOW,
+                    "an admin slot to free up after a client left")
+    finally:
+        for c in busy:
+            c.close()
+    s.stop()
+
+
+class Trickler:
+    """Sends one byte to each socket every `every` seconds, never a whole
+    request, from a thread, until stopped."""
+
+    def __init__(self, socks, byte=b"x", every=0.5):
+        self.socks, self.byte, self.every = socks, byte, every
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.wait(self.every):
+            for c in self.socks:
+                try:
+                    c.send(self.byte)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(5)
+
+
+def test_300_slow_clients_lock_nobody_out(sluice, named, port, sockdir):
+    """300 silent, trickling and never-reading clients on the admin socket
+    and on admin_http: a fresh sluicectl and a fresh GET /metrics are still
+    answered at once."""
+    s, sock, hport = admin_and_http(sluice, named, port, sockdir)
+    socks, trickle = [], []
+    tr = None
+    try:
+        for i in range(300):
+            kind = i % 3
+            if kind == 2:
+                socks.append(stuck_reader(sock))
+                continue
+            c = unix_client(sock)
+            socks.append(c)
+            if kind == 1:
+                c.sendall(b"show in")
+                trickle.append(c)
+        for i in range(300):
+            c = st.connect(hport)
+            socks.append(c)
+            if i % 3 == 0:
+                c.sendall(b"GET /metrics HTTP/1.1\r\n")
+                trickle.append(c)
+            elif i % 3 == 2:
+                c.sendall(http_request_bytes())  # and never reads the response
+        tr = Trickler(trickle)
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = ct.run_ctl(sock, "show", "info", timeout=2.0 * st.SLOW)
+            took = time.monotonic() - t0
+            assert r.returncode == 0 and f"pid: {s.pid}" in r.stdout, (r.returncode, r.stdout, r.stderr)
+            assert took < 2.0 * st.SLOW, f"sluicectl show info took {took:.1f}s"
+            t0 = time.monotonic()
+            status, _h, body = ct.http_get(hport, "/metrics", timeout=2.0 * st.SLOW)
+            took = time.monotonic() - t0
+            assert status == 200 and b"sluice_info" in body, (status, body[:200])
+            assert took < 2.0 * st.SLOW, f"GET /metrics took {took:.1f}s"
+    finally:
+        if tr:
+            tr.stop()
+        for c in socks:
+            c.close()
+    s.stop()
+
+
+def test_http_trickling_client_closed_at_the_request_deadline(sluice, named, port, sockdir):
+    """A byte every half second does not extend the 10 s deadline for the
+    whole request head: the client gets a 408 and is closed."""
+    s, _sock, hport = admin_and_http(sluice, named, port, sockdir)
+    c = st.connect(hport)
+    tr = Trickler([c], byte=b"y")
+    try:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        t0 = time.monotonic()
+        data, _how = st.recv_until_close(c, 10.0 + 5.0 * st.SLOW)
+        took = time.monotonic() - t0
+    finally:
+        tr.stop()
+        c.close()
+    assert 9.0 <= took <= 10.0 + 2.0 * st.SLOW, f"closed after {took:.1f}s, expected ~10s"
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    s.stop()
+
+
+@pytest.mark.heavy
+def test_admin_client_that_never_reads_closed_at_the_reply_deadline(sluice, named, port, sockdir):
+    """A client that never reads its reply holds its slot for at most 30 s."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    c = stuck_reader(sock)
+    st.wait_for(lambda: select.select([c], [], [], 0)[0], ct.T, "the reply to start")
+    t0 = time.monotonic()
+    # Closed while our receive queue is full: do not read until sluice has
+    # let go of the connection (it disappears from its descriptors).
+    before = s.nfds()
+    st.wait_for(lambda: s.nfds() < before, 30.0 + 5.0 * st.SLOW,
+                lambda: f"sluice to close the admin client that does not read\n{s.tail()}",
+                interval=0.2)
+    took = time.monotonic() - t0
+    c.close()
+    assert 28.0 <= took <= 30.0 + 3.0 * st.SLOW, f"closed after {took:.1f}s, expected ~30s"
     s.stop()
 
 
