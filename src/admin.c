@@ -186,6 +186,7 @@ static const char help_text[] =
     "  enable server POOL/NAME           take new sessions again\n"
     "  set weight POOL/NAME N            weight 0..256 (0: no new sessions)\n"
     "  reload                            re-read the config file (like SIGHUP)\n"
+    "  reopen                            reopen the access log (like SIGUSR1)\n"
     "  quit                              close this connection\n";
 
 static struct server_conf *find_server(struct control *ctl, const char *ref, struct strbuf *out)
@@ -356,6 +357,8 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
             strbuf_puts(out, "error: stopping\n");
         else
             control_reload(ctl, out);
+    } else if (argc == 1 && IS(0, "reopen")) {
+        control_reopen_access_log(ctl, "admin", out);
     } else if (argc == 0) {
         strbuf_puts(out, "error: empty command (try help)\n");
     } else {

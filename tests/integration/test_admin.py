@@ -51,7 +51,7 @@ def test_help_lists_every_command(sluice, named, port, sockdir):
     s, sock, _a, _b = two_named(sluice, named, port, sockdir)
     text = ct.ask(sock, "help")
     for cmd in ("help", "show info", "show stats", "show backends", "show sessions", "disable server",
-                "enable server", "drain server", "set weight", "reload", "quit"):
+                "enable server", "drain server", "set weight", "reload", "reopen", "quit"):
         assert cmd in text, f"help does not mention {cmd!r}:\n{text}"
     assert not text.startswith("error:"), text
     s.stop()
@@ -305,6 +305,40 @@ def test_set_weight(sluice, named, port, sockdir):
                 "set weight main/nosuch 1", "set weight nopool 1", "set weight main/a"):
         r = ct.ask(sock, bad)
         assert r.startswith("error:") and r.count("\n") == 1, f"{bad!r} -> {r!r}"
+    s.stop()
+
+
+def test_reopen_access_log(sluice, named, port, sockdir, tmp_path):
+    """`reopen` does what SIGUSR1 does: after the log was moved away, the
+    next line goes to a new file at the configured path."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    log = logdir / "access.log"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock, glob={"access_log": str(log)}))
+
+    def lines(path):
+        return path.read_text().splitlines() if path.exists() else []
+    c1 = ct.pick(port)
+    st.wait_for(lambda: len(lines(log)) == 1, 5.0 * st.SLOW, "the first access-log line")
+    rotated = logdir / "access.log.1"
+    log.rename(rotated)
+    r = ct.run_ctl(sock, "reopen")
+    assert r.returncode == 0 and r.stdout == "access log reopened\n", (r.returncode, r.stdout, r.stderr)
+    assert c1 == "a" and ct.pick(port) == "a"
+    st.wait_for(lambda: len(lines(log)) == 1, 5.0 * st.SLOW, f"an access-log line in the new {log}")
+    assert len(lines(rotated)) == 1, f"the rotated file got more lines: {lines(rotated)}"
+    assert "admin: access log reopened" in s.log()
+
+    # A failed reopen says why, and the open file stays in use.
+    logdir.rename(tmp_path / "logs.old")
+    r = ct.run_ctl(sock, "reopen")
+    assert r.returncode == 1, (r.returncode, r.stdout)
+    assert r.stdout == f"error: reopen access log {log}: No such file or directory\n", r.stdout
+    ct.pick(port)
+    st.wait_for(lambda: len(lines(tmp_path / "logs.old" / "access.log")) == 2, 5.0 * st.SLOW,
+                "the next line in the file still open")
     s.stop()
 
 
