@@ -109,9 +109,9 @@ static void conn_free(struct conn *c)
 static void conn_set_phase(struct conn *c, enum conn_phase phase)
 {
     struct ev_loop *loop = EV_DEFAULT;
-    ev_tstamp timeout = phase == PHASE_REPLY       ? REPLY_TIMEOUT
-                        : c->kind == CONN_ADMIN ? ADMIN_REQUEST_TIMEOUT
-                                                : HTTP_REQUEST_TIMEOUT;
+    ev_tstamp timeout = REPLY_TIMEOUT;
+    if (phase == PHASE_REQUEST)
+        timeout = c->kind == CONN_ADMIN ? ADMIN_REQUEST_TIMEOUT : HTTP_REQUEST_TIMEOUT;
     c->phase = phase;
     c->phase_since = ev_now(loop);
     ev_timer_stop(loop, &c->w_timer);
