@@ -22,12 +22,29 @@
 
 #define ADMIN_LINE_MAX 4096
 #define ADMIN_MAX_CLIENTS 256
-#define ADMIN_IDLE_TIMEOUT 30.0
-#define HTTP_TIMEOUT 10.0
+/* Deadlines per client, absolute: bytes trickling in do not extend them.
+ * A request must be complete within its timeout of the moment the server
+ * started waiting for it (the connect, or on the admin socket the previous
+ * reply sent); a reply must be read in full within REPLY_TIMEOUT of the
+ * moment it was ready (or, for show sessions, asked of the workers). */
+#define ADMIN_REQUEST_TIMEOUT 30.0 /* one command line; generous for a human with socat */
+#define HTTP_REQUEST_TIMEOUT 10.0  /* the request head */
+#define REPLY_TIMEOUT 30.0
 #define SESSIONS_DEFAULT 100
 #define SESSIONS_MAX 100000
 
 enum conn_kind { CONN_ADMIN, CONN_HTTP };
+
+/* What a client is being waited for; each phase has its own deadline. */
+enum conn_phase {
+    PHASE_REQUEST, /* us for its next request: idle, may be evicted */
+    PHASE_REPLY,   /* it for our reply (or us for the workers') */
+};
+
+static const char *conn_phase_str(enum conn_phase p)
+{
+    return p == PHASE_REQUEST ? "request" : "reply";
+}
 
 /* One client of either server. */
 struct conn {
@@ -35,12 +52,15 @@ struct conn {
     struct server *srv; /* NULL once its server stopped (orphan) */
     enum conn_kind kind;
     ev_io w_io;
-    ev_timer w_timer;
+    ev_timer w_timer; /* the deadline of the current phase */
+    enum conn_phase phase;
+    ev_tstamp phase_since;
     char in[ADMIN_LINE_MAX];
     size_t inlen;
     struct strbuf out;
     bool waiting; /* a reply is being assembled by the workers */
     bool closing; /* close once `out` is flushed */
+    bool expired; /* deadline passed while waiting: freed when the reply arrives */
 };
 
 /* A listening socket and its clients (both the admin socket and HTTP). */
@@ -48,6 +68,8 @@ struct server {
     struct control *ctl;
     enum conn_kind kind;
     ev_io w_accept;
+    ev_timer w_resume; /* restarts w_accept after an EMFILE pause */
+    struct accept_pause emfile;
     struct conn *conns;
     int nconns;
     char *path; /* admin socket file, removed on stop */
@@ -83,8 +105,41 @@ static void conn_free(struct conn *c)
     free(c);
 }
 
+/* Enter a phase and start its deadline, counted from now. */
+static void conn_set_phase(struct conn *c, enum conn_phase phase)
+{
+    struct ev_loop *loop = EV_DEFAULT;
+    ev_tstamp timeout = REPLY_TIMEOUT;
+    if (phase == PHASE_REQUEST)
+        timeout = c->kind == CONN_ADMIN ? ADMIN_REQUEST_TIMEOUT : HTTP_REQUEST_TIMEOUT;
+    c->phase = phase;
+    c->phase_since = ev_now(loop);
+    ev_timer_stop(loop, &c->w_timer);
+    ev_timer_set(&c->w_timer, timeout, 0.);
+    ev_timer_start(loop, &c->w_timer);
+}
+
+/* Close a client now, telling it why in one best-effort line (NULL: say
+ * nothing). A client whose reply the workers are still building is only
+ * marked; async_done frees it. */
+static void conn_drop(struct conn *c, const char *admin_msg, const char *http_msg)
+{
+    const char *msg = c->kind == CONN_ADMIN ? admin_msg : http_msg;
+    if (msg != NULL && c->out.len == 0 &&
+        send(c->w_io.fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        (void)0;
+    if (c->waiting) {
+        c->expired = true;
+        ev_io_stop(EV_DEFAULT, &c->w_io);
+        ev_timer_stop(EV_DEFAULT, &c->w_timer);
+        return;
+    }
+    conn_free(c);
+}
+
 /* Write what we can; when done and closing, free. Returns false if c was
- * freed. */
+ * freed. Moves c to the reply phase while output is pending or the workers
+ * are building a reply, and back to the request phase once it is sent. */
 static bool conn_flush(struct conn *c)
 {
     struct ev_loop *loop = EV_DEFAULT;
@@ -104,6 +159,9 @@ static bool conn_flush(struct conn *c)
         conn_free(c);
         return false;
     }
+    bool busy = c->out.len > 0 || c->waiting;
+    if (busy != (c->phase == PHASE_REPLY))
+        conn_set_phase(c, busy ? PHASE_REPLY : PHASE_REQUEST);
     int ev = c->out.len > 0 ? EV_WRITE : (c->closing || c->waiting ? 0 : EV_READ);
     if (ev != (c->w_io.events & (EV_READ | EV_WRITE)) || !ev_is_active(&c->w_io)) {
         ev_io_stop(loop, &c->w_io);
@@ -128,6 +186,7 @@ static const char help_text[] =
     "  enable server POOL/NAME           take new sessions again\n"
     "  set weight POOL/NAME N            weight 0..256 (0: no new sessions)\n"
     "  reload                            re-read the config file (like SIGHUP)\n"
+    "  reopen                            reopen the access log (like SIGUSR1)\n"
     "  quit                              close this connection\n";
 
 static struct server_conf *find_server(struct control *ctl, const char *ref, struct strbuf *out)
@@ -298,6 +357,8 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
             strbuf_puts(out, "error: stopping\n");
         else
             control_reload(ctl, out);
+    } else if (argc == 1 && IS(0, "reopen")) {
+        control_reopen_access_log(ctl, "admin", out);
     } else if (argc == 0) {
         strbuf_puts(out, "error: empty command (try help)\n");
     } else {
@@ -330,7 +391,7 @@ static void async_done(void *ctx, struct strbuf *reply)
 {
     struct conn *c = ctx;
     c->waiting = false;
-    if (c->srv == NULL) { /* the server went away meanwhile */
+    if (c->srv == NULL || c->expired) { /* the server went away, or the deadline passed */
         conn_free(c);
         return;
     }
@@ -341,11 +402,15 @@ static void async_done(void *ctx, struct strbuf *reply)
         conn_process(c);
 }
 
-/* Returns false if c was freed (its server went away during a command:
- * a reload that moved or removed the admin socket). */
+/* Run the next command line(s) in c->in, but only while no output is
+ * pending: a client that pipelines many commands and reads slowly gets one
+ * reply at a time, never a buffer holding hundreds of them. The caller
+ * flushes and calls again once `out` has drained. Returns false if c was
+ * freed (its server went away during a command: a reload that moved or
+ * removed the admin socket). */
 static bool admin_lines(struct conn *c)
 {
-    while (!c->waiting && !c->closing) {
+    while (!c->waiting && !c->closing && c->out.len == 0) {
         char *nl = memchr(c->in, '\n', c->inlen);
         if (nl == NULL) {
             if (c->inlen == sizeof(c->in)) {
@@ -360,19 +425,24 @@ static bool admin_lines(struct conn *c)
         memcpy(line, c->in, used);
         memmove(c->in, c->in + used, c->inlen - used);
         c->inlen -= used;
-        size_t n = strlen(line);
-        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
-            line[--n] = '\0';
-        if (strlen(line) != used - 1) {
+        /* Look for a NUL before trimming: trimming shortens the line, so a
+         * length check afterwards would take `show info\r` for one. */
+        size_t n = used - 1;
+        if (memchr(line, '\0', n) != NULL) {
+            conn_set_phase(c, PHASE_REPLY);
             strbuf_puts(&c->out, "error: NUL byte in command\n\n");
             continue;
         }
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
         if (strcmp(line, "quit") == 0 || strcmp(line, "exit") == 0) {
             c->closing = true;
             return true;
         }
         if (line[0] == '\0')
-            continue;
+            continue; /* no reply, and no new deadline */
+        /* The next request's deadline counts from the end of this reply. */
+        conn_set_phase(c, PHASE_REPLY);
         c->waiting = true;
         size_t from = c->out.len;
         int complete = admin_execute(c->srv->ctl, line, &c->out, async_done, c);
@@ -445,15 +515,21 @@ static void http_request(struct conn *c)
     c->closing = true;
 }
 
+/* Handle what the client sent, flush, and go on with further pipelined
+ * commands as long as each reply drains at once. */
 static void conn_process(struct conn *c)
 {
-    if (c->kind == CONN_ADMIN) {
-        if (!admin_lines(c))
-            return;
-    } else {
+    if (c->kind == CONN_HTTP) {
         http_request(c);
+        conn_flush(c);
+        return;
     }
-    conn_flush(c);
+    for (;;) {
+        if (!admin_lines(c) || !conn_flush(c))
+            return;
+        if (c->out.len > 0 || c->waiting || c->closing || memchr(c->in, '\n', c->inlen) == NULL)
+            return;
+    }
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -483,21 +559,74 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     c->inlen += (size_t)n;
     if (c->kind == CONN_HTTP)
         c->in[c->inlen] = '\0';
-    ev_timer_again(loop, &c->w_timer);
     conn_process(c);
 }
 
+static const char *server_name(const struct server *s)
+{
+    return s->kind == CONN_ADMIN ? "admin socket" : "admin http";
+}
+
+/* The phase's deadline passed: close, whatever is still unsent. */
 static void conn_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
     (void)revents;
     struct conn *c = container_of(t, struct conn, w_timer);
-    if (c->waiting)
-        return;
-    if (c->kind == CONN_ADMIN)
-        strbuf_puts(&c->out, "error: idle timeout\n\n");
-    c->closing = true;
-    conn_flush(c);
+    log_debug("%s: client closed: no %s within %.0fs", c->kind == CONN_ADMIN ? "admin" : "http",
+              conn_phase_str(c->phase), ev_now(loop) - c->phase_since);
+    if (c->phase == PHASE_REQUEST)
+        conn_drop(c, "error: idle timeout\n\n",
+                  "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    else
+        conn_drop(c, NULL, NULL);
+}
+
+/* The client that has waited longest for a request of its own (idle: no
+ * reply pending or being built), or NULL. */
+static struct conn *oldest_idle(struct server *s)
+{
+    struct conn *best = NULL;
+    for (struct conn *c = s->conns; c; c = c->next) /* newest first */
+        if (c->phase == PHASE_REQUEST && !c->waiting && !c->closing && c->out.len == 0 &&
+            (best == NULL || c->phase_since <= best->phase_since))
+            best = c;
+    return best;
+}
+
+/* Make room for a new client when the table is full: evict the oldest idle
+ * client. Returns false when every client has a reply in progress. */
+static bool make_room(struct server *s)
+{
+    if (s->nconns < ADMIN_MAX_CLIENTS)
+        return true;
+    struct conn *victim = oldest_idle(s);
+    if (victim == NULL)
+        return false;
+    log_debug("%s: %d clients: closing the one idle longest to make room", server_name(s),
+              s->nconns);
+    conn_drop(victim, "error: too many admin clients; closing this idle one\n\n",
+              "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+              "Content-Length: 0\r\n\r\n");
+    return true;
+}
+
+/* Out of descriptors: the listening socket stays readable, so stop
+ * watching it for a moment (as the workers do) instead of spinning. */
+static void accept_exhausted(struct ev_loop *loop, struct server *s, int err)
+{
+    if (listener_pause_exhausted(&s->emfile, ev_now(loop)))
+        log_warn("%s: accept: %s (too many open files or no memory): pausing accept for %.0fms",
+                 server_name(s), strerror(err), LISTENER_EXHAUSTED_PAUSE * 1000);
+    ev_io_stop(loop, &s->w_accept);
+    ev_timer_set(&s->w_resume, LISTENER_EXHAUSTED_PAUSE, 0.);
+    ev_timer_start(loop, &s->w_resume);
+}
+
+static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct server *s = container_of(t, struct server, w_resume);
+    ev_io_start(loop, &s->w_accept);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -507,11 +636,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (int i = 0; i < 16; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                log_warn("admin: accept: %s", strerror(errno));
+            int err = errno;
+            if (listener_exhausted_errno(err))
+                accept_exhausted(loop, s, err);
+            else if (err != EAGAIN && err != EINTR && err != ECONNABORTED)
+                log_warn("%s: accept: %s", server_name(s), strerror(err));
             return;
         }
-        struct conn *c = s->nconns < ADMIN_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+        struct conn *c = make_room(s) ? calloc(1, sizeof(*c)) : NULL;
         if (c == NULL) {
             static const char busy[] = "error: too many admin clients\n\n";
             if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -525,8 +657,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         ev_io_init(&c->w_io, conn_io_cb, fd, EV_READ);
         ev_io_start(loop, &c->w_io);
         ev_init(&c->w_timer, conn_timeout_cb);
-        c->w_timer.repeat = s->kind == CONN_ADMIN ? ADMIN_IDLE_TIMEOUT : HTTP_TIMEOUT;
-        ev_timer_again(loop, &c->w_timer);
+        conn_set_phase(c, PHASE_REQUEST);
         c->next = s->conns;
         if (s->conns)
             s->conns->prev = c;
@@ -541,11 +672,13 @@ static void server_init(struct server *s, struct control *ctl, enum conn_kind ki
     s->kind = kind;
     ev_io_init(&s->w_accept, accept_cb, fd, EV_READ);
     ev_io_start(EV_DEFAULT, &s->w_accept);
+    ev_init(&s->w_resume, resume_cb);
 }
 
 static void server_stop(struct server *s)
 {
     ev_io_stop(EV_DEFAULT, &s->w_accept);
+    ev_timer_stop(EV_DEFAULT, &s->w_resume);
     close(s->w_accept.fd);
     while (s->conns) {
         struct conn *c = s->conns;

@@ -198,15 +198,27 @@ static int access_log_open(struct control *ctl, const char *path)
     return log_access_open(path, ctl->owner_uid, ctl->owner_gid);
 }
 
+int control_reopen_access_log(struct control *ctl, const char *who, struct strbuf *reply)
+{
+    const char *path = ctl->cfg->access_log;
+    if (access_log_open(ctl, path) < 0) {
+        int err = errno;
+        log_error("%s: reopen access log %s: %s", who, path, strerror(err));
+        if (reply)
+            strbuf_printf(reply, "error: reopen access log %s: %s\n", path, strerror(err));
+        return -1;
+    }
+    log_info("%s: access log reopened", who);
+    if (reply)
+        strbuf_puts(reply, "access log reopened\n");
+    return 0;
+}
+
 static void usr1_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
     (void)loop;
     (void)revents;
-    struct control *ctl = sig->data;
-    if (access_log_open(ctl, ctl->cfg->access_log) < 0)
-        log_error("SIGUSR1: reopen access log %s: %s", ctl->cfg->access_log, strerror(errno));
-    else
-        log_info("SIGUSR1: access log reopened");
+    control_reopen_access_log(sig->data, "SIGUSR1", NULL);
 }
 
 static bool cfg_has_bind(struct config *cfg, const struct sockaddr_any *a)

@@ -15,8 +15,8 @@
 
 /* Connections accepted per readiness event before yielding to the loop. */
 #define ACCEPT_BATCH 64
-/* How long a worker stops accepting after EMFILE/ENFILE/ENOBUFS. */
-#define EMFILE_PAUSE 0.1
+/* A burst of EMFILE failures ends after this long without one. */
+#define EXHAUSTED_BURST_GAP 1.0
 /* How often a listener paused at max_conns re-checks (besides on every
  * session end of its own worker). */
 #define LIMIT_RECHECK 0.02
@@ -77,21 +77,30 @@ static void listen_pause(struct worker *w, struct worker_listen *wl, ev_tstamp r
     }
 }
 
+bool listener_exhausted_errno(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+bool listener_pause_exhausted(struct accept_pause *p, ev_tstamp now)
+{
+    bool new_burst = now - p->last > EXHAUSTED_BURST_GAP;
+    p->last = now;
+    p->until = now + LISTENER_EXHAUSTED_PAUSE;
+    return new_burst;
+}
+
 /* Accept failed for lack of descriptors or memory: stop every listening
  * socket of this worker briefly, keep serving live sessions. */
 static void accept_exhausted(struct worker *w, int err)
 {
-    ev_tstamp now = ev_now(w->loop);
     counter_add(&w->stats.accept_emfile, 1);
-    if (now - w->emfile_logged > 1.0) {
+    if (listener_pause_exhausted(&w->emfile, ev_now(w->loop)))
         log_warn("worker %d: accept: %s (too many open files or no memory): pausing accept "
                  "for %.0fms, %d sessions stay up",
-                 w->id, strerror(err), EMFILE_PAUSE * 1000, w->nsessions);
-    }
-    w->emfile_logged = now;
-    w->emfile_until = now + EMFILE_PAUSE;
+                 w->id, strerror(err), LISTENER_EXHAUSTED_PAUSE * 1000, w->nsessions);
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next)
-        listen_pause(w, wl, EMFILE_PAUSE);
+        listen_pause(w, wl, LISTENER_EXHAUSTED_PAUSE);
 }
 
 bool listener_accept_batch(struct worker_listen *wl)
@@ -122,7 +131,7 @@ bool listener_accept_batch(struct worker_listen *wl)
                 continue;
             if (err == EAGAIN)
                 return false;
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            if (listener_exhausted_errno(err)) {
                 accept_exhausted(w, err);
                 return false;
             }
@@ -148,7 +157,7 @@ int listener_resume_paused(struct worker *w)
     if (w->stopping)
         return 0;
     ev_tstamp now = ev_now(w->loop);
-    if (now < w->emfile_until)
+    if (now < w->emfile.until)
         return 1;
     int still = 0;
     int gmax = atomic_load_explicit(&w->ctl->max_conns, memory_order_relaxed);

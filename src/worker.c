@@ -47,7 +47,7 @@ static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = container_of(t, struct worker, w_resume);
     if (listener_resume_paused(w)) {
-        ev_tstamp wait = w->emfile_until > ev_now(loop) ? w->emfile_until - ev_now(loop) : 0.02;
+        ev_tstamp wait = w->emfile.until > ev_now(loop) ? w->emfile.until - ev_now(loop) : 0.02;
         ev_timer_set(t, wait, 0.);
         ev_timer_start(loop, t);
     }

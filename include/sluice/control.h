@@ -61,6 +61,12 @@ int control_run(struct config *cfg, const char *config_path);
  * one-line summary is. Returns 0 on success. */
 int control_reload(struct control *ctl, struct strbuf *report);
 
+/* Reopen the access log by its path (after log rotation): SIGUSR1 and the
+ * admin `reopen`. Logs the outcome prefixed with `who`; when reply is not
+ * NULL, appends `access log reopened` or `error: reopen access log PATH:
+ * REASON`. On failure the previous file stays in use. Returns 0 or -1. */
+int control_reopen_access_log(struct control *ctl, const char *who, struct strbuf *reply);
+
 /* Run fn(worker, arg) on every running worker, then done(arg) back on the
  * main thread once all have run (at once if no worker runs). Returns -1
  * on allocation failure (done is then not called). */

@@ -4,6 +4,7 @@
 #define SLUICE_LISTENER_H
 
 #include "sluice/addr.h"
+#include "sluice/listener-t.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -15,6 +16,16 @@ struct worker_listen;
 /* Non-blocking, close-on-exec, SO_REUSEADDR + SO_REUSEPORT, bound and
  * listening. Returns the fd, or -1 with a message in err. */
 int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen);
+
+/* True for the accept() errors that mean "out of descriptors or memory":
+ * EMFILE, ENFILE, ENOBUFS, ENOMEM. */
+bool listener_exhausted_errno(int err);
+
+/* Record one such failure at `now`: p->until becomes now +
+ * LISTENER_EXHAUSTED_PAUSE, and the caller stops its accept watcher until
+ * then. Returns true when this failure starts a new burst, so the caller
+ * logs once per burst rather than once per failed accept. */
+bool listener_pause_exhausted(struct accept_pause *p, ev_tstamp now);
 
 /* Accept up to one batch from a worker's listening socket. Returns true
  * when the batch was full (more may be queued), false on EAGAIN, a limit

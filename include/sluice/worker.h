@@ -4,8 +4,9 @@
 #ifndef SLUICE_WORKER_H
 #define SLUICE_WORKER_H
 
-#include "sluice/log.h"
 #include "sluice/config-t.h"
+#include "sluice/listener-t.h"
+#include "sluice/log.h"
 #include "sluice/relay.h"
 #include "sluice/session.h"
 #include "sluice/splice.h"
@@ -80,8 +81,7 @@ struct worker {
     struct worker_msg *inbox_head, *inbox_tail;
 
     ev_timer w_resume; /* re-check paused listeners */
-    ev_tstamp emfile_until;
-    ev_tstamp emfile_logged;
+    struct accept_pause emfile; /* after EMFILE: all listens paused until .until */
     struct log_limit local_error_log; /* backend socket()/connect() shortages */
 
     struct worker_listen *listens;

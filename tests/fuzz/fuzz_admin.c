@@ -141,7 +141,8 @@ static void run_line(const char *line, struct strbuf *reply)
     if (memchr(reply->data, '\0', reply->len) != NULL)
         fail(line, reply, "reply holds a NUL byte");
 
-    static const char *const known[] = {"help", "show", "disable", "drain", "enable", "set"};
+    static const char *const known[] = {"help", "show", "disable", "drain", "enable", "set",
+                                        "reopen"};
     bool is_known = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         is_known |= strcmp(word, known[i]) == 0;

@@ -797,5 +797,25 @@ def get_nofile(pid):
     return resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
 
 
+def lowest_free_fd(pid):
+    """The descriptor number a process would get next from open()/accept().
+
+    With RLIMIT_NOFILE lowered to it, the next accept() fails with EMFILE."""
+    used = {int(n) for n in os.listdir(f"/proc/{pid}/fd")}
+    fd = 0
+    while fd in used:
+        fd += 1
+    return fd
+
+
+def thread_cpu_seconds(pid, tid=None):
+    """User + system CPU time of one thread (default the main thread, whose
+    TID is the PID), from /proc/PID/task/TID/stat."""
+    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def is_conn_error(e):
     return isinstance(e, OSError) and e.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED)

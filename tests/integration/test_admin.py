@@ -4,6 +4,7 @@ file itself, and sluicectl."""
 import collections
 import json
 import os
+import select
 import socket
 import stat
 import threading
@@ -50,7 +51,7 @@ def test_help_lists_every_command(sluice, named, port, sockdir):
     s, sock, _a, _b = two_named(sluice, named, port, sockdir)
     text = ct.ask(sock, "help")
     for cmd in ("help", "show info", "show stats", "show backends", "show sessions", "disable server",
-                "enable server", "drain server", "set weight", "reload", "quit"):
+                "enable server", "drain server", "set weight", "reload", "reopen", "quit"):
         assert cmd in text, f"help does not mention {cmd!r}:\n{text}"
     assert not text.startswith("error:"), text
     s.stop()
@@ -307,6 +308,40 @@ def test_set_weight(sluice, named, port, sockdir):
     s.stop()
 
 
+def test_reopen_access_log(sluice, named, port, sockdir, tmp_path):
+    """`reopen` does what SIGUSR1 does: after the log was moved away, the
+    next line goes to a new file at the configured path."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    log = logdir / "access.log"
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock, glob={"access_log": str(log)}))
+
+    def lines(path):
+        return path.read_text().splitlines() if path.exists() else []
+    c1 = ct.pick(port)
+    st.wait_for(lambda: len(lines(log)) == 1, 5.0 * st.SLOW, "the first access-log line")
+    rotated = logdir / "access.log.1"
+    log.rename(rotated)
+    r = ct.run_ctl(sock, "reopen")
+    assert r.returncode == 0 and r.stdout == "access log reopened\n", (r.returncode, r.stdout, r.stderr)
+    assert c1 == "a" and ct.pick(port) == "a"
+    st.wait_for(lambda: len(lines(log)) == 1, 5.0 * st.SLOW, f"an access-log line in the new {log}")
+    assert len(lines(rotated)) == 1, f"the rotated file got more lines: {lines(rotated)}"
+    assert "admin: access log reopened" in s.log()
+
+    # A failed reopen says why, and the open file stays in use.
+    logdir.rename(tmp_path / "logs.old")
+    r = ct.run_ctl(sock, "reopen")
+    assert r.returncode == 1, (r.returncode, r.stdout)
+    assert r.stdout == f"error: reopen access log {log}: No such file or directory\n", r.stdout
+    ct.pick(port)
+    st.wait_for(lambda: len(lines(tmp_path / "logs.old" / "access.log")) == 2, 5.0 * st.SLOW,
+                "the next line in the file still open")
+    s.stop()
+
+
 # --------------------------------------------------------------------------
 # bad clients
 
@@ -321,8 +356,6 @@ def test_garbage_gets_one_error_line(sluice, named, port, sockdir):
     s, sock, _a, _b = two_named(sluice, named, port, sockdir)
     with ct.AdminConn(sock) as bystander:
         for g in GARBAGE:
-            if g.strip() == b"":
-                continue
             data = ct.ask_raw(sock, g)
             assert data.startswith(b"error:"), f"{g!r} -> {data[:200]!r}"
             assert data.count(b"\n") == 2 and data.endswith(b"\n\n"), f"{g!r}: not one error line: {data!r}"
@@ -337,6 +370,26 @@ def test_garbage_gets_one_error_line(sluice, named, port, sockdir):
         assert ct.parse_info(bystander.cmd("show info"))["pid"] == str(s.pid)
     assert s.alive()
     assert ct.pick(port) in ("a", "b")
+    s.stop()
+
+
+def test_line_endings_and_nul(sluice, named, port, sockdir):
+    """A trailing \\r and trailing spaces are ignored (a CRLF client works); a
+    real NUL byte is still refused; a line of only a tab is an empty command."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    for line in (b"show info\r", b"show info  \r", b"show info \r ", b"show info\r\r"):
+        r = ct.ask_raw(sock, line)
+        assert r.startswith(b"version: ") and f"pid: {s.pid}\n".encode() in r, f"{line!r} -> {r[:200]!r}"
+    for line in (b"show\0info", b"show info\0", b"show info\0\r", b"\0"):
+        r = ct.ask_raw(sock, line)
+        assert r == b"error: NUL byte in command\n\n", f"{line!r} -> {r[:200]!r}"
+    assert ct.ask_raw(sock, b"\t") == b"error: empty command (try help)\n\n"
+    # and a CRLF client pipelining: every reply, in order
+    r = ct.ask_raw(sock, b"show info\r\nbogus\r\nshow backends\r")
+    replies = r[:-2].split(b"\n\n")
+    assert len(replies) == 3 and replies[0].startswith(b"version: "), r[:300]
+    assert replies[1] == b"error: unknown or malformed command 'bogus' (try help)", replies[1]
+    assert b"main/a" in replies[2], replies[2]
     s.stop()
 
 
@@ -418,34 +471,182 @@ def test_silent_client_blocks_nobody(sluice, named, port, sockdir):
     s.stop()
 
 
-def test_too_many_clients_answered_not_hung(sluice, named, port, sockdir):
-    """Past the admin client limit a new client gets an error at once (not a
-    hang), and a slot frees as soon as a client leaves."""
+MAX_CLIENTS = 256
+
+
+def unix_client(sock, timeout=5.0 * st.SLOW):
+    """A connected admin client. A Unix socket's connect() fails with EAGAIN
+    while the listen backlog is full: retry until sluice has accepted."""
+    def attempt():
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(timeout)
+        try:
+            c.connect(sock)
+            return c
+        except BlockingIOError:
+            c.close()
+            return None
+    return st.wait_for(attempt, timeout, "a free place in the admin socket's backlog", interval=0.005)
+
+
+def stuck_reader(sock):
+    """An admin client with a reply in progress: it pipelines more replies
+    than the socket buffers hold and never reads."""
+    c = unix_client(sock)
+    c.sendall(b"help\n" * 800)
+    return c
+
+
+def test_full_table_evicts_the_oldest_idle_client(sluice, named, port, sockdir):
+    """With every slot taken by idle clients, a new client is served and the
+    client idle longest is told why and closed; the others stay."""
     s, sock, _a, _b = two_named(sluice, named, port, sockdir)
     idle = []
     try:
-        rejected = None
-        for i in range(1024):
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.settimeout(2.0 * st.SLOW)
-            c.connect(sock)
+        for _ in range(MAX_CLIENTS):
+            c = unix_client(sock)
             c.sendall(b"show info\n")
-            data = c.recv(65536)
-            if data.startswith(b"error:"):
-                rejected = (i, data)
-                c.close()
-                break
-            assert b"pid:" in data, data[:100]
+            assert b"pid:" in c.recv(65536)
             idle.append(c)
-        assert rejected is not None, "no admin client limit below 1024"
-        assert b"too many" in rejected[1], rejected
-        idle.pop().close()
-        st.wait_for(lambda: b"pid:" in ct.ask_raw(sock, b"show info"), 5.0 * st.SLOW,
-                    "an admin slot to free up after a client left")
+        assert ct.show_info(sock, timeout=2.0 * st.SLOW)["pid"] == str(s.pid)
+        data = ct.read_to_eof(idle[0], 2.0 * st.SLOW)
+        assert data == b"error: too many admin clients; closing this idle one\n\n", data
+        for c in (idle[1], idle[-1]):  # the rest are untouched
+            c.sendall(b"show info\n")
+            assert b"pid:" in c.recv(65536)
     finally:
         for c in idle:
             c.close()
-    assert ct.show_info(sock)["pid"] == str(s.pid)
+    s.stop()
+
+
+def test_full_table_of_busy_clients_refuses_the_newest(sluice, named, port, sockdir):
+    """When no client is idle (each has a reply in progress), nobody is
+    evicted: the new client gets one error line at once (not a hang)."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    busy = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            busy.append(stuck_reader(sock))
+        # the table is full once the last one has its reply in progress
+        st.wait_for(lambda: select.select([busy[-1]], [], [], 0)[0], ct.T, "the last reply to start")
+        c = unix_client(sock, timeout=2.0 * st.SLOW)
+        data = ct.read_to_eof(c, 2.0 * st.SLOW)
+        c.close()
+        assert data == b"error: too many admin clients\n\n", data[:200]
+        busy.pop(0).close()
+        st.wait_for(lambda: b"pid:" in ct.ask_raw(sock, b"show info"), 5.0 * st.SLOW,
+                    "an admin slot to free up after a client left")
+    finally:
+        for c in busy:
+            c.close()
+    s.stop()
+
+
+class Trickler:
+    """Sends one byte to each socket every `every` seconds, never a whole
+    request, from a thread, until stopped."""
+
+    def __init__(self, socks, byte=b"x", every=0.5):
+        self.socks, self.byte, self.every = socks, byte, every
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.wait(self.every):
+            for c in self.socks:
+                try:
+                    c.send(self.byte)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(5)
+
+
+def test_300_slow_clients_lock_nobody_out(sluice, named, port, sockdir):
+    """300 silent, trickling and never-reading clients on the admin socket
+    and on admin_http: a fresh sluicectl and a fresh GET /metrics are still
+    answered at once."""
+    s, sock, hport = admin_and_http(sluice, named, port, sockdir)
+    socks, trickle = [], []
+    tr = None
+    try:
+        for i in range(300):
+            kind = i % 3
+            if kind == 2:
+                socks.append(stuck_reader(sock))
+                continue
+            c = unix_client(sock)
+            socks.append(c)
+            if kind == 1:
+                c.sendall(b"show in")
+                trickle.append(c)
+        for i in range(300):
+            c = st.connect(hport)
+            socks.append(c)
+            if i % 3 == 0:
+                c.sendall(b"GET /metrics HTTP/1.1\r\n")
+                trickle.append(c)
+            elif i % 3 == 2:
+                c.sendall(http_request_bytes())  # and never reads the response
+        tr = Trickler(trickle)
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = ct.run_ctl(sock, "show", "info", timeout=2.0 * st.SLOW)
+            took = time.monotonic() - t0
+            assert r.returncode == 0 and f"pid: {s.pid}" in r.stdout, (r.returncode, r.stdout, r.stderr)
+            assert took < 2.0 * st.SLOW, f"sluicectl show info took {took:.1f}s"
+            t0 = time.monotonic()
+            status, _h, body = ct.http_get(hport, "/metrics", timeout=2.0 * st.SLOW)
+            took = time.monotonic() - t0
+            assert status == 200 and b"sluice_info" in body, (status, body[:200])
+            assert took < 2.0 * st.SLOW, f"GET /metrics took {took:.1f}s"
+    finally:
+        if tr:
+            tr.stop()
+        for c in socks:
+            c.close()
+    s.stop()
+
+
+def test_http_trickling_client_closed_at_the_request_deadline(sluice, named, port, sockdir):
+    """A byte every half second does not extend the 10 s deadline for the
+    whole request head: the client gets a 408 and is closed."""
+    s, _sock, hport = admin_and_http(sluice, named, port, sockdir)
+    c = st.connect(hport)
+    tr = Trickler([c], byte=b"y")
+    try:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        t0 = time.monotonic()
+        data, _how = st.recv_until_close(c, 10.0 + 5.0 * st.SLOW)
+        took = time.monotonic() - t0
+    finally:
+        tr.stop()
+        c.close()
+    assert 9.0 <= took <= 10.0 + 2.0 * st.SLOW, f"closed after {took:.1f}s, expected ~10s"
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    s.stop()
+
+
+@pytest.mark.heavy
+def test_admin_client_that_never_reads_closed_at_the_reply_deadline(sluice, named, port, sockdir):
+    """A client that never reads its reply holds its slot for at most 30 s."""
+    s, sock, _a, _b = two_named(sluice, named, port, sockdir)
+    c = stuck_reader(sock)
+    st.wait_for(lambda: select.select([c], [], [], 0)[0], ct.T, "the reply to start")
+    t0 = time.monotonic()
+    # Closed while our receive queue is full: do not read until sluice has
+    # let go of the connection (it disappears from its descriptors).
+    before = s.nfds()
+    st.wait_for(lambda: s.nfds() < before, 30.0 + 5.0 * st.SLOW,
+                lambda: f"sluice to close the admin client that does not read\n{s.tail()}",
+                interval=0.2)
+    took = time.monotonic() - t0
+    c.close()
+    assert 28.0 <= took <= 30.0 + 3.0 * st.SLOW, f"closed after {took:.1f}s, expected ~30s"
     s.stop()
 
 
@@ -663,4 +864,113 @@ def test_failed_reload_keeps_weights_set_by_admin(sluice, named, port, sockdir):
         busy.close()
     assert "reload failed" in r, r
     assert ct.server_stats(str(sock), "main", "a")["weight"] == 7
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# hostile conditions: out of descriptors, slow clients, pipelining
+
+
+def admin_and_http(sluice, named, port, sockdir, **kw):
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    hport = st.free_port()
+    s = sluice(ct.ctl_config(port, [f"a {a.addr}"], sock=sock, http=hport, **kw))
+    return s, sock, hport
+
+
+def http_request_bytes(target="/metrics"):
+    return f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def test_out_of_fds_admin_and_http_pause_instead_of_spinning(sluice, named, port, sockdir):
+    """Without descriptors the admin and HTTP listeners stay readable; accepting
+    again at once would spin the main thread. They pause like the workers do,
+    log once per burst, and serve again once descriptors are back."""
+    s, sock, hport = admin_and_http(sluice, named, port, sockdir)
+    assert ct.show_info(sock)["pid"] == str(s.pid)
+    soft = st.get_nofile(s.pid)
+    # The lowest free descriptor as the limit: sluice's next accept() fails.
+    st.set_nofile(s.pid, st.lowest_free_fd(s.pid))
+    waiting = []
+    try:
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        waiting.append(a)
+        a.connect(sock)  # completes in the kernel's backlog
+        a.sendall(b"show info\n")
+        h = st.connect(hport)
+        waiting.append(h)
+        h.sendall(http_request_bytes())
+        s.wait_log("accept: Too many open files", count=2)
+
+        cpu0, t0 = st.thread_cpu_seconds(s.pid), time.monotonic()
+        time.sleep(2.0)  # the measurement window itself, not a wait for a condition
+        cpu1, t1 = st.thread_cpu_seconds(s.pid), time.monotonic()
+        share = (cpu1 - cpu0) / (t1 - t0)
+        assert share < 0.2 * st.SLOW, (
+            f"main thread used {share:.0%} of a CPU while out of descriptors (spinning on accept?)\n"
+            f"{s.tail(5)}")
+        for name in ("admin socket", "admin http"):
+            n = ct.log_lines(s, f"{name}: accept:")
+            assert 1 <= len(n) <= 2, f"{len(n)} '{name}: accept:' log lines, want one per burst\n{s.tail(5)}"
+
+        st.set_nofile(s.pid, soft)
+        # What waited in the backlog is served, and so are new clients.
+        a.sendall(b"quit\n")
+        reply = ct.read_to_eof(a, 2.0 * st.SLOW)
+        assert f"pid: {s.pid}\n".encode() in reply, f"queued admin client: {reply[:200]!r}"
+        data, _how = st.recv_until_close(h, 2.0 * st.SLOW)
+        assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+        assert b"sluice_info" in data, data[:200]
+        assert ct.show_info(sock, timeout=2.0 * st.SLOW)["pid"] == str(s.pid)
+        assert ct.http_get(hport, "/metrics", timeout=2.0 * st.SLOW)[0] == 200
+    finally:
+        for c in waiting:
+            c.close()
+    s.stop()
+
+
+def test_pipelined_commands_wait_for_the_reply_to_drain(sluice, named, port, sockdir):
+    """250 `show stats json` in one write, from a client that does not read:
+    sluice runs the next command only once the previous reply has drained,
+    so it never holds 250 copies of a big JSON document. Read later, all
+    replies arrive complete and in order."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    # Many servers make the JSON big, so 250 copies would be tens of MB.
+    s = sluice(ct.ctl_config(port, [f"s{i:03d} {a.addr}" for i in range(200)], sock=sock))
+    size = len(ct.ask(sock, "show stats json"))
+    bound = max(25 * size, 2 << 20)
+    assert 250 * size > 4 * bound, f"JSON of {size} bytes is too small for this test"
+    rss0 = s.rss_kib()
+    n = 250
+    batch = b"show stats json\n" * n + b"mark\n"
+    assert len(batch) < 4096, "all commands must fit in one read of the admin input buffer"
+    with ct.AdminConn(sock) as slow:
+        slow.send(batch)
+        # sluice has read the batch once the first reply bytes arrive; a
+        # command on another connection answered after that means the
+        # callback that ran the commands has returned (one loop, one thread).
+        st.wait_for(lambda: select.select([slow.sock], [], [], 0)[0], ct.T,
+                    "the first reply bytes to the pipelining client")
+        assert ct.show_info(sock)["pid"] == str(s.pid)
+        grown = (s.rss_kib() - rss0) * 1024
+        assert grown < bound, (
+            f"RSS grew by {grown >> 10} KiB for a client that pipelined {n} commands and reads "
+            f"nothing (one reply is {size >> 10} KiB): replies are built before the previous one "
+            f"drained")
+        uptimes = []
+        for i in range(n):
+            r = slow.reply()
+            try:
+                doc = json.loads(r)
+            except ValueError as e:
+                raise AssertionError(f"reply {i} is not JSON ({e}): {r[:200]!r} ... {r[-200:]!r}")
+            assert len(doc["servers"]) == 200, f"reply {i}: {len(doc['servers'])} servers"
+            uptimes.append(doc["info"]["uptime_seconds"])
+        assert uptimes == sorted(uptimes), "replies out of order"
+        r = slow.reply()
+        assert r.startswith("error: unknown or malformed command 'mark'"), r[:200]
+        # and the connection still takes commands
+        assert ct.parse_info(slow.cmd("show info"))["pid"] == str(s.pid)
     s.stop()
