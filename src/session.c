@@ -234,6 +234,24 @@ static ssize_t dir_flush(struct session *s, struct relay_dir *d, int dst)
     return bufchain_writev(&d->chain, &s->w->bufs, dst);
 }
 
+/* Bytes handed to the destination's socket: the access log's up/down and
+ * the live byte counters (one writer: this worker) count what was
+ * delivered, so bytes read but thrown away when a session is reset or
+ * times out are not in them. */
+static void count_delivered(struct session *s, struct relay_dir *d, uint64_t n)
+{
+    struct listener_wstats *ls = &s->lc->st->ws[s->w->id];
+    struct backend_wstats *bs = &s->srv->be->ws[s->w->id];
+    d->bytes += n;
+    if (d == &s->up) {
+        counter_add(&ls->bytes_in, n);
+        counter_add(&bs->bytes_out, n);
+    } else {
+        counter_add(&bs->bytes_in, n);
+        counter_add(&ls->bytes_out, n);
+    }
+}
+
 /* Move bytes for one direction. Writes what is pending (unless the last
  * write hit EAGAIN), then reads while there is room, writing after each
  * read. Returns false if the session ended. */
@@ -249,8 +267,10 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
                 session_finish(s, END_reset);
                 return false;
             }
-            if (n > 0)
+            if (n > 0) {
                 s->last_activity = ev_now(w->loop);
+                count_delivered(s, d, (uint64_t)n);
+            }
             /* A short write means the socket buffer is full. */
             d->dst_blocked = dir_pending(d) > 0;
         }
@@ -271,18 +291,7 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
         else if (n > 0 && (size_t)n < d->read_hint / 4)
             d->read_hint /= 2;
         if (n > 0) {
-            d->bytes += (uint64_t)n;
             s->last_activity = ev_now(w->loop);
-            /* Live byte counters (one writer: this worker). */
-            struct listener_wstats *ls = &s->lc->st->ws[w->id];
-            struct backend_wstats *bs = &s->srv->be->ws[w->id];
-            if (d == &s->up) {
-                counter_add(&ls->bytes_in, (uint64_t)n);
-                counter_add(&bs->bytes_out, (uint64_t)n);
-            } else {
-                counter_add(&bs->bytes_in, (uint64_t)n);
-                counter_add(&ls->bytes_out, (uint64_t)n);
-            }
         } else if (n == 0) {
             d->src_eof = true;
             if (src == client_fd(s) && !s->down.src_eof)
@@ -411,9 +420,6 @@ static void session_connected(struct session *s)
     struct worker *w = s->w;
     backend_connect_ok(s->srv);
     counter_add(&s->srv->be->ws[w->id].sessions, 1);
-    /* Payload that came with a PROXY header was read before a server was
-     * chosen: it is sent to this one. */
-    counter_add(&s->srv->be->ws[w->id].bytes_out, s->up.bytes);
     session_set_state(s, SS_RELAYING);
     ev_set_cb(&s->w_backend, relay_backend_cb);
     ev_timer_stop(w->loop, &s->w_timer);
@@ -601,9 +607,6 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
         proxy_reject(s, why);
     } else if (r == PROXY_DONE) {
         bufchain_drop(&s->up.chain, &w->bufs, used);
-        /* Payload that arrived with the header counts as client bytes. */
-        s->up.bytes = s->up.chain.len;
-        counter_add(&s->lc->st->ws[w->id].bytes_in, s->up.chain.len);
         if (!h.local) {
             s->client = h.src;
             s->local = h.dst;

@@ -51,7 +51,7 @@ struct relay_dir {
     struct pipebuf pipe;   /* splice mode */
     bool splice;           /* this direction moves bytes with splice(2) */
     uint32_t read_hint;    /* bytes to ask for next: grows while reads fill it */
-    uint64_t bytes;    /* bytes read from src */
+    uint64_t bytes;    /* bytes delivered to dst (written to its socket) */
     bool src_eof;      /* src sent FIN */
     bool shut_sent;    /* FIN forwarded to dst */
     bool dst_blocked;  /* last write hit EAGAIN: wait for EV_WRITE */
