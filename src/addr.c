@@ -1,6 +1,7 @@
 /* addr.c - address parsing and formatting. Literal addresses only: no DNS
  * lookups at config time, so a reload can never block on a resolver. */
 #include "sluice/addr.h"
+#include "sluice/hash.h"
 #include "sluice/parse.h"
 
 #include <arpa/inet.h>
@@ -151,28 +152,17 @@ bool addr_equal(const struct sockaddr_any *a, const struct sockaddr_any *b)
     return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
 }
 
-/* splitmix64 finaliser: cheap, well mixed. */
-static unsigned long long mix64(unsigned long long x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 unsigned long long addr_hash_ip(const struct sockaddr *sa)
 {
     unsigned long long h = 0x9e3779b97f4a7c15ULL;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
-        h = mix64(h ^ in4->sin_addr.s_addr);
+        h = hash_mix64(h ^ in4->sin_addr.s_addr);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
         unsigned long long p[2];
         memcpy(p, &in6->sin6_addr, sizeof(p));
-        h = mix64(mix64(h ^ p[0]) ^ p[1]);
+        h = hash_mix64(hash_mix64(h ^ p[0]) ^ p[1]);
     }
     return h;
 }

@@ -10,6 +10,7 @@
  * first:      the first usable server in file order (max_conns fills it). */
 #include "sluice/balance.h"
 #include "sluice/backend.h"
+#include "sluice/hash.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,17 +20,6 @@ struct balance_state {
     uint64_t rng;
     int64_t cw[]; /* smooth round robin current weights, one per server */
 };
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64*: good enough for spreading load, one per worker. */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
 
 static struct balance_state *state_of(struct pool_conf *p, int worker_id)
 {
@@ -149,24 +139,6 @@ static struct server_conf *pick_random(struct pool_conf *p, struct balance_state
     return pick;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 static struct server_conf *pick_source(struct pool_conf *p, bool backup, uint64_t exclude,
                                        int64_t now_ms, const struct sockaddr *client)
 {
@@ -177,9 +149,9 @@ static struct server_conf *pick_source(struct pool_conf *p, bool backup, uint64_
         if (!candidate(p, i, backup, exclude, now_ms))
             continue;
         struct server_conf *s = &p->servers[i];
-        uint64_t h = mix64(key ^ name_hash(s->name));
+        uint64_t h = hash_mix64(key ^ hash_str(s->name));
         /* u in (0,1); score = -w / ln(u): weighted rendezvous hashing. */
-        double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0;
+        double u = hash_unit(h) + 0.5 / 9007199254740992.0;
         double score = -(double)weight_of(s) / log(u);
         if (best == NULL || score > best_score) {
             best = s;

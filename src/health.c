@@ -8,6 +8,7 @@
 #include "sluice/health.h"
 #include "sluice/backend.h"
 #include "sluice/config.h"
+#include "sluice/hash.h"
 #include "sluice/log.h"
 
 #include <errno.h>
@@ -52,10 +53,7 @@ static struct health *H;
 
 static double jitter(struct health *h)
 {
-    h->rng ^= h->rng << 13;
-    h->rng ^= h->rng >> 7;
-    h->rng ^= h->rng << 17;
-    return (double)(h->rng >> 11) / 9007199254740992.0; /* [0,1) */
+    return hash_unit(rng_next(&h->rng)); /* [0,1) */
 }
 
 static void check_schedule(struct health *h, struct check *c, bool first)
