@@ -38,6 +38,20 @@ static const char *parse_zone(const char *zone, uint32_t *scope_id)
     return NULL;
 }
 
+const char *addr_parse_unix_path(const char *path, struct sockaddr_any *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t n = strlen(path);
+    if (n == 0 || path[0] != '/')
+        return "unix socket path must be absolute";
+    if (n >= sizeof(out->u.un.sun_path))
+        return "unix socket path too long";
+    out->u.un.sun_family = AF_UNIX;
+    memcpy(out->u.un.sun_path, path, n + 1);
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return NULL;
+}
+
 const char *addr_parse(const char *s, int flags, struct sockaddr_any *out)
 {
     memset(out, 0, sizeof(*out));
@@ -46,16 +60,7 @@ const char *addr_parse(const char *s, int flags, struct sockaddr_any *out)
     if (strncmp(s, "unix:", 5) == 0) {
         if (!(flags & ADDR_ALLOW_UNIX))
             return "unix sockets are not allowed here";
-        const char *path = s + 5;
-        size_t n = strlen(path);
-        if (n == 0 || path[0] != '/')
-            return "unix socket path must be absolute";
-        if (n >= sizeof(out->u.un.sun_path))
-            return "unix socket path too long";
-        out->u.un.sun_family = AF_UNIX;
-        memcpy(out->u.un.sun_path, path, n + 1);
-        out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-        return NULL;
+        return addr_parse_unix_path(s + 5, out);
     }
     char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
     const char *port;

@@ -727,9 +727,7 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t
                           char *err, size_t errlen)
 {
     struct sockaddr_any a;
-    char spec[sizeof(a.u.un.sun_path) + 8];
-    snprintf(spec, sizeof(spec), "unix:%s", path);
-    const char *why = addr_parse(spec, ADDR_ALLOW_UNIX, &a);
+    const char *why = addr_parse_unix_path(path, &a);
     if (why != NULL) {
         snprintf(err, errlen, "%s: %s", path, why);
         return NULL;

@@ -475,11 +475,7 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
         if (strcmp(v, "off") == 0)
             return;
         struct sockaddr_any a;
-        const char *why = v[0] == '/' ? NULL : "must be off or an absolute path";
-        char unix_path[sizeof(a.u.un.sun_path) + 8];
-        snprintf(unix_path, sizeof(unix_path), "unix:%s", v);
-        if (why == NULL)
-            why = addr_parse(unix_path, ADDR_ALLOW_UNIX, &a);
+        const char *why = v[0] == '/' ? addr_parse_unix_path(v, &a) : "must be off or an absolute path";
         if (why != NULL) {
             add_error(c, c->lineno, key, "'%s': %s", v, why);
             return;

@@ -39,6 +39,10 @@ enum addr_flags {
 /* Parse into out. Returns NULL on success or a static reason string. */
 const char *addr_parse(const char *s, int flags, struct sockaddr_any *out);
 
+/* A Unix socket path (absolute, fits sun_path) into out: the one parser
+ * behind "unix:/path" addresses and admin_socket. NULL or a reason. */
+const char *addr_parse_unix_path(const char *path, struct sockaddr_any *out);
+
 /* "1.2.3.4:80", "[::1]:80", "unix:/path". Always NUL-terminates. */
 void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 
