@@ -18,8 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct registry backend_registry;
-struct registry listener_registry;
+static void backend_fini(struct registry_obj *o);
+static void listener_fini(struct registry_obj *o);
+struct registry backend_registry = {.fini = backend_fini};
+struct registry listener_registry = {.fini = listener_fini};
 
 /* inih's default line buffer; longer lines are rejected by our reader. */
 #define LINE_MAX_CHARS (INI_MAX_LINE - 3)
@@ -991,6 +993,41 @@ static void backend_init(struct registry_obj *o)
     atomic_init(&b->admin, ADMIN_ENABLED);
 }
 
+/* Make sure chunks of per-worker counters exist for workers 0..workers-1
+ * (each chunk: SLUICE_WS_CHUNK elements of elem bytes, zeroed). Runs on the
+ * control thread before any worker of a new index starts, so no worker
+ * ever sees a chunk appear under it. */
+static int ws_reserve(void **chunks, size_t elem, int workers)
+{
+    size_t bytes = elem * SLUICE_WS_CHUNK;
+    for (int c = 0; c * SLUICE_WS_CHUNK < workers; c++) {
+        if (chunks[c] != NULL)
+            continue;
+        void *p = aligned_alloc(SLUICE_CACHELINE, bytes);
+        if (p == NULL)
+            return -1;
+        memset(p, 0, bytes);
+        chunks[c] = p;
+    }
+    return 0;
+}
+
+static void ws_free(void **chunks)
+{
+    for (int c = 0; c < SLUICE_WS_CHUNKS; c++)
+        free(chunks[c]);
+}
+
+static void backend_fini(struct registry_obj *o)
+{
+    ws_free(((struct backend *)o)->ws);
+}
+
+static void listener_fini(struct registry_obj *o)
+{
+    ws_free(((struct listener_state *)o)->ws);
+}
+
 int config_attach_runtime(struct config *cfg)
 {
     char key[2 * NAME_MAX_CHARS + 2];
@@ -1001,7 +1038,7 @@ int config_attach_runtime(struct config *cfg)
             snprintf(key, sizeof(key), "%s/%s", p->name, s->name);
             s->be = (struct backend *)registry_get(&backend_registry, key, sizeof(struct backend),
                                                    backend_init);
-            if (s->be == NULL)
+            if (s->be == NULL || ws_reserve(s->be->ws, sizeof(struct backend_wstats), cfg->workers) < 0)
                 return -1;
             if (!s->be->weight_set) {
                 /* A new server starts with its weight from the file; known
@@ -1015,7 +1052,7 @@ int config_attach_runtime(struct config *cfg)
         struct listener_conf *l = &cfg->listeners[i];
         l->st = (struct listener_state *)registry_get(&listener_registry, l->name,
                                                       sizeof(struct listener_state), NULL);
-        if (l->st == NULL)
+        if (l->st == NULL || ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0)
             return -1;
     }
     cfg->runtime_attached = true;

@@ -53,6 +53,8 @@ void registry_put(struct registry *reg, struct registry_obj *obj)
                 break;
             }
         }
+        if (reg->fini != NULL)
+            reg->fini(obj);
         free(obj->key);
         free(obj);
     }

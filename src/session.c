@@ -162,7 +162,7 @@ void session_finish(struct session *s, enum end_reason reason)
     int wid = w->id;
     counter_add(&w->stats.ends[reason], 1);
     if (reason == END_no_backend)
-        counter_add(&s->lc->st->ws[wid].no_backend, 1);
+        counter_add(&listener_ws(s->lc->st, wid)->no_backend, 1);
     if (log_access_enabled())
         access_log(s);
     log_debug("worker %d: session end %s after %llu/%llu bytes", wid,
@@ -240,8 +240,8 @@ static ssize_t dir_flush(struct session *s, struct relay_dir *d, int dst)
  * times out are not in them. */
 static void count_delivered(struct session *s, struct relay_dir *d, uint64_t n)
 {
-    struct listener_wstats *ls = &s->lc->st->ws[s->w->id];
-    struct backend_wstats *bs = &s->srv->be->ws[s->w->id];
+    struct listener_wstats *ls = listener_ws(s->lc->st, s->w->id);
+    struct backend_wstats *bs = backend_ws(s->srv->be, s->w->id);
     d->bytes += n;
     if (d == &s->up) {
         counter_add(&ls->bytes_in, n);
@@ -419,7 +419,7 @@ static void session_connected(struct session *s)
 {
     struct worker *w = s->w;
     backend_connect_ok(s->srv);
-    counter_add(&s->srv->be->ws[w->id].sessions, 1);
+    counter_add(&backend_ws(s->srv->be, w->id)->sessions, 1);
     session_set_state(s, SS_RELAYING);
     ev_set_cb(&s->w_backend, relay_backend_cb);
     ev_timer_stop(w->loop, &s->w_timer);
@@ -443,7 +443,7 @@ static void connect_failed(struct session *s, int err)
 {
     struct worker *w = s->w;
     struct server_conf *srv = s->srv;
-    counter_add(&srv->be->ws[w->id].connect_failures, 1);
+    counter_add(&backend_ws(srv->be, w->id)->connect_failures, 1);
     backend_connect_failed(srv, time_mono_ms(), err ? strerror(err) : "connect timeout");
     log_debug("worker %d: connect to %s (%s) failed: %s", w->id, srv->be->obj.key, srv->addr_str,
               err ? strerror(err) : "timeout");
@@ -455,7 +455,7 @@ static void connect_failed(struct session *s, int err)
     }
     /* s->srv stays as the last server tried (for the access log) until
      * the next pick replaces it; it no longer holds a slot there. */
-    counter_add(&srv->be->ws[w->id].retries, 1);
+    counter_add(&backend_ws(srv->be, w->id)->retries, 1);
     session_connect(s);
 }
 
@@ -494,7 +494,7 @@ static void local_connect_error(struct session *s, const char *call, int err)
 {
     struct worker *w = s->w;
     struct server_conf *srv = s->srv;
-    counter_add(&srv->be->ws[w->id].local_errors, 1);
+    counter_add(&backend_ws(srv->be, w->id)->local_errors, 1);
     unsigned long dropped;
     if (log_enabled(LOG_WARN) && log_limit_due(&w->local_error_log, ev_now(w->loop), 1.0, &dropped))
         log_write(LOG_WARN, "worker %d: %s for %s: %s (a shortage on sluice's side, not counted "
@@ -505,7 +505,7 @@ static void local_connect_error(struct session *s, const char *call, int err)
         session_finish(s, END_local_error);
         return;
     }
-    counter_add(&srv->be->ws[w->id].retries, 1);
+    counter_add(&backend_ws(srv->be, w->id)->retries, 1);
     session_connect(s);
 }
 
@@ -530,7 +530,7 @@ static void session_connect(struct session *s)
     s->srv = srv;
     s->attempts++;
     s->holds_backend = true;
-    counter_add(&srv->be->ws[w->id].connect_attempts, 1);
+    counter_add(&backend_ws(srv->be, w->id)->connect_attempts, 1);
 
     int family = srv->addr.u.sa.sa_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -673,7 +673,7 @@ void session_start(struct worker *w, struct listener_conf *lc, int fd,
         w->sessions->prev = s;
     w->sessions = s;
     w->nsessions++;
-    counter_add(&lc->st->ws[w->id].accepted, 1);
+    counter_add(&listener_ws(lc->st, w->id)->accepted, 1);
 
     if (lc->accept_proxy) {
         s->state = SS_PROXY_HEADER;

@@ -27,11 +27,13 @@ struct worker_sums {
     uint64_t ends[END_REASON_COUNT];
 };
 
+/* Workers past an object's last chunk never counted anything for it (it
+ * belongs to no config with that many workers): their counts are 0. */
 static void sum_listener(struct control *ctl, struct listener_state *st, struct listener_sums *o)
 {
     memset(o, 0, sizeof(*o));
-    for (int w = 0; w < ctl->nslots; w++) {
-#define X(name) o->name += counter_get(&st->ws[w].name);
+    for (int w = 0; w < ctl->nslots && st->ws[w / SLUICE_WS_CHUNK] != NULL; w++) {
+#define X(name) o->name += counter_get(&listener_ws(st, w)->name);
         LISTENER_COUNTERS(X)
 #undef X
     }
@@ -40,8 +42,8 @@ static void sum_listener(struct control *ctl, struct listener_state *st, struct 
 static void sum_backend(struct control *ctl, struct backend *b, struct backend_sums *o)
 {
     memset(o, 0, sizeof(*o));
-    for (int w = 0; w < ctl->nslots; w++) {
-#define X(name) o->name += counter_get(&b->ws[w].name);
+    for (int w = 0; w < ctl->nslots && b->ws[w / SLUICE_WS_CHUNK] != NULL; w++) {
+#define X(name) o->name += counter_get(&backend_ws(b, w)->name);
         BACKEND_COUNTERS(X)
 #undef X
     }

@@ -59,8 +59,19 @@ struct backend {
     int rise_count, fall_count; /* health thread's private streaks */
     bool seen_up;               /* health thread: state at its last check */
     bool weight_set;            /* control thread: initial weight applied */
-    struct backend_wstats ws[SLUICE_MAX_WORKERS];
+    /* Counters of workers w*SLUICE_WS_CHUNK .. +SLUICE_WS_CHUNK-1 (NULL
+     * until a config with that many workers references this server). The
+     * control thread allocates a chunk before any worker of that index
+     * runs, and frees them with the object. */
+    void *ws[SLUICE_WS_CHUNKS]; /* each: struct backend_wstats[SLUICE_WS_CHUNK] */
 };
+
+/* Worker w's counters of b; w must be below the workers of a config that
+ * references b (so its chunk exists). */
+static inline struct backend_wstats *backend_ws(const struct backend *b, int w)
+{
+    return (struct backend_wstats *)b->ws[w / SLUICE_WS_CHUNK] + w % SLUICE_WS_CHUNK;
+}
 
 #define LISTENER_COUNTERS(X)                                                   \
     X(accepted)   /* connections accepted */                                   \
@@ -77,7 +88,12 @@ struct listener_wstats {
 struct listener_state {
     struct registry_obj obj; /* key: listener name */
     _Atomic int active;      /* live sessions over all workers */
-    struct listener_wstats ws[SLUICE_MAX_WORKERS];
+    void *ws[SLUICE_WS_CHUNKS]; /* each: struct listener_wstats[SLUICE_WS_CHUNK], as in backend */
 };
+
+static inline struct listener_wstats *listener_ws(const struct listener_state *l, int w)
+{
+    return (struct listener_wstats *)l->ws[w / SLUICE_WS_CHUNK] + w % SLUICE_WS_CHUNK;
+}
 
 #endif

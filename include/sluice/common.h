@@ -11,6 +11,10 @@
 
 #define SLUICE_CACHELINE 64
 #define SLUICE_MAX_WORKERS 256
+/* Per-worker counters of servers and listeners come in chunks of this many
+ * workers, allocated for the workers a config has (not for 256). */
+#define SLUICE_WS_CHUNK 8
+#define SLUICE_WS_CHUNKS (SLUICE_MAX_WORKERS / SLUICE_WS_CHUNK)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

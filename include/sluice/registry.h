@@ -18,6 +18,7 @@ struct registry_obj {
 
 struct registry {
     struct registry_obj *head;
+    void (*fini)(struct registry_obj *); /* frees what an object owns; may be NULL */
 };
 
 /* Find the object called key or create one of `size` bytes (zeroed, the
@@ -25,7 +26,8 @@ struct registry {
  * reference. Returns NULL on allocation failure. */
 struct registry_obj *registry_get(struct registry *reg, const char *key, size_t size,
                                   void (*init)(struct registry_obj *));
-/* Drop a reference; the object is freed with free() at zero. */
+/* Drop a reference; at zero the registry's fini runs and the object is
+ * freed with free(). */
 void registry_put(struct registry *reg, struct registry_obj *obj);
 /* Number of live objects (tests). */
 size_t registry_count(struct registry *reg);
