@@ -50,16 +50,39 @@ static bool less_loaded(const struct server_conf *a, const struct server_conf *b
     return (int64_t)active_of(a) * weight_of(b) < (int64_t)active_of(b) * weight_of(a);
 }
 
-static bool candidate(struct pool_conf *p, int i, bool backup, uint64_t exclude, int64_t now_ms)
+static bool candidate(struct pool_conf *p, int i, bool backup, const struct balance_exclude *exclude,
+                      int64_t now_ms)
 {
     const struct server_conf *s = &p->servers[i];
-    if (s->backup != backup || (exclude & balance_exclude_bit(p, s)))
+    if (s->backup != backup || balance_excluded(exclude, p, s))
         return false;
     return backend_usable(s, now_ms);
 }
 
+bool balance_exclude_add(struct balance_exclude *e, const struct pool_conf *p,
+                         const struct server_conf *s)
+{
+    unsigned i = (unsigned)(s - p->servers);
+    if (i < 64) {
+        e->bits |= 1ULL << i;
+        return true;
+    }
+    if (e->more == NULL && (e->more = calloc((size_t)(p->nservers - 64 + 63) / 64, 8)) == NULL)
+        return false;
+    i -= 64;
+    e->more[i / 64] |= 1ULL << (i % 64);
+    return true;
+}
+
+void balance_exclude_free(struct balance_exclude *e)
+{
+    free(e->more);
+    e->more = NULL;
+    e->bits = 0;
+}
+
 static struct server_conf *pick_roundrobin(struct pool_conf *p, struct balance_state *st,
-                                           bool backup, uint64_t exclude, int64_t now_ms)
+                                           bool backup, const struct balance_exclude *exclude, int64_t now_ms)
 {
     int best = -1;
     int64_t total = 0;
@@ -79,7 +102,7 @@ static struct server_conf *pick_roundrobin(struct pool_conf *p, struct balance_s
 }
 
 static struct server_conf *pick_leastconn(struct pool_conf *p, struct balance_state *st,
-                                          bool backup, uint64_t exclude, int64_t now_ms)
+                                          bool backup, const struct balance_exclude *exclude, int64_t now_ms)
 {
     /* Start at a random offset so ties do not all land on server 0. */
     int n = p->nservers;
@@ -110,7 +133,7 @@ static struct server_conf *pick_weighted_random(struct pool_conf *p, struct bala
 }
 
 static struct server_conf *pick_random(struct pool_conf *p, struct balance_state *st, bool backup,
-                                       uint64_t exclude, int64_t now_ms)
+                                       const struct balance_exclude *exclude, int64_t now_ms)
 {
     bool ok_small[64];
     bool *ok = p->nservers <= 64 ? ok_small : malloc((size_t)p->nservers);
@@ -139,7 +162,7 @@ static struct server_conf *pick_random(struct pool_conf *p, struct balance_state
     return pick;
 }
 
-static struct server_conf *pick_source(struct pool_conf *p, bool backup, uint64_t exclude,
+static struct server_conf *pick_source(struct pool_conf *p, bool backup, const struct balance_exclude *exclude,
                                        int64_t now_ms, const struct sockaddr *client)
 {
     uint64_t key = client ? addr_hash_ip(client) : 0;
@@ -161,7 +184,7 @@ static struct server_conf *pick_source(struct pool_conf *p, bool backup, uint64_
     return best;
 }
 
-static struct server_conf *pick_first(struct pool_conf *p, bool backup, uint64_t exclude,
+static struct server_conf *pick_first(struct pool_conf *p, bool backup, const struct balance_exclude *exclude,
                                       int64_t now_ms)
 {
     for (int i = 0; i < p->nservers; i++)
@@ -171,7 +194,7 @@ static struct server_conf *pick_first(struct pool_conf *p, bool backup, uint64_t
 }
 
 struct server_conf *balance_pick(struct pool_conf *p, int worker_id, const struct sockaddr *client,
-                                 uint64_t exclude, int64_t now_ms)
+                                 const struct balance_exclude *exclude, int64_t now_ms)
 {
     struct balance_state *st = state_of(p, worker_id);
     if (st == NULL)

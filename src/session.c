@@ -96,6 +96,7 @@ static void access_log(struct session *s)
 static void session_free(struct session *s)
 {
     struct worker *w = s->w;
+    balance_exclude_free(&s->exclude);
     config_unref(s->cfg);
     if (w->nfree_sessions < SESSION_CACHE_MAX) {
         s->next = w->free_sessions;
@@ -517,12 +518,16 @@ static void session_connect(struct session *s)
     struct pool_conf *pool = s->lc->pool;
     struct server_conf *srv;
     for (;;) {
-        srv = balance_pick(pool, w->id, &s->client.u.sa, s->exclude, time_mono_ms());
+        srv = balance_pick(pool, w->id, &s->client.u.sa, &s->exclude, time_mono_ms());
         if (srv == NULL) {
             session_finish(s, s->attempts == 0 ? END_no_backend : END_connect_failed);
             return;
         }
-        s->exclude |= balance_exclude_bit(pool, srv);
+        if (!balance_exclude_add(&s->exclude, pool, srv)) {
+            counter_add(&w->stats.alloc_failures, 1);
+            session_finish(s, END_local_error);
+            return;
+        }
         /* Another worker may have taken the last slot since the pick. */
         if (backend_reserve(srv))
             break;

@@ -4,6 +4,7 @@
 #define SLUICE_SESSION_H
 
 #include "sluice/addr.h"
+#include "sluice/balance-t.h"
 #include "sluice/config-t.h"
 #include "sluice/relay.h"
 #include "sluice/splice.h"
@@ -69,7 +70,7 @@ struct session {
     struct relay_dir up, down;
     ev_tstamp started;
     ev_tstamp last_activity;
-    uint64_t exclude;            /* servers already tried, see balance.h */
+    struct balance_exclude exclude; /* servers already tried, see balance.h */
     uint8_t attempts;
     uint8_t state;               /* enum session_state */
     uint8_t reason;              /* enum end_reason */

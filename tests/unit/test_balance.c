@@ -68,11 +68,19 @@ static uint32_t rnd32(void)
     return (uint32_t)(rnd_state >> 16);
 }
 
+/* The exclusion mask bit of server i (i < 64). */
+static uint64_t exbit(int i)
+{
+    return 1ULL << i;
+}
+
 /* Index of a pick, or -1 for NULL. */
 static int pick_idx(struct pool_conf *p, const struct sockaddr *client, uint64_t exclude,
                     int64_t now)
 {
-    struct server_conf *s = balance_pick(p, 0, client, exclude, now);
+    /* Tests name exclusions as a mask of the first 64 servers. */
+    struct balance_exclude ex = {.bits = exclude};
+    struct server_conf *s = balance_pick(p, 0, client, &ex, now);
     if (s == NULL)
         return -1;
     CHECK(s >= p->servers && s < p->servers + p->nservers);
@@ -221,7 +229,7 @@ static void test_rr_exclude_keeps_ratio(void)
                                    "server = c 127.0.0.1:9003 weight=1\n");
     struct pool_conf *p = pool_of(cfg, "rrx");
     REQUIRE(p != NULL);
-    uint64_t ex = balance_exclude_bit(p, &p->servers[0]);
+    uint64_t ex = exbit(0);
     CHECK_EQ_INT(ex, 1);
     int count[3] = {0};
     for (int i = 0; i < 3000; i++) {
@@ -252,7 +260,7 @@ static void test_leastconn(void)
         CHECK_EQ_INT(pick_any(p, 0, NOW), 1);
     /* The least loaded one excluded: the next least loaded. */
     for (int i = 0; i < 100; i++)
-        CHECK_EQ_INT(pick_any(p, balance_exclude_bit(p, &p->servers[1]), NOW), 0);
+        CHECK_EQ_INT(pick_any(p, exbit(1), NOW), 0);
 
     /* Ties are spread, not all sent to the first server. */
     reset_runtime(p);
@@ -346,8 +354,10 @@ static void test_random_prefers_less_loaded(void)
     config_unref(cfg);
 }
 
-/* More than 64 servers: the candidate set no longer fits the small array
- * and exclude bits wrap (index mod 64). */
+/* More than 64 servers: the candidate set no longer fits the small array,
+ * and exclusions past the 64th server go to the session's own bitmap;
+ * no server aliases another (a mask indexed mod 64 excluded 0 and 64
+ * together). */
 static void test_random_many_servers(void)
 {
     char body[8192];
@@ -359,20 +369,30 @@ static void test_random_many_servers(void)
     struct pool_conf *p = pool_of(cfg, "rnd70");
     REQUIRE(p != NULL);
     REQUIRE_EQ_INT(p->nservers, 70);
+    struct balance_exclude ex = {0};
+    CHECK(balance_exclude_add(&ex, p, &p->servers[0]));
+    CHECK(balance_exclude_add(&ex, p, &p->servers[65]));
+    CHECK(balance_excluded(&ex, p, &p->servers[0]) && balance_excluded(&ex, p, &p->servers[65]));
+    CHECK(!balance_excluded(&ex, p, &p->servers[64]) && !balance_excluded(&ex, p, &p->servers[1]));
     int seen[70] = {0};
+    struct sockaddr_in c = ip4(1, 40000);
     for (int i = 0; i < 20000; i++) {
-        int k = pick_any(p, 1, NOW); /* bit 0: servers 0 and 64 */
-        REQUIRE(k >= 0);
-        seen[k]++;
+        struct server_conf *s = balance_pick(p, 0, (struct sockaddr *)&c, &ex, NOW);
+        REQUIRE(s != NULL);
+        seen[s - p->servers]++;
     }
     CHECK_EQ_INT(seen[0], 0);
-    CHECK_EQ_INT(seen[64], 0);
+    CHECK_EQ_INT(seen[65], 0);
     int unseen = 0;
     for (int i = 0; i < 70; i++)
-        unseen += i != 0 && i != 64 && seen[i] == 0;
+        unseen += i != 0 && i != 65 && seen[i] == 0;
     CHECK_EQ_INT(unseen, 0);
-    CHECK_EQ_INT(balance_exclude_bit(p, &p->servers[64]), 1);
-    CHECK_EQ_INT(balance_exclude_bit(p, &p->servers[65]), 2);
+    /* Every server excluded, one by one: then nothing is left. */
+    for (int i = 0; i < 70; i++)
+        CHECK(balance_exclude_add(&ex, p, &p->servers[i]));
+    CHECK(balance_pick(p, 0, (struct sockaddr *)&c, &ex, NOW) == NULL);
+    balance_exclude_free(&ex);
+    CHECK(ex.more == NULL && ex.bits == 0);
     config_unref(cfg);
 }
 
@@ -608,7 +628,7 @@ static void test_weight_zero_never_picked(void)
                   zero, none);
         /* Only weight-0 servers left: nothing to pick. */
         uint64_t ex =
-            balance_exclude_bit(p, &p->servers[1]) | balance_exclude_bit(p, &p->servers[3]);
+            exbit(1) | exbit(3);
         CHECK_MSG(pick_any(p, ex, NOW) == -1, "%s: picked a weight-0 server", algos[a]);
         config_unref(cfg);
     }
@@ -822,11 +842,11 @@ static void test_backups(void)
         /* Primaries excluded (already tried) count as unusable too. */
         reset_runtime(p);
         uint64_t ex =
-            balance_exclude_bit(p, &p->servers[1]) | balance_exclude_bit(p, &p->servers[2]);
+            exbit(1) | exbit(2);
         int k = pick_any(p, ex, NOW);
         CHECK_MSG(k == 0 || k == 3, "%s: picked %d with primaries excluded", algos[a], k);
         /* Backups excluded too: nothing. */
-        ex |= balance_exclude_bit(p, &p->servers[0]) | balance_exclude_bit(p, &p->servers[3]);
+        ex |= exbit(0) | exbit(3);
         CHECK_EQ_INT(pick_any(p, ex, NOW), -1);
         /* A primary back: the backups are left alone again. */
         bk = 0;
@@ -855,21 +875,20 @@ static void test_exclude(void)
         }
         /* The retry path: pick, exclude, pick again: each server once. */
         for (int round = 0; round < 50; round++) {
-            uint64_t ex = 0;
+            struct balance_exclude ex = {0};
             int seen = 0;
             struct sockaddr_in c = ip4(rnd32(), 1);
             for (int t = 0; t < 3; t++) {
-                struct server_conf *s = balance_pick(p, 0, (struct sockaddr *)&c, ex, NOW);
+                struct server_conf *s = balance_pick(p, 0, (struct sockaddr *)&c, &ex, NOW);
                 if (!CHECK_MSG(s != NULL, "%s: nothing left after %d tries", algos[a], t))
                     break;
-                uint64_t bit = balance_exclude_bit(p, s);
-                CHECK_MSG(!(ex & bit), "%s: picked an excluded server", algos[a]);
-                ex |= bit;
+                CHECK_MSG(!balance_excluded(&ex, p, s), "%s: picked an excluded server", algos[a]);
+                CHECK(balance_exclude_add(&ex, p, s));
                 seen++;
             }
             CHECK_EQ_INT(seen, 3);
-            CHECK_EQ_INT(ex, 7);
-            CHECK(balance_pick(p, 0, (struct sockaddr *)&c, ex, NOW) == NULL);
+            CHECK_EQ_INT(ex.bits, 7);
+            CHECK(balance_pick(p, 0, (struct sockaddr *)&c, &ex, NOW) == NULL);
         }
         config_unref(cfg);
     }
