@@ -75,6 +75,31 @@ static int ival(_Atomic int *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* The one walk over every server of a config, in file order, that all the
+ * renderers use: for (struct server_iter it = {.cfg = cfg}; server_next(&it);)
+ * visits it.pool / it.sv. */
+struct server_iter {
+    struct config *cfg;
+    int p, j; /* next: pool index, server index in it */
+    struct pool_conf *pool;
+    struct server_conf *sv;
+};
+
+static bool server_next(struct server_iter *it)
+{
+    while (it->p < it->cfg->npools) {
+        struct pool_conf *pool = &it->cfg->pools[it->p];
+        if (it->j < pool->nservers) {
+            it->pool = pool;
+            it->sv = &pool->servers[it->j++];
+            return true;
+        }
+        it->p++;
+        it->j = 0;
+    }
+    return false;
+}
+
 void stats_info(struct control *ctl, struct strbuf *out)
 {
     struct worker_sums ws;
@@ -111,21 +136,18 @@ void stats_table(struct control *ctl, struct strbuf *out)
     strbuf_printf(out, "%-24s %-22s %-8s %6s %6s %10s %9s %7s %14s %14s %-9s %8s\n", "SERVER",
                   "ADDRESS", "STATE", "WEIGHT", "ACTIVE", "TOTAL", "CONN_FAIL", "RETRIES",
                   "BYTES_IN", "BYTES_OUT", "CHECK", "CHECK_MS");
-    for (int i = 0; i < cfg->npools; i++) {
-        struct pool_conf *p = &cfg->pools[i];
-        for (int j = 0; j < p->nservers; j++) {
-            struct server_conf *sv = &p->servers[j];
-            struct backend *b = sv->be;
-            struct backend_sums s;
-            sum_backend(ctl, b, &s);
-            strbuf_printf(out, "%-24s %-22s %-8s %6d %6d %10llu %9llu %7llu %14llu %14llu %-9s %8.1f\n",
-                          b->obj.key, sv->addr_str, backend_state_str(b, now), ival(&b->weight),
-                          ival(&b->active), (unsigned long long)s.sessions,
-                          (unsigned long long)s.connect_failures, (unsigned long long)s.retries,
-                          (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out,
-                          check_result_str((enum check_result)ival(&b->check_result)),
-                          (double)atomic_load(&b->check_us) / 1000.0);
-        }
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it);) {
+        struct server_conf *sv = it.sv;
+        struct backend *b = sv->be;
+        struct backend_sums s;
+        sum_backend(ctl, b, &s);
+        strbuf_printf(out, "%-24s %-22s %-8s %6d %6d %10llu %9llu %7llu %14llu %14llu %-9s %8.1f\n",
+                      b->obj.key, sv->addr_str, backend_state_str(b, now), ival(&b->weight),
+                      ival(&b->active), (unsigned long long)s.sessions,
+                      (unsigned long long)s.connect_failures, (unsigned long long)s.retries,
+                      (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out,
+                      check_result_str((enum check_result)ival(&b->check_result)),
+                      (double)atomic_load(&b->check_us) / 1000.0);
     }
 }
 
@@ -181,37 +203,34 @@ void stats_json(struct control *ctl, struct strbuf *out)
     }
     strbuf_puts(out, "],\"servers\":[");
     bool first = true;
-    for (int i = 0; i < cfg->npools; i++) {
-        struct pool_conf *p = &cfg->pools[i];
-        for (int j = 0; j < p->nservers; j++) {
-            struct server_conf *sv = &p->servers[j];
-            struct backend *b = sv->be;
-            struct backend_sums s;
-            sum_backend(ctl, b, &s);
-            strbuf_printf(out, "%s{\"pool\":", first ? "" : ",");
-            first = false;
-            strbuf_json_str(out, p->name);
-            strbuf_puts(out, ",\"name\":");
-            strbuf_json_str(out, sv->name);
-            strbuf_puts(out, ",\"address\":");
-            strbuf_json_str(out, sv->addr_str);
-            strbuf_printf(out,
-                          ",\"state\":\"%s\",\"admin\":\"%s\",\"backup\":%s,\"weight\":%d,"
-                          "\"active\":%d,\"check\":\"%s\",\"check_ms\":%.3f,\"checks_total\":%lld,"
-                          "\"checks_failed\":%lld,\"transitions\":%lld",
-                          backend_state_str(b, now),
-                          backend_admin_str((enum backend_admin)ival(&b->admin)),
-                          sv->backup ? "true" : "false", ival(&b->weight), ival(&b->active),
-                          check_result_str((enum check_result)ival(&b->check_result)),
-                          (double)atomic_load(&b->check_us) / 1000.0,
-                          (long long)atomic_load(&b->checks_total),
-                          (long long)atomic_load(&b->checks_failed),
-                          (long long)atomic_load(&b->transitions));
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it);) {
+        struct server_conf *sv = it.sv;
+        struct backend *b = sv->be;
+        struct backend_sums s;
+        sum_backend(ctl, b, &s);
+        strbuf_printf(out, "%s{\"pool\":", first ? "" : ",");
+        first = false;
+        strbuf_json_str(out, it.pool->name);
+        strbuf_puts(out, ",\"name\":");
+        strbuf_json_str(out, sv->name);
+        strbuf_puts(out, ",\"address\":");
+        strbuf_json_str(out, sv->addr_str);
+        strbuf_printf(out,
+                      ",\"state\":\"%s\",\"admin\":\"%s\",\"backup\":%s,\"weight\":%d,"
+                      "\"active\":%d,\"check\":\"%s\",\"check_ms\":%.3f,\"checks_total\":%lld,"
+                      "\"checks_failed\":%lld,\"transitions\":%lld",
+                      backend_state_str(b, now),
+                      backend_admin_str((enum backend_admin)ival(&b->admin)),
+                      sv->backup ? "true" : "false", ival(&b->weight), ival(&b->active),
+                      check_result_str((enum check_result)ival(&b->check_result)),
+                      (double)atomic_load(&b->check_us) / 1000.0,
+                      (long long)atomic_load(&b->checks_total),
+                      (long long)atomic_load(&b->checks_failed),
+                      (long long)atomic_load(&b->transitions));
 #define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
-            BACKEND_COUNTERS(X)
+        BACKEND_COUNTERS(X)
 #undef X
-            strbuf_puts(out, "}");
-        }
+        strbuf_puts(out, "}");
     }
     strbuf_puts(out, "]}\n");
 }
@@ -221,31 +240,28 @@ void stats_backends(struct control *ctl, struct strbuf *out)
     struct config *cfg = ctl->cfg;
     int64_t now = time_mono_ms();
     strbuf_printf(out, "%-24s %-22s %-8s %-9s %s\n", "SERVER", "ADDRESS", "STATE", "ADMIN", "WHY");
-    for (int i = 0; i < cfg->npools; i++) {
-        struct pool_conf *p = &cfg->pools[i];
-        for (int j = 0; j < p->nservers; j++) {
-            struct server_conf *sv = &p->servers[j];
-            struct backend *b = sv->be;
-            const char *state = backend_state_str(b, now);
-            int admin = ival(&b->admin);
-            char why[128] = "-";
-            if (admin == ADMIN_DISABLED)
-                snprintf(why, sizeof(why), "admin: disabled");
-            else if (atomic_load(&b->health) != HEALTH_UP)
-                snprintf(why, sizeof(why), "%s (last check: %s)",
-                         down_cause_str((enum down_cause)ival(&b->down_cause)),
-                         check_result_str((enum check_result)ival(&b->check_result)));
-            else if (now < atomic_load(&b->down_until_ms))
-                snprintf(why, sizeof(why), "passive (connect failures), retry in %lldms",
-                         (long long)(atomic_load(&b->down_until_ms) - now));
-            else if (admin == ADMIN_DRAINING)
-                snprintf(why, sizeof(why), "admin: draining, %d sessions left", ival(&b->active));
-            else if (ival(&b->weight) == 0)
-                snprintf(why, sizeof(why), "weight 0: no new sessions");
-            strbuf_printf(out, "%-24s %-22s %-8s %-9s %s%s\n", b->obj.key, sv->addr_str, state,
-                          backend_admin_str((enum backend_admin)admin), why,
-                          sv->backup ? " [backup]" : "");
-        }
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it);) {
+        struct server_conf *sv = it.sv;
+        struct backend *b = sv->be;
+        const char *state = backend_state_str(b, now);
+        int admin = ival(&b->admin);
+        char why[128] = "-";
+        if (admin == ADMIN_DISABLED)
+            snprintf(why, sizeof(why), "admin: disabled");
+        else if (atomic_load(&b->health) != HEALTH_UP)
+            snprintf(why, sizeof(why), "%s (last check: %s)",
+                     down_cause_str((enum down_cause)ival(&b->down_cause)),
+                     check_result_str((enum check_result)ival(&b->check_result)));
+        else if (now < atomic_load(&b->down_until_ms))
+            snprintf(why, sizeof(why), "passive (connect failures), retry in %lldms",
+                     (long long)(atomic_load(&b->down_until_ms) - now));
+        else if (admin == ADMIN_DRAINING)
+            snprintf(why, sizeof(why), "admin: draining, %d sessions left", ival(&b->active));
+        else if (ival(&b->weight) == 0)
+            snprintf(why, sizeof(why), "weight 0: no new sessions");
+        strbuf_printf(out, "%-24s %-22s %-8s %-9s %s%s\n", b->obj.key, sv->addr_str, state,
+                      backend_admin_str((enum backend_admin)admin), why,
+                      sv->backup ? " [backup]" : "");
     }
 }
 
@@ -307,42 +323,37 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
     LISTENER_COUNTERS(X)
 #undef X
 
-    prom_header(out, "sluice_server_up", "gauge", "1 if the server takes new sessions.");
-    for (int i = 0; i < cfg->npools; i++)
-        for (int j = 0; j < cfg->pools[i].nservers; j++) {
-            struct server_conf *sv = &cfg->pools[i].servers[j];
-            strbuf_printf(out, "sluice_server_up{pool=\"%s\",server=\"%s\"} %d\n",
-                          cfg->pools[i].name, sv->name, backend_usable(sv, now) ? 1 : 0);
-        }
-    prom_header(out, "sluice_server_weight", "gauge", "Effective weight.");
-    for (int i = 0; i < cfg->npools; i++)
-        for (int j = 0; j < cfg->pools[i].nservers; j++)
-            strbuf_printf(out, "sluice_server_weight{pool=\"%s\",server=\"%s\"} %d\n",
-                          cfg->pools[i].name, cfg->pools[i].servers[j].name,
-                          ival(&cfg->pools[i].servers[j].be->weight));
-    prom_header(out, "sluice_server_sessions_active", "gauge", "Live sessions per server.");
-    for (int i = 0; i < cfg->npools; i++)
-        for (int j = 0; j < cfg->pools[i].nservers; j++)
-            strbuf_printf(out, "sluice_server_sessions_active{pool=\"%s\",server=\"%s\"} %d\n",
-                          cfg->pools[i].name, cfg->pools[i].servers[j].name,
-                          ival(&cfg->pools[i].servers[j].be->active));
-    prom_header(out, "sluice_server_check_duration_seconds", "gauge", "Duration of the last check.");
-    for (int i = 0; i < cfg->npools; i++)
-        for (int j = 0; j < cfg->pools[i].nservers; j++)
-            strbuf_printf(out,
-                          "sluice_server_check_duration_seconds{pool=\"%s\",server=\"%s\"} %.6f\n",
-                          cfg->pools[i].name, cfg->pools[i].servers[j].name,
-                          (double)atomic_load(&cfg->pools[i].servers[j].be->check_us) / 1e6);
+    /* Server families: one sample per server each, so the counters are
+     * summed once per server up front, then printed family by family. */
+    int nservers = 0;
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it);)
+        nservers++;
+    struct backend_sums *sums = calloc((size_t)nservers, sizeof(*sums));
+    if (sums == NULL) {
+        strbuf_puts(out, "# out of memory: per-server metrics left out\n");
+        return;
+    }
+    int k = 0;
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it);)
+        sum_backend(ctl, it.sv->be, &sums[k++]);
+#define SERVER_FAMILY(family, type, help, fmt, value)                                             \
+    prom_header(out, family, type, help);                                                         \
+    k = 0;                                                                                        \
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it); k++)                             \
+        strbuf_printf(out, family "{pool=\"%s\",server=\"%s\"} " fmt "\n", it.pool->name,       \
+                      it.sv->name, value);
+    SERVER_FAMILY("sluice_server_up", "gauge", "1 if the server takes new sessions.", "%d",
+                  backend_usable(it.sv, now) ? 1 : 0)
+    SERVER_FAMILY("sluice_server_weight", "gauge", "Effective weight.", "%d", ival(&it.sv->be->weight))
+    SERVER_FAMILY("sluice_server_sessions_active", "gauge", "Live sessions per server.", "%d",
+                  ival(&it.sv->be->active))
+    SERVER_FAMILY("sluice_server_check_duration_seconds", "gauge", "Duration of the last check.",
+                  "%.6f", (double)atomic_load(&it.sv->be->check_us) / 1e6)
 #define X(ctr)                                                                                    \
-    prom_header(out, "sluice_server_" #ctr "_total", "counter", "Per server: " #ctr ".");       \
-    for (int i = 0; i < cfg->npools; i++)                                                          \
-        for (int j = 0; j < cfg->pools[i].nservers; j++) {                                         \
-            struct backend_sums s;                                                                 \
-            sum_backend(ctl, cfg->pools[i].servers[j].be, &s);                                     \
-            strbuf_printf(out, "sluice_server_" #ctr "_total{pool=\"%s\",server=\"%s\"} %llu\n", \
-                          cfg->pools[i].name, cfg->pools[i].servers[j].name,                       \
-                          (unsigned long long)s.ctr);                                             \
-        }
+    SERVER_FAMILY("sluice_server_" #ctr "_total", "counter", "Per server: " #ctr ".", "%llu",     \
+                  (unsigned long long)sums[k].ctr)
     BACKEND_COUNTERS(X)
 #undef X
+#undef SERVER_FAMILY
+    free(sums);
 }
