@@ -3,6 +3,7 @@
 #include "sluice/control.h"
 #include "sluice/admin.h"
 #include "sluice/config.h"
+#include "sluice/fault.h"
 #include "sluice/health.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct fanout {
@@ -72,6 +74,32 @@ static void fanout_run(struct worker *w, void *arg)
     }
 }
 
+/* SLUICE_FAULT_FANOUT_WAIT_EXIT (test builds): hold the main thread until
+ * one of the retiring workers running now has exited (at most 10 s), so a test can
+ * retire a worker in the middle of control_fanout() deterministically. */
+static void fanout_fault_wait(struct control *ctl)
+{
+    /* Only retiring workers (slots past nworkers) are about to exit. */
+    bool live[SLUICE_MAX_WORKERS] = {0}, any = false;
+    for (int i = ctl->nworkers; i < ctl->nslots; i++) {
+        live[i] = ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+        any |= live[i];
+    }
+    if (!any)
+        return;
+    log_warn("fault: fan-out waits for a worker to exit (SLUICE_FAULT_FANOUT_WAIT_EXIT)");
+    for (int tick = 0; tick < 10000; tick++) {
+        for (int i = 0; i < ctl->nslots; i++) {
+            if (live[i] && atomic_load(&ctl->workers[i]->exited)) {
+                log_warn("fault: worker %d exited during the fan-out", i);
+                return;
+            }
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    log_warn("fault: no worker exited within 10 s");
+}
+
 static void fanout_done_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
@@ -104,6 +132,8 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     int n = 0;
     for (int i = 0; i < ctl->nslots; i++)
         n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+    if (fault_fanout_wait_exit())
+        fanout_fault_wait(ctl);
     if (n == 0) {
         done(arg);
         free(f);
@@ -565,6 +595,7 @@ int control_run(struct config *cfg, const char *config_path)
     atomic_store(&ctl->max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     signal(SIGPIPE, SIG_IGN);
+    fault_init();
     pthread_mutex_init(&ctl->fanout_lock, NULL);
 
     int rc = 1;

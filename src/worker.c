@@ -2,6 +2,7 @@
 #include "sluice/worker.h"
 #include "sluice/control.h"
 #include "sluice/config.h"
+#include "sluice/fault.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
 
@@ -216,6 +217,10 @@ static void *worker_main(void *arg)
 
 int worker_start(struct worker *w)
 {
+    if (fault_worker_start()) {
+        errno = EAGAIN;
+        return -1;
+    }
     /* Signals belong to the main thread: workers start with all blocked. */
     sigset_t all, old;
     sigfillset(&all);
