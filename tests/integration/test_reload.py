@@ -324,3 +324,56 @@ def test_workers_change_by_reload(sluice, backend, port, sockdir):
     assert not load.failures, f"connections failed while workers changed: {load.report()}"
     assert ct.show_info(sock)["workers"] == "3"
     s.stop()
+
+
+def _fault_build(s, var):
+    """Skip unless sluice honours the fault variable (builds with assertions)."""
+    if f"{var}=" not in s.log():
+        pytest.skip(f"{var} needs a build with assertions (meson -Dassertions=true)")
+
+
+def test_worker_start_failure_aborts_the_whole_reload(sluice, named, port, sockdir):
+    """A reload 1 -> 4 workers whose third worker_start() fails (the second
+    new worker, slot 2): the reload fails and changes nothing. Every socket
+    it opened is closed: ss shows the one old listening socket, not the ones
+    bound for slots 1-3 (an orphan in the SO_REUSEPORT group would take its
+    share of new connections and never accept them), and 200 new clients in
+    a row are all served."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(workers):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=workers)
+    s = sluice(cfg(1), env={"SLUICE_FAULT_WORKER_START": "3"})
+    _fault_build(s, "SLUICE_FAULT_WORKER_START")
+    assert len(st.ss_listeners(port)) == 1, st.ss_listeners(port)
+
+    ct.write_config(s.cfg, cfg(4))
+    r = ct.ask(sock, "reload", timeout=10.0 * st.SLOW)
+    assert r.startswith("reload failed: worker 2: cannot start its thread"), f"{r}\n{s.tail()}"
+    assert "still running generation 1" in r, r
+    info = ct.show_info(sock)
+    assert info["generation"] == "1" and info["workers"] == "1", info
+    assert info["reloads_failed"] == "1" and info["reloads_ok"] == "0", info
+    # The abort is synchronous: when the reply is out, everything is closed.
+    rows = st.ss_listeners(port)
+    assert len(rows) == 1, (f"after the failed reload exactly the old listening socket should be on "
+                            f":{port}; ss shows {len(rows)}: {rows}\n{s.tail()}")
+    for i in range(200):
+        try:
+            got = ct.pick(port, timeout=2.0 * st.SLOW)
+        except (AssertionError, OSError) as e:
+            raise AssertionError(f"client {i} of 200 was not served after the failed reload "
+                                 f"(ss: {st.ss_listeners(port)}): {e}\n{s.tail()}")
+        assert got == "a", got
+    s.wait_access(200)
+
+    # The slots the aborted reload used are free again: the same reload
+    # without the fault (its call has passed) starts all three workers.
+    r = ct.ask(sock, "reload", timeout=10.0 * st.SLOW)
+    assert r.startswith("reload ok: generation 2, 4 workers"), f"{r}\n{s.tail()}"
+    st.wait_for(lambda: len(st.ss_listeners(port)) == 4, 5.0 * st.SLOW,
+                lambda: f"4 listening sockets on :{port}, ss shows {st.ss_listeners(port)}")
+    assert ct.pick(port) == "a"
+    s.stop()
+
