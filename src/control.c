@@ -33,7 +33,7 @@ static int workers_alive(struct control *ctl)
 {
     int n = 0;
     for (int i = 0; i < ctl->nslots; i++)
-        n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+        n += worker_is_live(ctl->workers[i]);
     return n;
 }
 
@@ -75,14 +75,14 @@ static void fanout_run(struct worker *w, void *arg)
 }
 
 /* SLUICE_FAULT_FANOUT_WAIT_EXIT (test builds): hold the main thread until
- * one of the retiring workers running now has exited (at most 10 s), so a test can
- * retire a worker in the middle of control_fanout() deterministically. */
+ * one of the retiring workers running now has exited (at most 10 s), so a
+ * test can make a worker exit in the middle of control_fanout(). */
 static void fanout_fault_wait(struct control *ctl)
 {
     /* Only retiring workers (slots past nworkers) are about to exit. */
     bool live[SLUICE_MAX_WORKERS] = {0}, any = false;
     for (int i = ctl->nworkers; i < ctl->nslots; i++) {
-        live[i] = ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+        live[i] = worker_is_live(ctl->workers[i]);
         any |= live[i];
     }
     if (!any)
@@ -127,11 +127,15 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     f->fn = fn;
     f->done = done;
     f->arg = arg;
-    /* Every running worker, retiring ones included (they still hold
-     * sessions). */
+    /* Decide once which workers are called, retiring ones included (they
+     * still hold sessions), and count and post to exactly those. One that
+     * exits after this still runs the call: worker_destroy() runs a call
+     * left in its inbox. */
+    struct worker *to[SLUICE_MAX_WORKERS];
     int n = 0;
     for (int i = 0; i < ctl->nslots; i++)
-        n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+        if (worker_is_live(ctl->workers[i]))
+            to[n++] = ctl->workers[i];
     if (fault_fanout_wait_exit())
         fanout_fault_wait(ctl);
     if (n == 0) {
@@ -140,11 +144,7 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
         return 0;
     }
     struct worker_msg *msgs[SLUICE_MAX_WORKERS];
-    int k = 0;
-    for (int i = 0; i < ctl->nslots && k < n; i++) {
-        struct worker *w = ctl->workers[i];
-        if (!w->started || atomic_load(&w->exited))
-            continue;
+    for (int k = 0; k < n; k++) {
         if ((msgs[k] = calloc(1, sizeof(struct worker_msg))) == NULL) {
             while (k--)
                 free(msgs[k]);
@@ -154,15 +154,10 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
         msgs[k]->type = WMSG_CALL;
         msgs[k]->fn = fanout_run;
         msgs[k]->arg = f;
-        k++;
     }
     atomic_init(&f->pending, n);
-    k = 0;
-    for (int i = 0; i < ctl->nslots && k < n; i++) {
-        struct worker *w = ctl->workers[i];
-        if (w->started && !atomic_load(&w->exited))
-            worker_post(w, msgs[k++]);
-    }
+    for (int k = 0; k < n; k++)
+        worker_post(to[k], msgs[k]);
     return 0;
 }
 
@@ -173,7 +168,7 @@ static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct control *ctl = container_of(t, struct control, w_shutdown);
     log_warn("shutdown_timeout reached: closing %d remaining sessions", atomic_load(&ctl->active));
     for (int i = 0; i < ctl->nslots; i++)
-        if (ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited))
+        if (worker_is_live(ctl->workers[i]))
             worker_send(ctl->workers[i], WMSG_KILL_ALL);
 }
 
@@ -192,7 +187,7 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
              strsignal(sig->signum), atomic_load(&ctl->active),
              (double)ctl->cfg->shutdown_timeout_ms / 1000.0);
     for (int i = 0; i < ctl->nslots; i++)
-        if (ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited))
+        if (worker_is_live(ctl->workers[i]))
             worker_send(ctl->workers[i], WMSG_STOP_ACCEPT);
     if (ctl->admin) {
         admin_stop(ctl->admin);

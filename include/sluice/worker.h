@@ -97,6 +97,14 @@ struct worker {
     struct worker_stats stats;
 };
 
+/* Main thread: the worker's thread was started and has not exited yet
+ * (retiring workers included). Read `exited` once per decision: a worker
+ * can exit between two calls. */
+static inline bool worker_is_live(struct worker *w)
+{
+    return w->started && !atomic_load(&w->exited);
+}
+
 /* Set up a worker (loop, inbox) owning `cfg` (takes a reference). */
 int worker_init(struct worker *w, struct control *ctl, int id, struct config *cfg);
 /* Give the worker a listening socket before it starts. */

@@ -377,3 +377,63 @@ def test_worker_start_failure_aborts_the_whole_reload(sluice, named, port, sockd
     assert ct.pick(port) == "a"
     s.stop()
 
+
+
+def _sessions_by_worker(sock):
+    """show sessions -> {client local port: worker id}."""
+    out = {}
+    for line in ct.ask(sock, "show sessions").splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 3 and f[0].isdigit():
+            out[int(f[2].rsplit(":", 1)[1])] = int(f[0])
+    return out
+
+
+@pytest.mark.threaded
+def test_show_sessions_while_a_retiring_worker_exits(sluice, named, port, sockdir):
+    """A worker that exits while control_fanout() prepares its messages must
+    not leave `show sessions` waiting forever. SLUICE_FAULT_FANOUT_WAIT_EXIT
+    makes that interleaving certain: control_fanout() stops after choosing
+    its workers until a retiring worker has exited, and the test makes
+    worker 1 exit right then by closing its last session. Before the fix
+    the worker was counted but not sent the call, and the reply never came."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(workers):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=workers)
+    s = sluice(cfg(2), env={"SLUICE_FAULT_FANOUT_WAIT_EXIT": "1"})
+    _fault_build(s, "SLUICE_FAULT_FANOUT_WAIT_EXIT")
+
+    # Sessions on worker 1, the one a reload to 1 worker retires.
+    on_w1 = []
+    for _ in range(10):
+        conns = [ct.hold(port)[0] for _ in range(8)]
+        where = _sessions_by_worker(sock)
+        for c in conns:
+            if where.get(c.getsockname()[1]) == 1:
+                on_w1.append(c)
+            else:
+                c.close()
+        if on_w1:
+            break
+    assert on_w1, f"no session landed on worker 1 in 80 tries\n{s.tail()}"
+
+    ct.write_config(s.cfg, cfg(1))
+    assert ct.ask(sock, "reload").startswith("reload ok: generation 2, 1 workers"), s.tail()
+    with ct.AdminConn(sock, timeout=5.0 * st.SLOW) as admin:
+        admin.send(b"show sessions\n")
+        s.wait_log("fault: fan-out waits for a worker to exit")
+        for c in on_w1:
+            c.close()
+        s.wait_log("fault: worker 1 exited during the fan-out")
+        try:
+            reply = admin.reply()
+        except AssertionError as e:
+            raise AssertionError(f"show sessions did not answer after worker 1 exited mid fan-out: "
+                                 f"{e}\n{s.tail()}")
+        assert reply.rstrip().endswith("sessions"), reply
+        # the admin client is not stuck either: its next command is answered
+        assert ct.parse_info(admin.cmd("show info"))["workers"] == "1"
+    s.wait_log("worker 1: exited")
+    s.stop()
