@@ -16,16 +16,23 @@ struct worker_listen;
  * listening. Returns the fd, or -1 with a message in err. */
 int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen);
 
-/* Accept up to one batch from a worker's listening socket. Returns true
- * when the batch was full (more may be queued), false on EAGAIN, a limit
- * or an error. */
-bool listener_accept_batch(struct worker_listen *wl);
+enum accept_result {
+    ACCEPT_MORE,   /* the batch was full: more may be queued */
+    ACCEPT_EMPTY,  /* the queue is empty (EAGAIN), or a draining socket
+                      has accepted all it owed */
+    ACCEPT_PAUSED, /* a limit or EMFILE paused the socket */
+    ACCEPT_FAILED, /* another accept error (counted, logged) */
+};
+
+/* Accept up to one batch from a worker's listening socket. */
+enum accept_result listener_accept_batch(struct worker_listen *wl);
 
 /* libev callback for a worker's listening socket. */
 void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* Worker thread: restart accept watchers paused at a limit or EMFILE when
- * they may accept again; returns true if some remain paused. */
+ * they may accept again (a draining one is also woken, so it notices an
+ * empty queue); returns true if some remain paused. */
 int listener_resume_paused(struct worker *w);
 
 #endif

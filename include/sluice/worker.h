@@ -38,6 +38,14 @@ struct worker_listen {
     struct sockaddr_any addr;
     ev_io w_accept;
     bool paused; /* stopped at a limit or after EMFILE */
+    /* Going away (its bind was removed, or its worker retires) with
+     * connections still queued that a limit kept it from accepting: it
+     * accepts `owed` more, then the worker closes it. `cfg` is the
+     * generation `lc` belongs to (one reference); NULL while not
+     * draining, when that is the worker's own w->cfg. */
+    bool draining;
+    int owed;
+    struct config *cfg;
 };
 
 enum worker_msg_type {
@@ -122,5 +130,8 @@ void worker_msg_free(struct worker_msg *m);
 
 /* Worker thread only: a session has ended (frees slots, may resume accept). */
 void worker_session_gone(struct worker *w);
+/* Worker thread only, from the socket's own accept callback: a draining
+ * socket has accepted what it owed; close and free it. */
+void worker_listen_drained(struct worker *w, struct worker_listen *wl);
 
 #endif

@@ -2,6 +2,7 @@
 servers, counters, resource use over many reloads, changing `workers`."""
 
 import collections
+import selectors
 import signal
 import socket
 import time
@@ -436,4 +437,143 @@ def test_show_sessions_while_a_retiring_worker_exits(sluice, named, port, sockdi
         # the admin client is not stuck either: its next command is answered
         assert ct.parse_info(admin.cmd("show info"))["workers"] == "1"
     s.wait_log("worker 1: exited")
+    s.stop()
+
+
+def test_reload_serves_clients_queued_on_a_removed_bind_at_max_conns(sluice, named, port, sockdir):
+    """A bind removed by a reload while its listener is at max_conns: the
+    clients already queued on it (connected at TCP level, in the accept
+    queue) are served once the live session ends, not reset; afterwards
+    the address is closed. docs/operations.md, "What a reload does"."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    port2 = st.free_port()
+    base = dict(sock=sock, workers=1)
+    with_old = ct.ctl_config(port, [f"a {a.addr}"], **base, extra_listeners=[("old", port2, "main")])
+    with_old = with_old.replace(f"bind = 127.0.0.1:{port2}\n", f"bind = 127.0.0.1:{port2}\nmax_conns = 1\n")
+    s = sluice(with_old)
+    live, _ = ct.hold(port2)
+    queued = []
+    try:
+        for i in range(3):
+            c = st.connect(port2, timeout=5.0 * st.SLOW)  # the kernel completes the handshake
+            c.sendall(b"queued %d\n" % i)
+            queued.append(c)
+        st.wait_for(lambda: [r[0] for r in st.ss_listeners(port2)] == [3], 5.0 * st.SLOW,
+                    lambda: f"3 clients in the accept queue of :{port2}, ss shows {st.ss_listeners(port2)}")
+
+        ct.write_config(s.cfg, ct.ctl_config(port, [f"a {a.addr}"], **base))
+        r = ct.ask(sock, "reload")
+        assert r.startswith("reload ok: generation 2"), f"{r}\n{s.tail()}"
+        assert ct.pick(port) == "a"
+        # still waiting for the slot, not reset
+        for i, c in enumerate(queued):
+            try:
+                st.assert_open(c, 0.2)
+            except AssertionError as e:
+                raise AssertionError(f"queued client {i} on the removed bind: {e}\n{s.tail()}")
+        st.roundtrip(live, b"live session still relaying\n")
+        live.close()
+        for i, c in enumerate(queued):
+            try:
+                assert st.recv_line(c, timeout=5.0 * st.SLOW) == b"a"
+                assert st.recv_line(c, timeout=5.0 * st.SLOW) == b"queued %d" % i
+                st.roundtrip(c, b"served after the reload\n")
+            except (AssertionError, OSError) as e:
+                raise AssertionError(f"queued client {i} on the removed bind was not served: {e!r}\n{s.tail()}")
+            c.close()  # frees the slot for the next one
+    finally:
+        live.close()
+        for c in queued:
+            c.close()
+    ends = s.wait_access(4, listener="old")
+    assert {e["reason"] for e in ends} == {"client_close"}, ends
+    # once its queue is served the removed address is closed
+    st.wait_for(lambda: st.ss_listeners(port2) == [], 5.0 * st.SLOW,
+                lambda: f"no listening socket on the removed :{port2}, ss shows {st.ss_listeners(port2)}")
+    try:
+        st.connect(port2, timeout=2.0).close()
+        raise AssertionError(f"a connect to the removed bind :{port2} was accepted")
+    except ConnectionRefusedError:
+        pass
+    s.stop()
+
+
+def _serve_all(queued, s, timeout):
+    """Wait for every queued client to get the backend's greeting and its
+    own line back, closing each one served (freeing its slot for the next),
+    in whatever order sluice serves them."""
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    for i, c in enumerate(queued):
+        c.setblocking(False)
+        sel.register(c, selectors.EVENT_READ, i)
+        bufs[i] = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while bufs:
+            left = deadline - time.monotonic()
+            assert left > 0, (f"queued clients {sorted(bufs)} of {len(queued)} were not served within "
+                              f"{timeout:.1f}s\n{s.tail()}")
+            for key, _ in sel.select(min(left, 0.5)):
+                i, c = key.data, key.fileobj
+                try:
+                    d = c.recv(4096)
+                except ConnectionResetError:
+                    raise AssertionError(f"queued client {i} was reset\n{s.tail()}")
+                assert d, f"queued client {i} got EOF before its reply ({bufs[i]!r})\n{s.tail()}"
+                bufs[i] += d
+                if bufs[i] == b"a\nqueued %d\n" % i:
+                    sel.unregister(c)
+                    c.close()
+                    del bufs[i]
+    finally:
+        sel.close()
+
+
+@pytest.mark.threaded
+def test_reload_serves_clients_queued_on_a_retiring_worker_at_max_conns(sluice, named, port, sockdir):
+    """workers 2 -> 1 while the listener is at max_conns with clients queued
+    on both workers' sockets: the ones queued on the retiring worker's
+    socket are served as slots free up, not reset; the worker then exits."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(workers):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=workers,
+                             listener={"max_conns": 1})
+    s = sluice(cfg(2))
+    live, _ = ct.hold(port)
+    queued = []
+    try:
+        # until both sockets of the SO_REUSEPORT group hold queued clients
+        for i in range(24):
+            c = st.connect(port, timeout=5.0 * st.SLOW)
+            c.sendall(b"queued %d\n" % i)
+            queued.append(c)
+            st.wait_for(lambda: sum(r[0] for r in st.ss_listeners(port)) == len(queued), 5.0 * st.SLOW,
+                        lambda: f"{len(queued)} queued on :{port}, ss shows {st.ss_listeners(port)}")
+            if all(r[0] >= 1 for r in st.ss_listeners(port)):
+                break
+        rows = st.ss_listeners(port)
+        assert len(rows) == 2 and all(r[0] >= 1 for r in rows), f"clients queued on both sockets: {rows}"
+
+        ct.write_config(s.cfg, cfg(1))
+        r = ct.ask(sock, "reload")
+        assert r.startswith("reload ok: generation 2, 1 workers"), f"{r}\n{s.tail()}"
+        for i, c in enumerate(queued):
+            try:
+                st.assert_open(c, 0.05)
+            except AssertionError as e:
+                raise AssertionError(f"queued client {i}: {e}\n{s.tail()}")
+        live.close()
+        _serve_all(queued, s, 10.0 * st.SLOW)
+    finally:
+        live.close()
+        for c in queued:
+            c.close()
+    s.wait_log("worker 1: exited", timeout=10.0 * st.SLOW)
+    ends = s.wait_access(1 + len(queued))
+    assert {e["reason"] for e in ends} == {"client_close"}, ends
+    assert len(st.ss_listeners(port)) == 1, st.ss_listeners(port)
     s.stop()
