@@ -38,7 +38,8 @@ bool fault_worker_start(void)
     worker_start_calls++;
     if (worker_start_fail_at == 0 || worker_start_calls != worker_start_fail_at)
         return false;
-    log_warn("fault: worker_start() call %ld fails (SLUICE_FAULT_WORKER_START)", worker_start_calls);
+    log_warn("fault: worker_start() call %ld fails (SLUICE_FAULT_WORKER_START)",
+             worker_start_calls);
     return true;
 }
 

@@ -18,9 +18,17 @@ bool fault_worker_start(void);
  * worker it chose exits (SLUICE_FAULT_FANOUT_WAIT_EXIT=1). */
 bool fault_fanout_wait_exit(void);
 #else
-static inline void fault_init(void) {}
-static inline bool fault_worker_start(void) { return false; }
-static inline bool fault_fanout_wait_exit(void) { return false; }
+static inline void fault_init(void)
+{
+}
+static inline bool fault_worker_start(void)
+{
+    return false;
+}
+static inline bool fault_fanout_wait_exit(void)
+{
+    return false;
+}
 #endif
 
 #endif
