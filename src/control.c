@@ -3,6 +3,7 @@
 #include "sluice/control.h"
 #include "sluice/admin.h"
 #include "sluice/config.h"
+#include "sluice/fault.h"
 #include "sluice/health.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct fanout {
@@ -31,7 +33,7 @@ static int workers_alive(struct control *ctl)
 {
     int n = 0;
     for (int i = 0; i < ctl->nslots; i++)
-        n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+        n += worker_is_live(ctl->workers[i]);
     return n;
 }
 
@@ -72,6 +74,32 @@ static void fanout_run(struct worker *w, void *arg)
     }
 }
 
+/* SLUICE_FAULT_FANOUT_WAIT_EXIT (test builds): hold the main thread until
+ * one of the retiring workers running now has exited (at most 10 s), so a
+ * test can make a worker exit in the middle of control_fanout(). */
+static void fanout_fault_wait(struct control *ctl)
+{
+    /* Only retiring workers (slots past nworkers) are about to exit. */
+    bool live[SLUICE_MAX_WORKERS] = {0}, any = false;
+    for (int i = ctl->nworkers; i < ctl->nslots; i++) {
+        live[i] = worker_is_live(ctl->workers[i]);
+        any |= live[i];
+    }
+    if (!any)
+        return;
+    log_warn("fault: fan-out waits for a worker to exit (SLUICE_FAULT_FANOUT_WAIT_EXIT)");
+    for (int tick = 0; tick < 10000; tick++) {
+        for (int i = 0; i < ctl->nslots; i++) {
+            if (live[i] && atomic_load(&ctl->workers[i]->exited)) {
+                log_warn("fault: worker %d exited during the fan-out", i);
+                return;
+            }
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    log_warn("fault: no worker exited within 10 s");
+}
+
 static void fanout_done_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
@@ -99,22 +127,24 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     f->fn = fn;
     f->done = done;
     f->arg = arg;
-    /* Every running worker, retiring ones included (they still hold
-     * sessions). */
+    /* Decide once which workers are called, retiring ones included (they
+     * still hold sessions), and count and post to exactly those. One that
+     * exits after this still runs the call: worker_destroy() runs a call
+     * left in its inbox. */
+    struct worker *to[SLUICE_MAX_WORKERS];
     int n = 0;
     for (int i = 0; i < ctl->nslots; i++)
-        n += ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited);
+        if (worker_is_live(ctl->workers[i]))
+            to[n++] = ctl->workers[i];
+    if (fault_fanout_wait_exit())
+        fanout_fault_wait(ctl);
     if (n == 0) {
         done(arg);
         free(f);
         return 0;
     }
     struct worker_msg *msgs[SLUICE_MAX_WORKERS];
-    int k = 0;
-    for (int i = 0; i < ctl->nslots && k < n; i++) {
-        struct worker *w = ctl->workers[i];
-        if (!w->started || atomic_load(&w->exited))
-            continue;
+    for (int k = 0; k < n; k++) {
         if ((msgs[k] = calloc(1, sizeof(struct worker_msg))) == NULL) {
             while (k--)
                 free(msgs[k]);
@@ -124,15 +154,10 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
         msgs[k]->type = WMSG_CALL;
         msgs[k]->fn = fanout_run;
         msgs[k]->arg = f;
-        k++;
     }
     atomic_init(&f->pending, n);
-    k = 0;
-    for (int i = 0; i < ctl->nslots && k < n; i++) {
-        struct worker *w = ctl->workers[i];
-        if (w->started && !atomic_load(&w->exited))
-            worker_post(w, msgs[k++]);
-    }
+    for (int k = 0; k < n; k++)
+        worker_post(to[k], msgs[k]);
     return 0;
 }
 
@@ -143,7 +168,7 @@ static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct control *ctl = container_of(t, struct control, w_shutdown);
     log_warn("shutdown_timeout reached: closing %d remaining sessions", atomic_load(&ctl->active));
     for (int i = 0; i < ctl->nslots; i++)
-        if (ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited))
+        if (worker_is_live(ctl->workers[i]))
             worker_send(ctl->workers[i], WMSG_KILL_ALL);
 }
 
@@ -162,7 +187,7 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
              strsignal(sig->signum), atomic_load(&ctl->active),
              (double)ctl->cfg->shutdown_timeout_ms / 1000.0);
     for (int i = 0; i < ctl->nslots; i++)
-        if (ctl->workers[i]->started && !atomic_load(&ctl->workers[i]->exited))
+        if (worker_is_live(ctl->workers[i]))
             worker_send(ctl->workers[i], WMSG_STOP_ACCEPT);
     if (ctl->admin) {
         admin_stop(ctl->admin);
@@ -376,38 +401,52 @@ static void reload_failed(struct control *ctl, struct strbuf *report, const char
                   (unsigned long long)ctl->generation);
 }
 
-static int reload(struct control *ctl, struct strbuf *report);
+/* What a reload has made ready before it commits: the new generation, its
+ * admin endpoints, every listening socket it opened, one message per
+ * worker and the threads of the workers it adds (running, but with no
+ * socket yet). Nothing in here is seen by a client until reload_commit();
+ * reload_abort() undoes any prefix of reload_prepare(). */
+struct reload_plan {
+    struct config *cfg, *old;
+    int old_n, new_n;
+    struct admin_change admin;
+    bool admin_open;
+    /* Per worker slot 0..new_n-1: the sockets for binds it lacks. */
+    struct worker_new_listen *fresh[SLUICE_MAX_WORKERS];
+    /* Per slot 0..max(old_n,new_n)-1: WMSG_CONFIG below new_n, WMSG_RETIRE
+     * above. Allocated here so that neither commit nor abort allocates
+     * (abort sends the new workers their stop with it). */
+    struct worker_msg *msgs[SLUICE_MAX_WORKERS];
+    int inited;  /* new slots old_n..inited-1 have a loop (slot_init) */
+    int started; /* new slots old_n..started-1 have a thread */
+    char err[300];
+};
 
-int control_reload(struct control *ctl, struct strbuf *report)
-{
-    /* systemd shows "reloading" until READY=1 comes back, ok or not. */
-    notify_send("RELOADING=1");
-    int rc = reload(ctl, report);
-    notify_send(rc == 0 ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload failed, old config kept");
-    return rc;
-}
-
-static int reload(struct control *ctl, struct strbuf *report)
+/* Parse, validate and open everything the new file needs, changing
+ * nothing a client or worker can see. Returns -1 with p->err set (and the
+ * file's errors in report); the caller then runs reload_abort(). */
+static int reload_prepare(struct control *ctl, struct reload_plan *p, struct strbuf *report)
 {
     struct config_errors errs = {0};
-    struct config *cfg = config_load_file(ctl->config_path, &errs);
-    if (cfg == NULL) {
+    p->old = ctl->cfg;
+    p->old_n = ctl->nworkers;
+    p->cfg = config_load_file(ctl->config_path, &errs);
+    if (p->cfg == NULL) {
         for (int i = 0; i < errs.n; i++) {
             log_error("%s", errs.msgs[i]);
             strbuf_printf(report, "%s\n", errs.msgs[i]);
         }
-        char why[64];
-        snprintf(why, sizeof(why), "%d error%s in the config file", errs.n, errs.n == 1 ? "" : "s");
+        snprintf(p->err, sizeof(p->err), "%d error%s in the config file", errs.n,
+                 errs.n == 1 ? "" : "s");
         config_errors_free(&errs);
-        reload_failed(ctl, report, why);
         return -1;
     }
+    struct config *cfg = p->cfg, *old = p->old;
+    p->new_n = cfg->workers;
     if (config_attach_runtime(cfg) < 0) {
-        config_unref(cfg);
-        reload_failed(ctl, report, "out of memory");
+        snprintf(p->err, sizeof(p->err), "out of memory");
         return -1;
     }
-    struct config *old = ctl->cfg;
     if (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group)) {
         /* The process switched identity at start and cannot switch back. */
         log_warn("reload: user/group changes take effect at the next restart");
@@ -417,89 +456,97 @@ static int reload(struct control *ctl, struct strbuf *report)
         log_warn("reload: pid_file changes take effect at the next restart");
         strbuf_printf(report, "warning: pid_file changes take effect at the next restart\n");
     }
-    int old_n = ctl->nworkers, new_n = cfg->workers;
-    for (int i = old_n; i < new_n; i++) {
+    for (int i = p->old_n; i < p->new_n; i++) {
         struct worker *w = ctl->workers[i];
         if (w && w->started && !atomic_load(&w->joined)) {
-            char why[128];
-            snprintf(why, sizeof(why), "worker %d is still draining after an earlier reload", i);
-            config_unref(cfg);
-            reload_failed(ctl, report, why);
+            snprintf(p->err, sizeof(p->err),
+                     "worker %d is still draining after an earlier reload", i);
             return -1;
         }
     }
-    /* Open every new socket first: a bind error must change nothing. */
-    struct worker_new_listen *fresh[SLUICE_MAX_WORKERS] = {0};
-    char err[300];
-    struct admin_change ach;
-    if (admin_prepare(ctl, cfg, old, &ach, err, sizeof(err)) < 0) {
-        config_unref(cfg);
-        reload_failed(ctl, report, err);
+    /* Workers started below may read it: set before they exist. */
+    cfg->generation = ctl->generation + 1;
+    if (admin_prepare(ctl, cfg, old, &p->admin, p->err, sizeof(p->err)) < 0)
         return -1;
-    }
-    for (int i = 0; i < new_n; i++) {
-        if (open_new_binds(cfg, i < old_n ? old : NULL, &fresh[i], err, sizeof(err)) < 0) {
-            for (int k = 0; k < i; k++)
-                free_new_listens(fresh[k]);
-            admin_abort(&ach);
-            config_unref(cfg);
-            reload_failed(ctl, report, err);
+    p->admin_open = true;
+    for (int i = 0; i < p->new_n; i++)
+        if (open_new_binds(cfg, i < p->old_n ? old : NULL, &p->fresh[i], p->err,
+                           sizeof(p->err)) < 0)
+            return -1;
+    int nmsgs = p->old_n > p->new_n ? p->old_n : p->new_n;
+    for (int i = 0; i < nmsgs; i++) {
+        if ((p->msgs[i] = calloc(1, sizeof(struct worker_msg))) == NULL) {
+            snprintf(p->err, sizeof(p->err), "out of memory");
             return -1;
         }
     }
-    struct worker_msg *msgs[SLUICE_MAX_WORKERS] = {0};
-    for (int i = 0; i < new_n && i < old_n; i++) {
-        if ((msgs[i] = calloc(1, sizeof(struct worker_msg))) == NULL) {
-            for (int k = 0; k < new_n; k++) {
-                free(msgs[k]);
-                free_new_listens(fresh[k]);
-            }
-            admin_abort(&ach);
-            config_unref(cfg);
-            reload_failed(ctl, report, "out of memory");
-            return -1;
-        }
-    }
-    /* From here on the reload happens. */
-    ctl->generation++;
-    cfg->generation = ctl->generation;
-    for (int i = 0; i < new_n && i < old_n; i++) {
-        msgs[i]->type = WMSG_CONFIG;
-        config_ref(cfg);
-        msgs[i]->cfg = cfg;
-        msgs[i]->listens = fresh[i];
-        worker_post(ctl->workers[i], msgs[i]);
-    }
-    for (int i = old_n; i < new_n; i++) {
-        struct worker *w;
+    /* Threads last: they are the only step that leaves something running.
+     * A new worker idles without sockets until its WMSG_CONFIG. */
+    for (int i = p->old_n; i < p->new_n; i++) {
         if (slot_init(ctl, i, cfg) < 0) {
-            log_error("reload: worker %d could not start; running with %d workers", i, i);
-            for (int k = i; k < new_n; k++)
-                free_new_listens(fresh[k]);
-            new_n = i;
-            break;
+            snprintf(p->err, sizeof(p->err), "worker %d: cannot create its event loop", i);
+            return -1;
         }
-        w = ctl->workers[i];
-        for (struct worker_new_listen *nl = fresh[i]; nl; nl = nl->next) {
-            if (worker_add_listen(w, &cfg->listeners[nl->listener], &nl->addr, nl->fd) < 0)
-                close(nl->fd);
-            nl->fd = -1;
+        p->inited = i + 1;
+        if (worker_start(ctl->workers[i]) < 0) {
+            snprintf(p->err, sizeof(p->err), "worker %d: cannot start its thread: %s", i,
+                     strerror(errno));
+            return -1;
         }
-        for (struct worker_new_listen *nl = fresh[i], *next; nl; nl = next) {
-            next = nl->next;
-            free(nl);
-        }
-        if (worker_start(w) < 0) {
-            log_error("reload: worker %d thread: %s", i, strerror(errno));
-            worker_destroy(w);
-            new_n = i;
-            break;
-        }
-        w->started = true;
+        ctl->workers[i]->started = true;
+        p->started = i + 1;
     }
-    for (int i = new_n; i < old_n; i++)
-        worker_send(ctl->workers[i], WMSG_RETIRE);
-    ctl->nworkers = new_n;
+    return 0;
+}
+
+/* Undo whatever reload_prepare() got done: stop and join the new worker
+ * threads (idle, they exit at once), free their slots, close every socket
+ * and admin endpoint the reload opened, drop the new generation. */
+static void reload_abort(struct control *ctl, struct reload_plan *p)
+{
+    for (int i = p->old_n; i < p->inited; i++) {
+        struct worker *w = ctl->workers[i];
+        if (i < p->started) {
+            p->msgs[i]->type = WMSG_STOP_ACCEPT;
+            worker_post(w, p->msgs[i]);
+            p->msgs[i] = NULL;
+            worker_join(w);
+            atomic_store(&w->joined, true);
+        }
+        worker_destroy(w);
+    }
+    for (int i = 0; i < SLUICE_MAX_WORKERS; i++) {
+        if (p->msgs[i])
+            worker_msg_free(p->msgs[i]);
+        free_new_listens(p->fresh[i]);
+    }
+    if (p->admin_open)
+        admin_abort(&p->admin);
+    config_unref(p->cfg);
+}
+
+/* Switch to the prepared generation. Cannot fail: everything it hands
+ * out was made in reload_prepare(). */
+static void reload_commit(struct control *ctl, struct reload_plan *p)
+{
+    struct config *cfg = p->cfg, *old = p->old;
+    ctl->generation = cfg->generation;
+    for (int i = 0; i < p->new_n; i++) {
+        struct worker_msg *m = p->msgs[i];
+        m->type = WMSG_CONFIG;
+        config_ref(cfg);
+        m->cfg = cfg;
+        m->listens = p->fresh[i];
+        p->fresh[i] = NULL;
+        worker_post(ctl->workers[i], m);
+        p->msgs[i] = NULL;
+    }
+    for (int i = p->new_n; i < p->old_n; i++) {
+        p->msgs[i]->type = WMSG_RETIRE;
+        worker_post(ctl->workers[i], p->msgs[i]);
+        p->msgs[i] = NULL;
+    }
+    ctl->nworkers = p->new_n;
     ctl->cfg = cfg;
     config_apply_weights(cfg);
     atomic_store(&ctl->max_conns, cfg->max_conns);
@@ -508,17 +555,46 @@ static int reload(struct control *ctl, struct strbuf *report)
         log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
                   strerror(errno));
     health_update(cfg);
-    admin_commit(ctl, cfg, &ach);
+    admin_commit(ctl, cfg, &p->admin);
     config_unref(old);
+}
 
-    ctl->reloads_ok++;
-    ctl->last_reload = ev_time();
-    snprintf(ctl->last_reload_result, sizeof(ctl->last_reload_result),
-             "ok: generation %llu, %d workers, %d listeners, %d pools",
-             (unsigned long long)ctl->generation, new_n, cfg->nlisteners, cfg->npools);
-    log_info("reload %s", ctl->last_reload_result);
-    strbuf_printf(report, "reload %s\n", ctl->last_reload_result);
-    return 0;
+/* A reload is prepare, then commit or abort (nginx's ngx_init_cycle keeps
+ * the old cycle until the new one is whole): every failure, at any step,
+ * leaves the running generation as it was through the same abort. */
+static int reload(struct control *ctl, struct strbuf *report)
+{
+    struct reload_plan *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        reload_failed(ctl, report, "out of memory");
+        return -1;
+    }
+    int rc = reload_prepare(ctl, p, report);
+    if (rc < 0) {
+        reload_abort(ctl, p);
+        reload_failed(ctl, report, p->err);
+    } else {
+        reload_commit(ctl, p);
+        ctl->reloads_ok++;
+        ctl->last_reload = ev_time();
+        snprintf(ctl->last_reload_result, sizeof(ctl->last_reload_result),
+                 "ok: generation %llu, %d workers, %d listeners, %d pools",
+                 (unsigned long long)ctl->generation, p->new_n, p->cfg->nlisteners,
+                 p->cfg->npools);
+        log_info("reload %s", ctl->last_reload_result);
+        strbuf_printf(report, "reload %s\n", ctl->last_reload_result);
+    }
+    free(p);
+    return rc;
+}
+
+int control_reload(struct control *ctl, struct strbuf *report)
+{
+    /* systemd shows "reloading" until READY=1 comes back, ok or not. */
+    notify_send("RELOADING=1");
+    int rc = reload(ctl, report);
+    notify_send(rc == 0 ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload failed, old config kept");
+    return rc;
 }
 
 /* Every worker's listening sockets at start. They are created with the
@@ -577,6 +653,7 @@ int control_run(struct config *cfg, const char *config_path)
     atomic_store(&ctl->max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     signal(SIGPIPE, SIG_IGN);
+    fault_init();
     pthread_mutex_init(&ctl->fanout_lock, NULL);
 
     int rc = 1;

@@ -103,22 +103,23 @@ static void accept_exhausted(struct worker *w, int err)
         listen_pause(w, wl, LISTENER_EXHAUSTED_PAUSE);
 }
 
-bool listener_accept_batch(struct worker_listen *wl)
+enum accept_result listener_accept_batch(struct worker_listen *wl)
 {
     struct worker *w = wl->w;
     struct listener_conf *lc = wl->lc;
+    struct config *cfg = wl->draining ? wl->cfg : w->cfg;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (!slot_take(&w->ctl->active, atomic_load_explicit(&w->ctl->max_conns,
                                                               memory_order_relaxed))) {
             counter_add(&w->stats.limit_pauses, 1);
             listen_pause(w, wl, LIMIT_RECHECK);
-            return false;
+            return ACCEPT_PAUSED;
         }
         if (!slot_take(&lc->st->active, lc->max_conns)) {
             atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
             counter_add(&w->stats.limit_pauses, 1);
             listen_pause(w, wl, LIMIT_RECHECK);
-            return false;
+            return ACCEPT_PAUSED;
         }
         struct sockaddr_ip peer;
         socklen_t len = sizeof(peer);
@@ -130,31 +131,35 @@ bool listener_accept_batch(struct worker_listen *wl)
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
             if (err == EAGAIN)
-                return false;
+                return ACCEPT_EMPTY;
             if (listener_exhausted_errno(err)) {
                 accept_exhausted(w, err);
-                return false;
+                return ACCEPT_PAUSED;
             }
             counter_add(&w->stats.accept_errors, 1);
             log_warn("worker %d: accept on listener %s: %s", w->id, lc->name, strerror(err));
-            return false;
+            return ACCEPT_FAILED;
         }
         counter_add(&w->stats.accepted, 1);
-        session_start(w, lc, fd, &peer);
+        session_start(w, cfg, lc, fd, &peer);
+        if (wl->draining && --wl->owed <= 0)
+            return ACCEPT_EMPTY;
     }
-    return true;
+    return ACCEPT_MORE;
 }
 
 void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    listener_accept_batch(container_of(io, struct worker_listen, w_accept));
+    struct worker_listen *wl = container_of(io, struct worker_listen, w_accept);
+    if (listener_accept_batch(wl) == ACCEPT_EMPTY && wl->draining)
+        worker_listen_drained(wl->w, wl);
 }
 
 int listener_resume_paused(struct worker *w)
 {
-    if (w->stopping)
+    if (w->listens == NULL)
         return 0;
     ev_tstamp now = ev_now(w->loop);
     if (now < w->emfile.until)
@@ -173,6 +178,10 @@ int listener_resume_paused(struct worker *w)
         }
         wl->paused = false;
         ev_io_start(w->loop, &wl->w_accept);
+        /* Its queue may have emptied meanwhile (clients gave up): a
+         * listening socket with nothing queued never becomes readable. */
+        if (wl->draining)
+            ev_feed_event(w->loop, &wl->w_accept, EV_READ);
     }
     return still;
 }

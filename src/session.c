@@ -642,7 +642,7 @@ static void proxy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     session_leave(s);
 }
 
-void session_start(struct worker *w, struct listener_conf *lc, int fd,
+void session_start(struct worker *w, struct config *cfg, struct listener_conf *lc, int fd,
                    const struct sockaddr_ip *client)
 {
     struct session *s = w->free_sessions;
@@ -659,7 +659,7 @@ void session_start(struct worker *w, struct listener_conf *lc, int fd,
     }
     memset(s, 0, sizeof(*s));
     s->w = w;
-    s->cfg = w->cfg;
+    s->cfg = cfg;
     config_ref(s->cfg);
     s->lc = lc;
     s->client = *client;

@@ -2,10 +2,14 @@
 #include "sluice/worker.h"
 #include "sluice/control.h"
 #include "sluice/config.h"
+#include "sluice/fault.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +34,8 @@ static void worker_close_listens(struct worker *w)
 
 static void worker_maybe_exit(struct worker *w)
 {
-    if (w->stopping && w->nsessions == 0)
+    /* A retiring worker may still be draining a socket's queue. */
+    if (w->stopping && w->nsessions == 0 && w->listens == NULL)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -59,24 +64,6 @@ static void kill_all(struct worker *w)
         session_finish(w->sessions, END_shutdown);
 }
 
-/* Accept what the kernel already queued on a socket we are about to close,
- * so a reload or a retiring worker loses no connection. */
-/* Accept what the kernel already queued on a socket we are about to close,
- * so a reload or a retiring worker loses no connection. */
-static void drain_accept_queue(struct worker_listen *wl)
-{
-    for (int i = 0; i < 1000 && !wl->paused; i++)
-        if (!listener_accept_batch(wl))
-            break;
-}
-
-static void close_listen(struct worker *w, struct worker_listen *wl)
-{
-    ev_io_stop(w->loop, &wl->w_accept);
-    close(wl->w_accept.fd);
-    free(wl);
-}
-
 static struct listener_conf *find_bind(struct config *cfg, const struct sockaddr_any *a)
 {
     for (int i = 0; i < cfg->nlisteners; i++)
@@ -86,26 +73,93 @@ static struct listener_conf *find_bind(struct config *cfg, const struct sockaddr
     return NULL;
 }
 
-/* Switch to a new generation between events. Sockets whose address is in
- * both generations are kept (nothing queued is lost); removed ones are
- * drained and closed; new ones were opened for us by the main thread.
- * Live sessions keep the generation (and backend) they started with. */
-static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new_listen *nl)
+/* A socket is going away (its bind was removed by a reload, or its worker
+ * retires): accept what the kernel already queued on it, so no queued
+ * client is reset. Returns true when that is done and the caller may close
+ * it. When a limit (max_conns, EMFILE) pauses accepting first, the socket
+ * instead turns draining: it stops completing new handshakes (backlog 0:
+ * while anything is queued the kernel drops new SYNs, and their clients
+ * retry, reaching another worker's socket or a refusal once this one is
+ * closed), remembers how many connections are queued, accepts them as
+ * slots free up, and is closed by worker_listen_drained() after the last.
+ * A graceful stop closes it at once, like every listening socket. */
+static bool drain_accept_queue(struct worker *w, struct worker_listen *wl)
+{
+    enum accept_result r = ACCEPT_MORE;
+    for (int i = 0; i < 1000 && r == ACCEPT_MORE; i++)
+        r = listener_accept_batch(wl);
+    if (r == ACCEPT_EMPTY)
+        return true;
+    int fd = wl->w_accept.fd;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    wl->owed = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+                   ? (int)ti.tcpi_unacked /* a listener's accept queue length */
+                   : INT_MAX;             /* unknown: until the queue is empty */
+    if (wl->owed <= 0)
+        return true;
+    listen(fd, 0);
+    wl->draining = true;
+    config_ref(w->cfg);
+    wl->cfg = w->cfg;
+    char a[ADDR_STRLEN];
+    addr_format(&wl->addr.u.sa, wl->addr.len, a, sizeof(a));
+    log_info("worker %d: listener %s: %s is closing; %d queued connections are served as "
+             "max_conns allows, then it closes",
+             w->id, wl->lc->name, a, wl->owed);
+    return false;
+}
+
+static void close_listen(struct worker *w, struct worker_listen *wl)
+{
+    ev_io_stop(w->loop, &wl->w_accept);
+    close(wl->w_accept.fd);
+    config_unref(wl->cfg);
+    free(wl);
+}
+
+void worker_listen_drained(struct worker *w, struct worker_listen *wl)
+{
+    struct worker_listen **pp = &w->listens;
+    while (*pp != wl)
+        pp = &(*pp)->next;
+    *pp = wl->next;
+    log_info("worker %d: listener %s: queued connections served, socket closed", w->id,
+             wl->lc->name);
+    close_listen(w, wl);
+    worker_maybe_exit(w);
+}
+
+/* Retire every socket of this worker that is not draining already; the
+ * ones that cannot be closed yet are left draining. */
+static void retire_listens(struct worker *w, struct config *keep)
 {
     struct worker_listen **pp = &w->listens;
     while (*pp) {
         struct worker_listen *wl = *pp;
-        if (find_bind(cfg, &wl->addr) == NULL) {
-            drain_accept_queue(wl);
+        bool go = !wl->draining && (keep == NULL || find_bind(keep, &wl->addr) == NULL);
+        if (go && drain_accept_queue(w, wl)) {
             *pp = wl->next;
             close_listen(w, wl);
         } else {
             pp = &wl->next;
         }
     }
+}
+
+
+/* Switch to a new generation between events. Sockets whose address is in
+ * both generations are kept (nothing queued is lost); removed ones are
+ * drained and closed; new ones were opened for us by the main thread.
+ * Live sessions keep the generation (and backend) they started with. */
+static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new_listen *nl)
+{
+    retire_listens(w, cfg);
     struct config *old = w->cfg;
     w->cfg = cfg;
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
+        if (wl->draining)
+            continue;
         struct listener_conf *lc = find_bind(cfg, &wl->addr);
         if (lc->backlog != wl->lc->backlog)
             listen(wl->w_accept.fd, lc->backlog); /* Linux re-sizes in place */
@@ -142,10 +196,8 @@ static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
             worker_close_listens(w);
             break;
         case WMSG_RETIRE:
-            for (struct worker_listen *wl = w->listens; wl; wl = wl->next)
-                drain_accept_queue(wl);
+            retire_listens(w, NULL);
             w->stopping = true;
-            worker_close_listens(w);
             break;
         case WMSG_KILL_ALL:
             kill_all(w);
@@ -216,6 +268,10 @@ static void *worker_main(void *arg)
 
 int worker_start(struct worker *w)
 {
+    if (fault_worker_start()) {
+        errno = EAGAIN;
+        return -1;
+    }
     /* Signals belong to the main thread: workers start with all blocked. */
     sigset_t all, old;
     sigfillset(&all);

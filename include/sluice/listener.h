@@ -27,16 +27,23 @@ bool listener_exhausted_errno(int err);
  * logs once per burst rather than once per failed accept. */
 bool listener_pause_exhausted(struct accept_pause *p, ev_tstamp now);
 
-/* Accept up to one batch from a worker's listening socket. Returns true
- * when the batch was full (more may be queued), false on EAGAIN, a limit
- * or an error. */
-bool listener_accept_batch(struct worker_listen *wl);
+enum accept_result {
+    ACCEPT_MORE,   /* the batch was full: more may be queued */
+    ACCEPT_EMPTY,  /* the queue is empty (EAGAIN), or a draining socket
+                      has accepted all it owed */
+    ACCEPT_PAUSED, /* a limit or EMFILE paused the socket */
+    ACCEPT_FAILED, /* another accept error (counted, logged) */
+};
+
+/* Accept up to one batch from a worker's listening socket. */
+enum accept_result listener_accept_batch(struct worker_listen *wl);
 
 /* libev callback for a worker's listening socket. */
 void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* Worker thread: restart accept watchers paused at a limit or EMFILE when
- * they may accept again; returns true if some remain paused. */
+ * they may accept again (a draining one is also woken, so it notices an
+ * empty queue); returns true if some remain paused. */
 int listener_resume_paused(struct worker *w);
 
 #endif

@@ -83,8 +83,9 @@ struct session {
 };
 
 /* Take ownership of an accepted fd (slots in the global and listener
- * counts already reserved by the caller) and start connecting. */
-void session_start(struct worker *w, struct listener_conf *lc, int fd,
+ * counts already reserved by the caller) and start connecting. `lc`
+ * belongs to generation `cfg`, of which the session takes a reference. */
+void session_start(struct worker *w, struct config *cfg, struct listener_conf *lc, int fd,
                    const struct sockaddr_ip *client);
 
 /* End a session with one reason; safe from any callback of this worker. */

@@ -40,6 +40,14 @@ struct worker_listen {
     struct sockaddr_any addr;
     ev_io w_accept;
     bool paused; /* stopped at a limit or after EMFILE */
+    /* Going away (its bind was removed, or its worker retires) with
+     * connections still queued that a limit kept it from accepting: it
+     * accepts `owed` more, then the worker closes it. `cfg` is the
+     * generation `lc` belongs to (one reference); NULL while not
+     * draining, when that is the worker's own w->cfg. */
+    bool draining;
+    int owed;
+    struct config *cfg;
 };
 
 enum worker_msg_type {
@@ -99,6 +107,14 @@ struct worker {
     struct worker_stats stats;
 };
 
+/* Main thread: the worker's thread was started and has not exited yet
+ * (retiring workers included). Read `exited` once per decision: a worker
+ * can exit between two calls. */
+static inline bool worker_is_live(struct worker *w)
+{
+    return w->started && !atomic_load(&w->exited);
+}
+
 /* Set up a worker (loop, inbox) owning `cfg` (takes a reference). */
 int worker_init(struct worker *w, struct control *ctl, int id, struct config *cfg);
 /* Give the worker a listening socket before it starts. */
@@ -116,5 +132,8 @@ void worker_msg_free(struct worker_msg *m);
 
 /* Worker thread only: a session has ended (frees slots, may resume accept). */
 void worker_session_gone(struct worker *w);
+/* Worker thread only, from the socket's own accept callback: a draining
+ * socket has accepted what it owed; close and free it. */
+void worker_listen_drained(struct worker *w, struct worker_listen *wl);
 
 #endif

@@ -2,6 +2,7 @@
 servers, counters, resource use over many reloads, changing `workers`."""
 
 import collections
+import selectors
 import signal
 import socket
 import time
@@ -323,4 +324,256 @@ def test_workers_change_by_reload(sluice, backend, port, sockdir):
         load.stop()
     assert not load.failures, f"connections failed while workers changed: {load.report()}"
     assert ct.show_info(sock)["workers"] == "3"
+    s.stop()
+
+
+def _fault_build(s, var):
+    """Skip unless sluice honours the fault variable (builds with assertions)."""
+    if f"{var}=" not in s.log():
+        pytest.skip(f"{var} needs a build with assertions (meson -Dassertions=true)")
+
+
+def test_worker_start_failure_aborts_the_whole_reload(sluice, named, port, sockdir):
+    """A reload 1 -> 4 workers whose third worker_start() fails (the second
+    new worker, slot 2): the reload fails and changes nothing. Every socket
+    it opened is closed: ss shows the one old listening socket, not the ones
+    bound for slots 1-3 (an orphan in the SO_REUSEPORT group would take its
+    share of new connections and never accept them), and 200 new clients in
+    a row are all served."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(workers):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=workers)
+    s = sluice(cfg(1), env={"SLUICE_FAULT_WORKER_START": "3"})
+    _fault_build(s, "SLUICE_FAULT_WORKER_START")
+    assert len(st.ss_listeners(port)) == 1, st.ss_listeners(port)
+
+    ct.write_config(s.cfg, cfg(4))
+    r = ct.ask(sock, "reload", timeout=10.0 * st.SLOW)
+    assert r.startswith("reload failed: worker 2: cannot start its thread"), f"{r}\n{s.tail()}"
+    assert "still running generation 1" in r, r
+    info = ct.show_info(sock)
+    assert info["generation"] == "1" and info["workers"] == "1", info
+    assert info["reloads_failed"] == "1" and info["reloads_ok"] == "0", info
+    # The abort is synchronous: when the reply is out, everything is closed.
+    rows = st.ss_listeners(port)
+    assert len(rows) == 1, (f"after the failed reload exactly the old listening socket should be on "
+                            f":{port}; ss shows {len(rows)}: {rows}\n{s.tail()}")
+    for i in range(200):
+        try:
+            got = ct.pick(port, timeout=2.0 * st.SLOW)
+        except (AssertionError, OSError) as e:
+            raise AssertionError(f"client {i} of 200 was not served after the failed reload "
+                                 f"(ss: {st.ss_listeners(port)}): {e}\n{s.tail()}")
+        assert got == "a", got
+    s.wait_access(200)
+
+    # The slots the aborted reload used are free again: the same reload
+    # without the fault (its call has passed) starts all three workers.
+    r = ct.ask(sock, "reload", timeout=10.0 * st.SLOW)
+    assert r.startswith("reload ok: generation 2, 4 workers"), f"{r}\n{s.tail()}"
+    st.wait_for(lambda: len(st.ss_listeners(port)) == 4, 5.0 * st.SLOW,
+                lambda: f"4 listening sockets on :{port}, ss shows {st.ss_listeners(port)}")
+    assert ct.pick(port) == "a"
+    s.stop()
+
+
+
+def _sessions_by_worker(sock):
+    """show sessions -> {client local port: worker id}."""
+    out = {}
+    for line in ct.ask(sock, "show sessions").splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 3 and f[0].isdigit():
+            out[int(f[2].rsplit(":", 1)[1])] = int(f[0])
+    return out
+
+
+@pytest.mark.threaded
+def test_show_sessions_while_a_retiring_worker_exits(sluice, named, port, sockdir):
+    """A worker that exits while control_fanout() prepares its messages must
+    not leave `show sessions` waiting forever. SLUICE_FAULT_FANOUT_WAIT_EXIT
+    makes that interleaving certain: control_fanout() stops after choosing
+    its workers until a retiring worker has exited, and the test makes
+    worker 1 exit right then by closing its last session. Before the fix
+    the worker was counted but not sent the call, and the reply never came."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(workers):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=workers)
+    s = sluice(cfg(2), env={"SLUICE_FAULT_FANOUT_WAIT_EXIT": "1"})
+    _fault_build(s, "SLUICE_FAULT_FANOUT_WAIT_EXIT")
+
+    # Sessions on worker 1, the one a reload to 1 worker retires.
+    on_w1 = []
+    for _ in range(10):
+        conns = [ct.hold(port)[0] for _ in range(8)]
+        where = _sessions_by_worker(sock)
+        for c in conns:
+            if where.get(c.getsockname()[1]) == 1:
+                on_w1.append(c)
+            else:
+                c.close()
+        if on_w1:
+            break
+    assert on_w1, f"no session landed on worker 1 in 80 tries\n{s.tail()}"
+
+    ct.write_config(s.cfg, cfg(1))
+    assert ct.ask(sock, "reload").startswith("reload ok: generation 2, 1 workers"), s.tail()
+    with ct.AdminConn(sock, timeout=5.0 * st.SLOW) as admin:
+        admin.send(b"show sessions\n")
+        s.wait_log("fault: fan-out waits for a worker to exit")
+        for c in on_w1:
+            c.close()
+        s.wait_log("fault: worker 1 exited during the fan-out")
+        try:
+            reply = admin.reply()
+        except AssertionError as e:
+            raise AssertionError(f"show sessions did not answer after worker 1 exited mid fan-out: "
+                                 f"{e}\n{s.tail()}")
+        assert reply.rstrip().endswith("sessions"), reply
+        # the admin client is not stuck either: its next command is answered
+        assert ct.parse_info(admin.cmd("show info"))["workers"] == "1"
+    s.wait_log("worker 1: exited")
+    s.stop()
+
+
+def test_reload_serves_clients_queued_on_a_removed_bind_at_max_conns(sluice, named, port, sockdir):
+    """A bind removed by a reload while its listener is at max_conns: the
+    clients already queued on it (connected at TCP level, in the accept
+    queue) are served once the live session ends, not reset; afterwards
+    the address is closed. docs/operations.md, "What a reload does"."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+    port2 = st.free_port()
+    base = dict(sock=sock, workers=1)
+    with_old = ct.ctl_config(port, [f"a {a.addr}"], **base, extra_listeners=[("old", port2, "main")])
+    with_old = with_old.replace(f"bind = 127.0.0.1:{port2}\n", f"bind = 127.0.0.1:{port2}\nmax_conns = 1\n")
+    s = sluice(with_old)
+    live, _ = ct.hold(port2)
+    queued = []
+    try:
+        for i in range(3):
+            c = st.connect(port2, timeout=5.0 * st.SLOW)  # the kernel completes the handshake
+            c.sendall(b"queued %d\n" % i)
+            queued.append(c)
+        st.wait_for(lambda: [r[0] for r in st.ss_listeners(port2)] == [3], 5.0 * st.SLOW,
+                    lambda: f"3 clients in the accept queue of :{port2}, ss shows {st.ss_listeners(port2)}")
+
+        ct.write_config(s.cfg, ct.ctl_config(port, [f"a {a.addr}"], **base))
+        r = ct.ask(sock, "reload")
+        assert r.startswith("reload ok: generation 2"), f"{r}\n{s.tail()}"
+        assert ct.pick(port) == "a"
+        # still waiting for the slot, not reset
+        for i, c in enumerate(queued):
+            try:
+                st.assert_open(c, 0.2)
+            except AssertionError as e:
+                raise AssertionError(f"queued client {i} on the removed bind: {e}\n{s.tail()}")
+        st.roundtrip(live, b"live session still relaying\n")
+        live.close()
+        for i, c in enumerate(queued):
+            try:
+                assert st.recv_line(c, timeout=5.0 * st.SLOW) == b"a"
+                assert st.recv_line(c, timeout=5.0 * st.SLOW) == b"queued %d" % i
+                st.roundtrip(c, b"served after the reload\n")
+            except (AssertionError, OSError) as e:
+                raise AssertionError(f"queued client {i} on the removed bind was not served: {e!r}\n{s.tail()}")
+            c.close()  # frees the slot for the next one
+    finally:
+        live.close()
+        for c in queued:
+            c.close()
+    ends = s.wait_access(4, listener="old")
+    assert {e["reason"] for e in ends} == {"client_close"}, ends
+    # once its queue is served the removed address is closed
+    st.wait_for(lambda: st.ss_listeners(port2) == [], 5.0 * st.SLOW,
+                lambda: f"no listening socket on the removed :{port2}, ss shows {st.ss_listeners(port2)}")
+    try:
+        st.connect(port2, timeout=2.0).close()
+        raise AssertionError(f"a connect to the removed bind :{port2} was accepted")
+    except ConnectionRefusedError:
+        pass
+    s.stop()
+
+
+def _serve_all(queued, s, timeout):
+    """Wait for every queued client to get the backend's greeting and its
+    own line back, closing each one served (freeing its slot for the next),
+    in whatever order sluice serves them."""
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    for i, c in enumerate(queued):
+        c.setblocking(False)
+        sel.register(c, selectors.EVENT_READ, i)
+        bufs[i] = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while bufs:
+            left = deadline - time.monotonic()
+            assert left > 0, (f"queued clients {sorted(bufs)} of {len(queued)} were not served within "
+                              f"{timeout:.1f}s\n{s.tail()}")
+            for key, _ in sel.select(min(left, 0.5)):
+                i, c = key.data, key.fileobj
+                try:
+                    d = c.recv(4096)
+                except ConnectionResetError:
+                    raise AssertionError(f"queued client {i} was reset\n{s.tail()}")
+                assert d, f"queued client {i} got EOF before its reply ({bufs[i]!r})\n{s.tail()}"
+                bufs[i] += d
+                if bufs[i] == b"a\nqueued %d\n" % i:
+                    sel.unregister(c)
+                    c.close()
+                    del bufs[i]
+    finally:
+        sel.close()
+
+
+@pytest.mark.threaded
+def test_reload_serves_clients_queued_on_a_retiring_worker_at_max_conns(sluice, named, port, sockdir):
+    """workers 2 -> 1 while the listener is at max_conns with clients queued
+    on both workers' sockets: the ones queued on the retiring worker's
+    socket are served as slots free up, not reset; the worker then exits."""
+    a = named("a")
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(workers):
+        return ct.ctl_config(port, [f"a {a.addr}"], sock=sock, workers=workers,
+                             listener={"max_conns": 1})
+    s = sluice(cfg(2))
+    live, _ = ct.hold(port)
+    queued = []
+    try:
+        # until both sockets of the SO_REUSEPORT group hold queued clients
+        for i in range(24):
+            c = st.connect(port, timeout=5.0 * st.SLOW)
+            c.sendall(b"queued %d\n" % i)
+            queued.append(c)
+            st.wait_for(lambda: sum(r[0] for r in st.ss_listeners(port)) == len(queued), 5.0 * st.SLOW,
+                        lambda: f"{len(queued)} queued on :{port}, ss shows {st.ss_listeners(port)}")
+            if all(r[0] >= 1 for r in st.ss_listeners(port)):
+                break
+        rows = st.ss_listeners(port)
+        assert len(rows) == 2 and all(r[0] >= 1 for r in rows), f"clients queued on both sockets: {rows}"
+
+        ct.write_config(s.cfg, cfg(1))
+        r = ct.ask(sock, "reload")
+        assert r.startswith("reload ok: generation 2, 1 workers"), f"{r}\n{s.tail()}"
+        for i, c in enumerate(queued):
+            try:
+                st.assert_open(c, 0.05)
+            except AssertionError as e:
+                raise AssertionError(f"queued client {i}: {e}\n{s.tail()}")
+        live.close()
+        _serve_all(queued, s, 10.0 * st.SLOW)
+    finally:
+        live.close()
+        for c in queued:
+            c.close()
+    s.wait_log("worker 1: exited", timeout=10.0 * st.SLOW)
+    ends = s.wait_access(1 + len(queued))
+    assert {e["reason"] for e in ends} == {"client_close"}, ends
+    assert len(st.ss_listeners(port)) == 1, st.ss_listeners(port)
     s.stop()

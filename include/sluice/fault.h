@@ -1,0 +1,34 @@
+/* fault.h - failure points the integration tests switch on through the
+ * environment, in builds with assertions only (-Dassertions=true, which
+ * defines SLUICE_ASSERTIONS). Elsewhere every point is a constant "no".
+ * The variables are listed in docs/testing.md. */
+#ifndef SLUICE_FAULT_H
+#define SLUICE_FAULT_H
+
+#include <stdbool.h>
+
+#ifdef SLUICE_ASSERTIONS
+/* Main thread, once at start before any worker exists: read the
+ * SLUICE_FAULT_* variables and log the ones that are set. */
+void fault_init(void);
+/* Main thread: true when this call to worker_start() must fail
+ * (SLUICE_FAULT_WORKER_START=N: the Nth call since start, counting 1..). */
+bool fault_worker_start(void);
+/* Main thread: true when control_fanout() must hold its caller until a
+ * worker it chose exits (SLUICE_FAULT_FANOUT_WAIT_EXIT=1). */
+bool fault_fanout_wait_exit(void);
+#else
+static inline void fault_init(void)
+{
+}
+static inline bool fault_worker_start(void)
+{
+    return false;
+}
+static inline bool fault_fanout_wait_exit(void)
+{
+    return false;
+}
+#endif
+
+#endif

@@ -1,0 +1,50 @@
+/* fault.c - failure points for tests (see include/sluice/fault.h). Only
+ * compiled into builds with assertions; production builds get the inline
+ * stubs and cannot be made to fail this way. */
+#include "sluice/fault.h"
+
+#ifdef SLUICE_ASSERTIONS
+#include "sluice/log.h"
+#include "sluice/parse.h"
+
+#include <stdlib.h>
+
+static long worker_start_fail_at; /* 0: off */
+static long worker_start_calls;
+static bool fanout_wait_exit;
+
+static long env_long(const char *name)
+{
+    const char *v = getenv(name);
+    long n = 0;
+    if (v == NULL || *v == '\0')
+        return 0;
+    if (!parse_int_range(v, 1, 1000000, &n)) {
+        log_warn("%s=%s: not a number 1..1000000, ignored", name, v);
+        return 0;
+    }
+    log_warn("%s=%ld: fault injection on (a test build)", name, n);
+    return n;
+}
+
+void fault_init(void)
+{
+    worker_start_fail_at = env_long("SLUICE_FAULT_WORKER_START");
+    fanout_wait_exit = env_long("SLUICE_FAULT_FANOUT_WAIT_EXIT") != 0;
+}
+
+bool fault_worker_start(void)
+{
+    worker_start_calls++;
+    if (worker_start_fail_at == 0 || worker_start_calls != worker_start_fail_at)
+        return false;
+    log_warn("fault: worker_start() call %ld fails (SLUICE_FAULT_WORKER_START)",
+             worker_start_calls);
+    return true;
+}
+
+bool fault_fanout_wait_exit(void)
+{
+    return fanout_wait_exit;
+}
+#endif
