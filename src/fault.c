@@ -8,10 +8,12 @@
 #include "sluice/parse.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 static long worker_start_fail_at; /* 0: off */
 static long worker_start_calls;
 static bool fanout_wait_exit;
+static long pick_delay_us; /* set before any worker runs, then only read */
 
 static long env_long(const char *name)
 {
@@ -31,6 +33,7 @@ void fault_init(void)
 {
     worker_start_fail_at = env_long("SLUICE_FAULT_WORKER_START");
     fanout_wait_exit = env_long("SLUICE_FAULT_FANOUT_WAIT_EXIT") != 0;
+    pick_delay_us = env_long("SLUICE_FAULT_PICK_DELAY_US");
 }
 
 bool fault_worker_start(void)
@@ -46,5 +49,10 @@ bool fault_worker_start(void)
 bool fault_fanout_wait_exit(void)
 {
     return fanout_wait_exit;
+}
+void fault_pick_delay(void)
+{
+    if (pick_delay_us > 0)
+        usleep((useconds_t)pick_delay_us);
 }
 #endif

@@ -5,6 +5,7 @@
 #include "sluice/backend.h"
 #include "sluice/balance.h"
 #include "sluice/config.h"
+#include "sluice/fault.h"
 #include "sluice/control.h"
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
@@ -529,6 +530,7 @@ static void session_connect(struct session *s)
             return;
         }
         /* Another worker may have taken the last slot since the pick. */
+        fault_pick_delay();
         if (backend_reserve(srv))
             break;
     }

@@ -17,6 +17,10 @@ bool fault_worker_start(void);
 /* Main thread: true when control_fanout() must hold its caller until a
  * worker it chose exits (SLUICE_FAULT_FANOUT_WAIT_EXIT=1). */
 bool fault_fanout_wait_exit(void);
+/* Any worker: pause between picking a server and reserving its slot
+ * (SLUICE_FAULT_PICK_DELAY_US=N microseconds), widening the window in
+ * which workers race for a server's last max_conns slot. */
+void fault_pick_delay(void);
 #else
 static inline void fault_init(void)
 {
@@ -28,6 +32,9 @@ static inline bool fault_worker_start(void)
 static inline bool fault_fanout_wait_exit(void)
 {
     return false;
+}
+static inline void fault_pick_delay(void)
+{
 }
 #endif
 
