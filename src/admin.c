@@ -5,11 +5,13 @@
  * client, so a bad client never blocks the others or the workers. */
 #include "sluice/admin.h"
 #include "sluice/backend.h"
-#include "sluice/control.h"
+#include "sluice/config.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/parse.h"
-#include "sluice/stats.h"
+#include "sluice/session.h"
+#include "sluice/strbuf.h"
+#include "sluice/worker-t.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -65,7 +67,7 @@ struct conn {
 
 /* A listening socket and its clients (both the admin socket and HTTP). */
 struct server {
-    struct control *ctl;
+    const struct admin_ops *ops;
     enum conn_kind kind;
     ev_io w_accept;
     ev_timer w_resume; /* restarts w_accept after an EMFILE pause */
@@ -189,14 +191,15 @@ static const char help_text[] =
     "  reopen                            reopen the access log (like SIGUSR1)\n"
     "  quit                              close this connection\n";
 
-static struct server_conf *find_server(struct control *ctl, const char *ref, struct strbuf *out)
+static struct server_conf *find_server(const struct admin_ops *ops, const char *ref,
+                                      struct strbuf *out)
 {
     const char *slash = ref ? strchr(ref, '/') : NULL;
     if (slash == NULL) {
         strbuf_puts(out, "error: expected POOL/NAME\n");
         return NULL;
     }
-    struct config *cfg = ctl->cfg;
+    struct config *cfg = ops->config(ops->ctx);
     for (int i = 0; i < cfg->npools; i++) {
         struct pool_conf *p = &cfg->pools[i];
         if (strncmp(p->name, ref, (size_t)(slash - ref)) != 0 || p->name[slash - ref] != '\0')
@@ -262,7 +265,7 @@ static void sessions_done(void *arg)
     free(sc);
 }
 
-static int show_sessions(struct control *ctl, const char *arg, struct strbuf *out,
+static int show_sessions(const struct admin_ops *ops, const char *arg, struct strbuf *out,
                          void (*done)(void *, struct strbuf *), void *ctx)
 {
     long limit = SESSIONS_DEFAULT;
@@ -282,8 +285,8 @@ static int show_sessions(struct control *ctl, const char *arg, struct strbuf *ou
     sc->done = done;
     sc->ctx = ctx;
     sc->limit = (int)limit;
-    sc->nslots = ctl->nslots;
-    if (control_fanout(ctl, sessions_collect, sessions_done, sc) < 0) {
+    sc->nslots = ops->worker_slots(ops->ctx);
+    if (ops->fanout(ops->ctx, sessions_collect, sessions_done, sc) < 0) {
         free(sc);
         strbuf_puts(out, "error: out of memory\n");
         return 1;
@@ -301,7 +304,7 @@ static void set_admin_state(struct server_conf *sv, enum backend_admin st, const
                   backend_admin_str((enum backend_admin)prev), atomic_load(&sv->be->active));
 }
 
-int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
+int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *out,
                   void (*done)(void *ctx, struct strbuf *reply), void *ctx)
 {
     char buf[ADMIN_LINE_MAX];
@@ -320,19 +323,19 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
     if (argc == 1 && IS(0, "help")) {
         strbuf_puts(out, help_text);
     } else if (argc == 2 && IS(0, "show") && IS(1, "info")) {
-        stats_info(ctl, out);
+        ops->info(ops->ctx, out);
     } else if (IS(0, "show") && IS(1, "stats") && (argc == 2 || (argc == 3 && IS(2, "json")))) {
         if (argc == 3)
-            stats_json(ctl, out);
+            ops->json(ops->ctx, out);
         else
-            stats_table(ctl, out);
+            ops->table(ops->ctx, out);
     } else if (argc == 2 && IS(0, "show") && IS(1, "backends")) {
-        stats_backends(ctl, out);
+        ops->backends(ops->ctx, out);
     } else if (IS(0, "show") && IS(1, "sessions") && argc <= 3) {
-        return show_sessions(ctl, argc == 3 ? argv[2] : NULL, out, done, ctx);
+        return show_sessions(ops, argc == 3 ? argv[2] : NULL, out, done, ctx);
     } else if (argc == 3 && IS(1, "server") &&
                (IS(0, "disable") || IS(0, "enable") || IS(0, "drain"))) {
-        struct server_conf *sv = find_server(ctl, argv[2], out);
+        struct server_conf *sv = find_server(ops, argv[2], out);
         if (sv == NULL)
             return 1;
         enum backend_admin st = IS(0, "disable") ? ADMIN_DISABLED
@@ -341,7 +344,7 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
         set_admin_state(sv, st, IS(0, "disable") ? "disabled" : IS(0, "drain") ? "draining" : "enabled",
                         out);
     } else if (argc == 4 && IS(0, "set") && IS(1, "weight")) {
-        struct server_conf *sv = find_server(ctl, argv[2], out);
+        struct server_conf *sv = find_server(ops, argv[2], out);
         long w;
         if (sv == NULL)
             return 1;
@@ -353,12 +356,9 @@ int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
         log_info("admin: weight of %s %d -> %ld", sv->be->obj.key, prev, w);
         strbuf_printf(out, "weight of %s: %d -> %ld\n", sv->be->obj.key, prev, w);
     } else if (argc == 1 && IS(0, "reload")) {
-        if (ctl->stopping)
-            strbuf_puts(out, "error: stopping\n");
-        else
-            control_reload(ctl, out);
+        ops->reload(ops->ctx, out);
     } else if (argc == 1 && IS(0, "reopen")) {
-        control_reopen_access_log(ctl, "admin", out);
+        ops->reopen(ops->ctx, out);
     } else if (argc == 0) {
         strbuf_puts(out, "error: empty command (try help)\n");
     } else {
@@ -445,7 +445,7 @@ static bool admin_lines(struct conn *c)
         conn_set_phase(c, PHASE_REPLY);
         c->waiting = true;
         size_t from = c->out.len;
-        int complete = admin_execute(c->srv->ctl, line, &c->out, async_done, c);
+        int complete = admin_execute(c->srv->ops, line, &c->out, async_done, c);
         if (complete) {
             c->waiting = false;
             reply_end(c, from);
@@ -496,10 +496,10 @@ static void http_request(struct conn *c)
         type = "text/plain";
         strbuf_puts(&body, "only GET\n");
     } else if (strcmp(target, "/metrics") == 0) {
-        stats_prometheus(c->srv->ctl, &body);
+        c->srv->ops->prometheus(c->srv->ops->ctx, &body);
     } else if (strcmp(target, "/stats.json") == 0) {
         type = "application/json";
-        stats_json(c->srv->ctl, &body);
+        c->srv->ops->json(c->srv->ops->ctx, &body);
     } else {
         status = "404 Not Found";
         type = "text/plain";
@@ -666,9 +666,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-static void server_init(struct server *s, struct control *ctl, enum conn_kind kind, int fd)
+static void server_init(struct server *s, const struct admin_ops *ops, enum conn_kind kind, int fd)
 {
-    s->ctl = ctl;
+    s->ops = ops;
     s->kind = kind;
     ev_io_init(&s->w_accept, accept_cb, fd, EV_READ);
     ev_io_start(EV_DEFAULT, &s->w_accept);
@@ -723,7 +723,7 @@ static int make_parent(const char *path, gid_t gid)
     return make_dir(d, gid);
 }
 
-struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t uid, gid_t gid,
+struct admin *admin_start(const struct admin_ops *ops, const char *path, int mode, uid_t uid, gid_t gid,
                           char *err, size_t errlen)
 {
     struct sockaddr_any a;
@@ -781,7 +781,7 @@ struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    server_init(&ad->s, ctl, CONN_ADMIN, fd);
+    server_init(&ad->s, ops, CONN_ADMIN, fd);
     log_info("admin socket on %s (mode %04o)", path, (unsigned)mode);
     return ad;
 }
@@ -799,7 +799,7 @@ const char *admin_path(const struct admin *a)
     return a->s.path;
 }
 
-struct admin_http *admin_http_start(struct control *ctl, const struct sockaddr_any *addr, char *err,
+struct admin_http *admin_http_start(const struct admin_ops *ops, const struct sockaddr_any *addr, char *err,
                                     size_t errlen)
 {
     int fd = listener_open(addr, 64, err, errlen);
@@ -812,7 +812,7 @@ struct admin_http *admin_http_start(struct control *ctl, const struct sockaddr_a
         return NULL;
     }
     h->s.addr = *addr;
-    server_init(&h->s, ctl, CONN_HTTP, fd);
+    server_init(&h->s, ops, CONN_HTTP, fd);
     char a[ADDR_STRLEN];
     addr_format(&addr->u.sa, addr->len, a, sizeof(a));
     log_info("admin http on %s (/metrics, /stats.json)", a);

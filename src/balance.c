@@ -9,6 +9,7 @@
  *   away only moves its own clients; others keep theirs.
  * first:      the first usable server in file order (max_conns fills it). */
 #include "sluice/balance.h"
+#include "sluice/addr.h"
 #include "sluice/backend.h"
 #include "sluice/hash.h"
 

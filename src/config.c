@@ -5,6 +5,8 @@
  * (inih does not report empty sections). Every error is collected; a config
  * with any error is freed and never seen by anyone. */
 #include "sluice/config.h"
+#include "sluice/registry.h"
+#include "sluice/addr.h"
 #include "sluice/log.h"
 #include "sluice/parse.h"
 #include "sluice/privilege.h"

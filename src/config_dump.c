@@ -2,6 +2,7 @@
  * every key of every section with its value or default, in a form that
  * config_load_file() reads back to the same configuration. */
 #include "sluice/config.h"
+#include "sluice/addr.h"
 #include "sluice/log.h"
 
 #include <grp.h>

@@ -10,6 +10,9 @@
 #include "sluice/notify.h"
 #include "sluice/pidfile.h"
 #include "sluice/privilege.h"
+#include "sluice/stats.h"
+#include "sluice/strbuf.h"
+#include "sluice/worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -166,7 +169,7 @@ static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     struct control *ctl = container_of(t, struct control, w_shutdown);
-    log_warn("shutdown_timeout reached: closing %d remaining sessions", atomic_load(&ctl->active));
+    log_warn("shutdown_timeout reached: closing %d remaining sessions", atomic_load(&ctl->limits.active));
     for (int i = 0; i < ctl->nslots; i++)
         if (worker_is_live(ctl->workers[i]))
             worker_send(ctl->workers[i], WMSG_KILL_ALL);
@@ -184,7 +187,7 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     ctl->stopping = true;
     notify_send("STOPPING=1");
     log_info("stopping (%s): no new connections, %d sessions draining for up to %.1fs",
-             strsignal(sig->signum), atomic_load(&ctl->active),
+             strsignal(sig->signum), atomic_load(&ctl->limits.active),
              (double)ctl->cfg->shutdown_timeout_ms / 1000.0);
     for (int i = 0; i < ctl->nslots; i++)
         if (worker_is_live(ctl->workers[i]))
@@ -312,7 +315,7 @@ static int slot_init(struct control *ctl, int i, struct config *cfg)
         if (i >= ctl->nslots)
             ctl->nslots = i + 1;
     }
-    return worker_init(ctl->workers[i], ctl, i, cfg);
+    return worker_init(ctl->workers[i], &ctl->worker_host, i, cfg);
 }
 
 /* The admin endpoints a generation asks for, opened before it is
@@ -339,7 +342,7 @@ static int admin_prepare(struct control *ctl, struct config *cfg, struct config 
     bool same_path = old && same_str(old->admin_socket, cfg->admin_socket);
     if (ch->sock_changes && cfg->admin_socket && !same_path) {
         char why[256];
-        ch->sock = admin_start(ctl, cfg->admin_socket, cfg->admin_mode, ctl->owner_uid,
+        ch->sock = admin_start(&ctl->admin_ops, cfg->admin_socket, cfg->admin_mode, ctl->owner_uid,
                                ctl->owner_gid, why, sizeof(why));
         if (ch->sock == NULL) {
             snprintf(err, errlen, "admin_socket: %s", why);
@@ -348,7 +351,7 @@ static int admin_prepare(struct control *ctl, struct config *cfg, struct config 
     }
     if (ch->http_changes && cfg->has_admin_http) {
         char why[256];
-        ch->http = admin_http_start(ctl, &cfg->admin_http, why, sizeof(why));
+        ch->http = admin_http_start(&ctl->admin_ops, &cfg->admin_http, why, sizeof(why));
         if (ch->http == NULL) {
             snprintf(err, errlen, "admin_http: %s", why);
             if (ch->sock)
@@ -549,7 +552,7 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
     ctl->nworkers = p->new_n;
     ctl->cfg = cfg;
     config_apply_weights(cfg);
-    atomic_store(&ctl->max_conns, cfg->max_conns);
+    atomic_store(&ctl->limits.max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     if (strcmp(old->access_log, cfg->access_log) != 0 && access_log_open(ctl, cfg->access_log) < 0)
         log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
@@ -634,6 +637,79 @@ static int open_startup_binds(struct control *ctl, struct config *cfg)
     return rc;
 }
 
+/* ---- what the admin side may do (struct admin_ops) ---- */
+
+static struct config *op_config(void *ctx)
+{
+    return ((struct control *)ctx)->cfg;
+}
+
+static int op_worker_slots(void *ctx)
+{
+    return ((struct control *)ctx)->nslots;
+}
+
+static int op_fanout(void *ctx, void (*fn)(struct worker *, void *), void (*done)(void *), void *arg)
+{
+    return control_fanout(ctx, fn, done, arg);
+}
+
+static void op_info(void *ctx, struct strbuf *out)
+{
+    stats_info(ctx, out);
+}
+
+static void op_table(void *ctx, struct strbuf *out)
+{
+    stats_table(ctx, out);
+}
+
+static void op_json(void *ctx, struct strbuf *out)
+{
+    stats_json(ctx, out);
+}
+
+static void op_backends(void *ctx, struct strbuf *out)
+{
+    stats_backends(ctx, out);
+}
+
+static void op_prometheus(void *ctx, struct strbuf *out)
+{
+    stats_prometheus(ctx, out);
+}
+
+static void op_reload(void *ctx, struct strbuf *report)
+{
+    struct control *ctl = ctx;
+    if (ctl->stopping)
+        strbuf_puts(report, "error: stopping\n");
+    else
+        control_reload(ctl, report);
+}
+
+static void op_reopen(void *ctx, struct strbuf *reply)
+{
+    control_reopen_access_log(ctx, "admin", reply);
+}
+
+void control_admin_ops(struct control *ctl, struct admin_ops *ops)
+{
+    *ops = (struct admin_ops){
+        .ctx = ctl,
+        .config = op_config,
+        .worker_slots = op_worker_slots,
+        .fanout = op_fanout,
+        .info = op_info,
+        .table = op_table,
+        .json = op_json,
+        .backends = op_backends,
+        .prometheus = op_prometheus,
+        .reload = op_reload,
+        .reopen = op_reopen,
+    };
+}
+
 int control_run(struct config *cfg, const char *config_path)
 {
     static struct control ctl_storage;
@@ -647,10 +723,13 @@ int control_run(struct config *cfg, const char *config_path)
     config_ref(cfg);
     ctl->cfg = cfg;
     ctl->config_path = config_path;
+    ctl->worker_host = (struct worker_host){
+        .loop = ctl->loop, .exited = &ctl->w_worker_exit, .limits = &ctl->limits};
+    control_admin_ops(ctl, &ctl->admin_ops);
     ctl->started = ev_time();
     ctl->generation = 1;
     cfg->generation = 1;
-    atomic_store(&ctl->max_conns, cfg->max_conns);
+    atomic_store(&ctl->limits.max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     signal(SIGPIPE, SIG_IGN);
     fault_init();

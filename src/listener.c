@@ -1,9 +1,9 @@
 /* listener.c - open listening sockets; accept in bounded batches, pause on
  * limits and descriptor exhaustion instead of spinning. */
 #include "sluice/listener.h"
-#include "sluice/control.h"
+#include "sluice/limits.h"
 #include "sluice/log.h"
-#include "sluice/worker.h"
+#include "sluice/worker-t.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,15 +55,6 @@ int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_
     return fd;
 }
 
-/* Reserve one slot in a shared count limited to max; false when full. */
-static bool slot_take(_Atomic int *count, int max)
-{
-    if (atomic_fetch_add_explicit(count, 1, memory_order_relaxed) < max)
-        return true;
-    atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
-    return false;
-}
-
 static void listen_pause(struct worker *w, struct worker_listen *wl, ev_tstamp recheck)
 {
     if (!wl->paused) {
@@ -103,20 +94,20 @@ static void accept_exhausted(struct worker *w, int err)
         listen_pause(w, wl, LISTENER_EXHAUSTED_PAUSE);
 }
 
-enum accept_result listener_accept_batch(struct worker_listen *wl)
+enum accept_result listener_accept_batch(struct worker_listen *wl, listener_accepted_fn *accepted)
 {
     struct worker *w = wl->w;
     struct listener_conf *lc = wl->lc;
     struct config *cfg = wl->draining ? wl->cfg : w->cfg;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (!slot_take(&w->ctl->active, atomic_load_explicit(&w->ctl->max_conns,
-                                                              memory_order_relaxed))) {
+        struct session_limits *limits = w->host->limits;
+        if (!limits_take(limits)) {
             counter_add(&w->stats.limit_pauses, 1);
             listen_pause(w, wl, LIMIT_RECHECK);
             return ACCEPT_PAUSED;
         }
         if (!slot_take(&lc->st->active, lc->max_conns)) {
-            atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+            slot_put(&limits->active);
             counter_add(&w->stats.limit_pauses, 1);
             listen_pause(w, wl, LIMIT_RECHECK);
             return ACCEPT_PAUSED;
@@ -126,8 +117,8 @@ enum accept_result listener_accept_batch(struct worker_listen *wl)
         int fd = accept4(wl->w_accept.fd, &peer.u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int err = errno;
-            atomic_fetch_sub_explicit(&lc->st->active, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+            slot_put(&lc->st->active);
+            slot_put(&limits->active);
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
             if (err == EAGAIN)
@@ -141,20 +132,11 @@ enum accept_result listener_accept_batch(struct worker_listen *wl)
             return ACCEPT_FAILED;
         }
         counter_add(&w->stats.accepted, 1);
-        session_start(w, cfg, lc, fd, &peer);
+        accepted(w, cfg, lc, fd, &peer);
         if (wl->draining && --wl->owed <= 0)
             return ACCEPT_EMPTY;
     }
     return ACCEPT_MORE;
-}
-
-void listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct worker_listen *wl = container_of(io, struct worker_listen, w_accept);
-    if (listener_accept_batch(wl) == ACCEPT_EMPTY && wl->draining)
-        worker_listen_drained(wl->w, wl);
 }
 
 int listener_resume_paused(struct worker *w)
@@ -165,8 +147,7 @@ int listener_resume_paused(struct worker *w)
     if (now < w->emfile.until)
         return 1;
     int still = 0;
-    int gmax = atomic_load_explicit(&w->ctl->max_conns, memory_order_relaxed);
-    bool global_full = atomic_load_explicit(&w->ctl->active, memory_order_relaxed) >= gmax;
+    bool global_full = limits_full(w->host->limits);
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
         if (!wl->paused)
             continue;

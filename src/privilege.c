@@ -6,7 +6,7 @@
  * port below 1024; nothing else of root survives. */
 #include "sluice/privilege.h"
 
-#include "sluice/config.h"
+#include "sluice/config-t.h"
 
 #include <errno.h>
 #include <fcntl.h>

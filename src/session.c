@@ -2,14 +2,17 @@
  * relay both directions through buffer chains, half-close, timeouts, and
  * one end reason, counted and access-logged. */
 #include "sluice/session.h"
+#include "sluice/addr.h"
 #include "sluice/backend.h"
 #include "sluice/balance.h"
 #include "sluice/config.h"
 #include "sluice/fault.h"
-#include "sluice/control.h"
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
-#include "sluice/worker.h"
+#include "sluice/limits.h"
+#include "sluice/relay.h"
+#include "sluice/splice.h"
+#include "sluice/worker-t.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -172,7 +175,7 @@ void session_finish(struct session *s, enum end_reason reason)
               (unsigned long long)s->down.bytes);
 
     atomic_fetch_sub_explicit(&s->lc->st->active, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
+    slot_put(&w->host->limits->active);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -182,7 +185,7 @@ void session_finish(struct session *s, enum end_reason reason)
     w->nsessions--;
     if (s->busy == 0)
         session_free(s);
-    worker_session_gone(w);
+    w->session_gone(w);
 }
 
 /* Session callbacks bracket their work with these so a session finished
@@ -655,8 +658,8 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
         counter_add(&w->stats.alloc_failures, 1);
         close(fd);
         atomic_fetch_sub_explicit(&lc->st->active, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&w->ctl->active, 1, memory_order_relaxed);
-        worker_session_gone(w);
+        slot_put(&w->host->limits->active);
+        w->session_gone(w);
         return;
     }
     memset(s, 0, sizeof(*s));

@@ -1,8 +1,14 @@
 /* stats.c - sums per-worker counters on demand and renders them. Workers
  * only ever store their own slots; nothing here blocks them. */
 #include "sluice/stats.h"
+#include "sluice/addr.h"
 #include "sluice/backend.h"
+#include "sluice/config.h"
+#include "sluice/control-t.h"
 #include "sluice/log.h"
+#include "sluice/session.h"
+#include "sluice/strbuf.h"
+#include "sluice/worker-t.h"
 
 #include <string.h>
 #include <time.h>
@@ -116,7 +122,7 @@ void stats_info(struct control *ctl, struct strbuf *out)
                   ctl->config_path, (unsigned long long)ctl->generation,
                   (unsigned long long)ctl->reloads_ok, (unsigned long long)ctl->reloads_failed,
                   last, ctl->last_reload_result[0] ? ctl->last_reload_result : "-",
-                  ival(&ctl->active), (unsigned long long)ws.accepted, ival(&ctl->max_conns));
+                  ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
 }
 
 void stats_table(struct control *ctl, struct strbuf *out)
@@ -169,7 +175,7 @@ void stats_json(struct control *ctl, struct strbuf *out)
                   (unsigned long long)ctl->reloads_failed, ctl->last_reload);
     strbuf_json_str(out, ctl->last_reload_result);
     strbuf_printf(out, ",\"sessions_active\":%d,\"sessions_total\":%llu,\"max_conns\":%d},",
-                  ival(&ctl->active), (unsigned long long)ws.accepted, ival(&ctl->max_conns));
+                  ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
     strbuf_puts(out, "\"process\":{");
 #define X(name) strbuf_printf(out, "\"%s\":%llu,", #name, (unsigned long long)ws.name);
     WORKER_COUNTERS(X)
@@ -290,7 +296,7 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
     strbuf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
                   (unsigned long long)ctl->reloads_failed);
     prom_header(out, "sluice_sessions_active", "gauge", "Live sessions.");
-    strbuf_printf(out, "sluice_sessions_active %d\n", ival(&ctl->active));
+    strbuf_printf(out, "sluice_sessions_active %d\n", ival(&ctl->limits.active));
     prom_header(out, "sluice_sessions_total", "counter", "Connections accepted.");
     strbuf_printf(out, "sluice_sessions_total %llu\n", (unsigned long long)ws.accepted);
     prom_header(out, "sluice_session_ends_total", "counter", "Sessions ended, by reason.");

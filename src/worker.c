@@ -1,10 +1,12 @@
 /* worker.c - worker thread lifecycle and its command inbox. */
 #include "sluice/worker.h"
-#include "sluice/control.h"
 #include "sluice/config.h"
 #include "sluice/fault.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
+#include "sluice/relay.h"
+#include "sluice/session.h"
+#include "sluice/splice.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -39,7 +41,8 @@ static void worker_maybe_exit(struct worker *w)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
-void worker_session_gone(struct worker *w)
+/* A session has ended (w->session_gone, called by session.c). */
+static void worker_session_gone(struct worker *w)
 {
     /* A slot freed up: a listener paused at max_conns may accept again. */
     if (ev_is_active(&w->w_resume))
@@ -87,7 +90,7 @@ static bool drain_accept_queue(struct worker *w, struct worker_listen *wl)
 {
     enum accept_result r = ACCEPT_MORE;
     for (int i = 0; i < 1000 && r == ACCEPT_MORE; i++)
-        r = listener_accept_batch(wl);
+        r = listener_accept_batch(wl, session_start);
     if (r == ACCEPT_EMPTY)
         return true;
     int fd = wl->w_accept.fd;
@@ -118,7 +121,8 @@ static void close_listen(struct worker *w, struct worker_listen *wl)
     free(wl);
 }
 
-void worker_listen_drained(struct worker *w, struct worker_listen *wl)
+/* A draining socket has accepted what it owed: close and free it. */
+static void worker_listen_drained(struct worker *w, struct worker_listen *wl)
 {
     struct worker_listen **pp = &w->listens;
     while (*pp != wl)
@@ -128,6 +132,16 @@ void worker_listen_drained(struct worker *w, struct worker_listen *wl)
              wl->lc->name);
     close_listen(w, wl);
     worker_maybe_exit(w);
+}
+
+/* libev callback of a worker's listening socket. */
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker_listen *wl = container_of(io, struct worker_listen, w_accept);
+    if (listener_accept_batch(wl, session_start) == ACCEPT_EMPTY && wl->draining)
+        worker_listen_drained(wl->w, wl);
 }
 
 /* Retire every socket of this worker that is not draining already; the
@@ -217,14 +231,15 @@ static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
     worker_maybe_exit(w);
 }
 
-int worker_init(struct worker *w, struct control *ctl, int id, struct config *cfg)
+int worker_init(struct worker *w, const struct worker_host *host, int id, struct config *cfg)
 {
     /* A slot can be reused after its worker retired: counters carry on. */
     struct worker_stats keep = w->stats;
     memset(w, 0, sizeof(*w));
     w->stats = keep;
     w->id = id;
-    w->ctl = ctl;
+    w->host = host;
+    w->session_gone = worker_session_gone;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
     if (w->loop == NULL)
         return -1;
@@ -248,7 +263,7 @@ int worker_add_listen(struct worker *w, struct listener_conf *lc, const struct s
     wl->w = w;
     wl->lc = lc;
     wl->addr = *addr;
-    ev_io_init(&wl->w_accept, listener_accept_cb, fd, EV_READ);
+    ev_io_init(&wl->w_accept, accept_cb, fd, EV_READ);
     ev_io_start(w->loop, &wl->w_accept);
     wl->next = w->listens;
     w->listens = wl;
@@ -262,7 +277,7 @@ static void *worker_main(void *arg)
     ev_run(w->loop, 0);
     log_debug("worker %d: stopped", w->id);
     atomic_store(&w->exited, true);
-    ev_async_send(w->ctl->loop, &w->ctl->w_worker_exit);
+    ev_async_send(w->host->loop, w->host->exited);
     return NULL;
 }
 

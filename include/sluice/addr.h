@@ -3,33 +3,11 @@
 #ifndef SLUICE_ADDR_H
 #define SLUICE_ADDR_H
 
-#include <netinet/in.h>
+#include "sluice/addr-t.h"
+
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-struct sockaddr_any {
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-        struct sockaddr_un un;
-    } u;
-    socklen_t len;
-};
-
-/* Compact storage for a peer address (client side of a session): IPv4 or
- * IPv6 only, 28 bytes instead of sockaddr_storage's 128. */
-struct sockaddr_ip {
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } u;
-};
-
-#define ADDR_STRLEN 128
 
 enum addr_flags {
     ADDR_ALLOW_UNIX = 1, /* accept "unix:/path" */

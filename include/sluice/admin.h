@@ -4,23 +4,22 @@
 #define SLUICE_ADMIN_H
 
 #include "sluice/addr.h"
+#include "sluice/admin-t.h"
 #include "sluice/strbuf.h"
 
 #include <stddef.h>
 #include <sys/types.h>
 
-struct control;
-
 /* Create the socket at path (parent directory made if missing, a stale
  * socket file replaced, mode applied, the file and any directory made
  * given to uid/gid unless they are -1). NULL with a message on failure. */
-struct admin *admin_start(struct control *ctl, const char *path, int mode, uid_t uid, gid_t gid,
+struct admin *admin_start(const struct admin_ops *ops, const char *path, int mode, uid_t uid, gid_t gid,
                           char *err, size_t errlen);
 /* Close every client and remove the socket file. */
 void admin_stop(struct admin *a);
 const char *admin_path(const struct admin *a);
 
-struct admin_http *admin_http_start(struct control *ctl, const struct sockaddr_any *addr, char *err,
+struct admin_http *admin_http_start(const struct admin_ops *ops, const struct sockaddr_any *addr, char *err,
                                     size_t errlen);
 void admin_http_stop(struct admin_http *h);
 const struct sockaddr_any *admin_http_addr(const struct admin_http *h);
@@ -29,7 +28,7 @@ const struct sockaddr_any *admin_http_addr(const struct admin_http *h);
  * reply is complete in `out`, 0 when it will be completed later through
  * `done(ctx)` (show sessions, which asks the workers). Exposed for tests
  * and fuzzing: commands that need workers fail cleanly without them. */
-int admin_execute(struct control *ctl, const char *line, struct strbuf *out,
+int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *out,
                   void (*done)(void *ctx, struct strbuf *reply), void *ctx);
 
 #endif

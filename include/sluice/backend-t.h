@@ -4,8 +4,9 @@
 #define SLUICE_BACKEND_T_H
 
 #include "sluice/common.h"
-#include "sluice/registry.h"
+#include "sluice/registry-t.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };

@@ -1,5 +1,6 @@
-/* common.h - small macros every module uses: container_of, assertions,
- * cache-line alignment, single-writer counters, monotonic time. */
+/* common.h - the base layer every header may include: container_of,
+ * assertions, cache-line alignment, single-writer counters. Macros, types
+ * and trivial inline functions only: no declarations of functions. */
 #ifndef SLUICE_COMMON_H
 #define SLUICE_COMMON_H
 
@@ -52,8 +53,5 @@ static inline uint64_t counter_get(counter_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
 }
-
-/* Milliseconds on CLOCK_MONOTONIC; comparable across threads. */
-int64_t time_mono_ms(void);
 
 #endif

@@ -2,7 +2,7 @@
 #ifndef SLUICE_CONFIG_T_H
 #define SLUICE_CONFIG_T_H
 
-#include "sluice/addr.h"
+#include "sluice/addr-t.h"
 #include "sluice/backend-t.h"
 
 #include <stdbool.h>

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct config;
+struct listener_conf;
 struct worker;
 struct worker_listen;
 
@@ -35,11 +37,15 @@ enum accept_result {
     ACCEPT_FAILED, /* another accept error (counted, logged) */
 };
 
-/* Accept up to one batch from a worker's listening socket. */
-enum accept_result listener_accept_batch(struct worker_listen *wl);
+/* What becomes of an accepted connection: the worker starts a session
+ * (slots in the process and listener counts are already taken for it).
+ * A callback, so this module does not depend on sessions or workers. */
+typedef void listener_accepted_fn(struct worker *w, struct config *cfg, struct listener_conf *lc,
+                                  int fd, const struct sockaddr_ip *peer);
 
-/* libev callback for a worker's listening socket. */
-void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+/* Accept up to one batch from a worker's listening socket, handing each
+ * connection to `accepted`. */
+enum accept_result listener_accept_batch(struct worker_listen *wl, listener_accepted_fn *accepted);
 
 /* Worker thread: restart accept watchers paused at a limit or EMFILE when
  * they may accept again (a draining one is also woken, so it notices an

@@ -2,9 +2,12 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include "sluice/log-t.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -37,14 +40,6 @@ void log_write(enum log_level level, const char *fmt, ...)
             log_write(LOG_DEBUG, __VA_ARGS__);                                 \
     } while (0)
 
-/* A log line repeated by a flood (per worker, or per listener) is written
- * at most once per interval; the calls in between are counted so the next
- * line can say how many were suppressed. Not thread-safe: one owner. */
-struct log_limit {
-    double last;              /* when a line was last let through */
-    unsigned long suppressed; /* lines dropped since */
-};
-
 /* True when a line may be written now (then *dropped holds how many were
  * suppressed before it); false counts one more suppressed line. */
 static inline bool log_limit_due(struct log_limit *l, double now, double interval,
@@ -59,6 +54,9 @@ static inline bool log_limit_due(struct log_limit *l, double now, double interva
     l->last = now;
     return true;
 }
+
+/* Milliseconds on CLOCK_MONOTONIC; comparable across threads. */
+int64_t time_mono_ms(void);
 
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into buf. */
 void log_timestamp(char *buf, size_t size);

@@ -8,18 +8,9 @@
 #ifndef SLUICE_REGISTRY_H
 #define SLUICE_REGISTRY_H
 
+#include "sluice/registry-t.h"
+
 #include <stddef.h>
-
-struct registry_obj {
-    struct registry_obj *next;
-    char *key;
-    int refs; /* protected by the registry lock */
-};
-
-struct registry {
-    struct registry_obj *head;
-    void (*fini)(struct registry_obj *); /* frees what an object owns; may be NULL */
-};
 
 /* Find the object called key or create one of `size` bytes (zeroed, the
  * registry_obj must be its first member) and call init on it. Takes a

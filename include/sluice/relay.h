@@ -6,32 +6,12 @@
 #ifndef SLUICE_RELAY_H
 #define SLUICE_RELAY_H
 
+#include "sluice/relay-t.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-struct buf_block {
-    struct buf_block *next;
-    uint32_t start; /* first unsent byte */
-    uint32_t end;   /* one past the last received byte */
-    uint32_t cap;   /* size of data[] */
-    char data[];
-};
-
-/* Free list of blocks of one size; owned by one worker, no locking. */
-struct buf_pool {
-    struct buf_block *free;
-    uint32_t block_size;
-    size_t nfree;
-    size_t max_free; /* blocks kept for reuse; more are returned to malloc */
-    size_t live;     /* blocks handed out and not yet returned */
-};
-
-struct bufchain {
-    struct buf_block *head, *tail;
-    size_t len; /* bytes buffered */
-};
 
 void buf_pool_init(struct buf_pool *p, uint32_t block_size, size_t max_free);
 /* Frees the free list; blocks still in chains must be returned first. */

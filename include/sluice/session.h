@@ -3,84 +3,10 @@
 #ifndef SLUICE_SESSION_H
 #define SLUICE_SESSION_H
 
-#include "sluice/addr.h"
-#include "sluice/balance-t.h"
-#include "sluice/config-t.h"
-#include "sluice/relay.h"
-#include "sluice/splice.h"
-
-#include <ev.h>
-#include <stdbool.h>
-#include <stdint.h>
-
-struct worker;
-
-enum session_state {
-    SS_PROXY_HEADER, /* accept_proxy: waiting for the client's PROXY header */
-    SS_CONNECTING,  /* backend connect in flight (maybe a retry) */
-    SS_RELAYING,    /* bytes flow both ways */
-    SS_HALF_CLOSED, /* one side sent EOF; the other direction still flows */
-    SS_CLOSING,     /* finished; freed at the end of the outermost callback */
-};
-
-#define END_REASONS(X)                                                         \
-    X(client_close)   /* the client sent EOF first, both sides finished */    \
-    X(backend_close)  /* the backend sent EOF first, both sides finished */   \
-    X(connect_failed) /* every connect attempt failed */                       \
-    X(no_backend)     /* no usable server in the pool */                       \
-    X(idle_timeout)   /* no bytes either way for idle_timeout */               \
-    X(reset)          /* RST or socket error on either side */                 \
-    X(shutdown)       /* sluice stopped before the session finished */         \
-    X(local_error)    /* out of memory or descriptors on our side */           \
-    X(proxy_header)   /* accept_proxy: header malformed, missing or late */
-
-enum end_reason {
-#define X(name) END_##name,
-    END_REASONS(X)
-#undef X
-    END_REASON_COUNT,
-    END_NONE = END_REASON_COUNT,
-};
+#include "sluice/session-t.h"
 
 const char *session_state_str(enum session_state s);
 const char *end_reason_str(enum end_reason r);
-
-/* One direction of the relay: bytes read from `src` wait in `chain` until
- * written to `dst`. up = client -> backend, down = backend -> client. */
-struct relay_dir {
-    struct bufchain chain; /* copy mode */
-    struct pipebuf pipe;   /* splice mode */
-    bool splice;           /* this direction moves bytes with splice(2) */
-    uint32_t read_hint;    /* bytes to ask for next: grows while reads fill it */
-    uint64_t bytes;    /* bytes delivered to dst (written to its socket) */
-    bool src_eof;      /* src sent FIN */
-    bool shut_sent;    /* FIN forwarded to dst */
-    bool dst_blocked;  /* last write hit EAGAIN: wait for EV_WRITE */
-};
-
-struct session {
-    struct worker *w;
-    struct session *prev, *next; /* worker's live list */
-    struct config *cfg;          /* generation this session started on */
-    struct listener_conf *lc;
-    struct server_conf *srv;     /* current backend (NULL before a pick) */
-    ev_io w_client;
-    ev_io w_backend;
-    ev_timer w_timer;            /* connect timeout, then idle timeout */
-    struct relay_dir up, down;
-    ev_tstamp started;
-    ev_tstamp last_activity;
-    struct balance_exclude exclude; /* servers already tried, see balance.h */
-    uint8_t attempts;
-    uint8_t state;               /* enum session_state */
-    uint8_t reason;              /* enum end_reason */
-    uint8_t busy;                /* callback nesting: free only at 0 */
-    bool client_eof_first;
-    bool holds_backend;          /* counted in srv->be->active */
-    bool has_local;              /* `local` came from a PROXY header */
-    struct sockaddr_ip client;   /* the client (from the PROXY header if any) */
-    struct sockaddr_ip local;    /* the address it connected to */
-};
 
 /* Take ownership of an accepted fd (slots in the global and listener
  * counts already reserved by the caller) and start connecting. `lc`

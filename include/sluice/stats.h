@@ -3,8 +3,8 @@
 #ifndef SLUICE_STATS_H
 #define SLUICE_STATS_H
 
-#include "sluice/control.h"
-#include "sluice/strbuf.h"
+struct control;
+struct strbuf;
 
 void stats_info(struct control *ctl, struct strbuf *out);
 void stats_table(struct control *ctl, struct strbuf *out);

@@ -57,6 +57,7 @@ static const char fixed_ini[] = "[global]\n"
                                 "check_expect = +PONG\n";
 
 static struct control ctl;
+static struct admin_ops ops; /* the control module's, on ctl */
 static char config_path[] = "/tmp/sluice-fuzz-admin-XXXXXX";
 
 static void remove_config(void)
@@ -94,8 +95,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ctl.nslots = 0;
     ctl.started = ev_time();
     ctl.generation = 1;
-    atomic_init(&ctl.max_conns, cfg->max_conns);
+    atomic_init(&ctl.limits.max_conns, cfg->max_conns);
     pthread_mutex_init(&ctl.fanout_lock, NULL);
+    control_admin_ops(&ctl, &ops);
     return 0;
 }
 
@@ -129,7 +131,7 @@ static void run_line(const char *line, struct strbuf *reply)
 
     strbuf_free(reply);
     strbuf_init(reply);
-    int complete = admin_execute(&ctl, line, reply, NULL, NULL);
+    int complete = admin_execute(&ops, line, reply, NULL, NULL);
     if (complete != 1)
         fail(line, reply, "admin_execute deferred a reply without a done callback");
     if (reply->oom)

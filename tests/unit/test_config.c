@@ -3,6 +3,7 @@
  * `NAME:LINE: key:` prefix, and runtime state shared through the registry. */
 #include "unit.h"
 
+#include "sluice/addr.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/privilege.h"
