@@ -570,7 +570,6 @@ static const char *server_name(const struct server *s)
 /* The phase's deadline passed: close, whatever is still unsent. */
 static void conn_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)revents;
     struct conn *c = container_of(t, struct conn, w_timer);
     log_debug("%s: client closed: no %s within %.0fs", c->kind == CONN_ADMIN ? "admin" : "http",
               conn_phase_str(c->phase), ev_now(loop) - c->phase_since);
@@ -624,14 +623,12 @@ static void accept_exhausted(struct ev_loop *loop, struct server *s, int err)
 
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)revents;
     struct server *s = container_of(t, struct server, w_resume);
     ev_io_start(loop, &s->w_accept);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    (void)revents;
     struct server *s = container_of(io, struct server, w_accept);
     for (int i = 0; i < 16; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -45,6 +45,12 @@ static int active_of(const struct server_conf *s)
     return atomic_load_explicit(&s->be->active, memory_order_relaxed);
 }
 
+/* Every algorithm takes the same arguments (some use only a few), so
+ * balance_pick() dispatches through one table. */
+#define PICK_ARGS                                                                                 \
+    struct pool_conf *p, struct balance_state *st, bool backup,                                   \
+        const struct balance_exclude *exclude, int64_t now_ms, const struct sockaddr *client
+
 /* Is a's load (active/weight) below b's? Cross-multiplied: no division. */
 static bool less_loaded(const struct server_conf *a, const struct server_conf *b)
 {
@@ -82,8 +88,7 @@ void balance_exclude_free(struct balance_exclude *e)
     e->bits = 0;
 }
 
-static struct server_conf *pick_roundrobin(struct pool_conf *p, struct balance_state *st,
-                                           bool backup, const struct balance_exclude *exclude, int64_t now_ms)
+static struct server_conf *pick_roundrobin(PICK_ARGS)
 {
     int best = -1;
     int64_t total = 0;
@@ -102,8 +107,7 @@ static struct server_conf *pick_roundrobin(struct pool_conf *p, struct balance_s
     return &p->servers[best];
 }
 
-static struct server_conf *pick_leastconn(struct pool_conf *p, struct balance_state *st,
-                                          bool backup, const struct balance_exclude *exclude, int64_t now_ms)
+static struct server_conf *pick_leastconn(PICK_ARGS)
 {
     /* Start at a random offset so ties do not all land on server 0. */
     int n = p->nservers;
@@ -133,8 +137,7 @@ static struct server_conf *pick_weighted_random(struct pool_conf *p, struct bala
     return NULL; /* weights changed under us: caller falls back */
 }
 
-static struct server_conf *pick_random(struct pool_conf *p, struct balance_state *st, bool backup,
-                                       const struct balance_exclude *exclude, int64_t now_ms)
+static struct server_conf *pick_random(PICK_ARGS)
 {
     bool ok_small[64];
     bool *ok = p->nservers <= 64 ? ok_small : malloc((size_t)p->nservers);
@@ -163,8 +166,7 @@ static struct server_conf *pick_random(struct pool_conf *p, struct balance_state
     return pick;
 }
 
-static struct server_conf *pick_source(struct pool_conf *p, bool backup, const struct balance_exclude *exclude,
-                                       int64_t now_ms, const struct sockaddr *client)
+static struct server_conf *pick_source(PICK_ARGS)
 {
     uint64_t key = client ? addr_hash_ip(client) : 0;
     struct server_conf *best = NULL;
@@ -185,14 +187,19 @@ static struct server_conf *pick_source(struct pool_conf *p, bool backup, const s
     return best;
 }
 
-static struct server_conf *pick_first(struct pool_conf *p, bool backup, const struct balance_exclude *exclude,
-                                      int64_t now_ms)
+static struct server_conf *pick_first(PICK_ARGS)
 {
     for (int i = 0; i < p->nservers; i++)
         if (candidate(p, i, backup, exclude, now_ms))
             return &p->servers[i];
     return NULL;
 }
+
+static struct server_conf *(*const pickers[])(PICK_ARGS) = {
+    [BALANCE_ROUNDROBIN] = pick_roundrobin, [BALANCE_LEASTCONN] = pick_leastconn,
+    [BALANCE_RANDOM] = pick_random,         [BALANCE_SOURCE] = pick_source,
+    [BALANCE_FIRST] = pick_first,
+};
 
 struct server_conf *balance_pick(struct pool_conf *p, int worker_id, const struct sockaddr *client,
                                  const struct balance_exclude *exclude, int64_t now_ms)
@@ -202,24 +209,7 @@ struct server_conf *balance_pick(struct pool_conf *p, int worker_id, const struc
         return NULL;
     for (int pass = 0; pass < 2; pass++) {
         bool backup = pass == 1;
-        struct server_conf *s = NULL;
-        switch (p->balance) {
-        case BALANCE_ROUNDROBIN:
-            s = pick_roundrobin(p, st, backup, exclude, now_ms);
-            break;
-        case BALANCE_LEASTCONN:
-            s = pick_leastconn(p, st, backup, exclude, now_ms);
-            break;
-        case BALANCE_RANDOM:
-            s = pick_random(p, st, backup, exclude, now_ms);
-            break;
-        case BALANCE_SOURCE:
-            s = pick_source(p, backup, exclude, now_ms, client);
-            break;
-        case BALANCE_FIRST:
-            s = pick_first(p, backup, exclude, now_ms);
-            break;
-        }
+        struct server_conf *s = pickers[p->balance](p, st, backup, exclude, now_ms, client);
         if (s != NULL)
             return s;
     }

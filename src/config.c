@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,6 +108,18 @@ void config_errors_print(const struct config_errors *errs, FILE *out)
         fprintf(out, "%s\n", errs->msgs[i]);
 }
 
+struct config *config_load_reporting(const char *path, const char *prog)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load_file(path, &errs);
+    if (cfg == NULL) {
+        config_errors_print(&errs, stderr);
+        fprintf(stderr, "%s: %d error%s in %s\n", prog, errs.n, errs.n == 1 ? "" : "s", path);
+        config_errors_free(&errs);
+    }
+    return cfg;
+}
+
 void config_errors_free(struct config_errors *errs)
 {
     for (int i = 0; i < errs->n; i++)
@@ -159,6 +172,40 @@ static int grow(void **arr, int *n, size_t elem)
     return (*n)++;
 }
 
+/* The members a listener_conf and a pool_conf both start with. */
+struct section_head {
+    char *name;
+    int line;
+};
+_Static_assert(offsetof(struct listener_conf, name) == offsetof(struct section_head, name) &&
+                   offsetof(struct listener_conf, line) == offsetof(struct section_head, line) &&
+                   offsetof(struct pool_conf, name) == offsetof(struct section_head, name) &&
+                   offsetof(struct pool_conf, line) == offsetof(struct section_head, line),
+               "listener_conf and pool_conf must start with name, line");
+
+/* Add a [KIND NAME] section to an array of elem-sized entries unless one
+ * of that name exists (then an error at the header). Returns its index,
+ * or -1 (error reported, or out of memory). */
+static int section_add(struct parse_ctx *c, void **arr, int *n, size_t elem, const char *kind,
+                       const char *name, const char *header, int line)
+{
+    for (int i = 0; i < *n; i++) {
+        const struct section_head *h = (const void *)((const char *)*arr + elem * (size_t)i);
+        if (strcmp(h->name, name) == 0) {
+            add_error(c, line, header, "duplicate %s '%s' (first at line %d)", kind, name, h->line);
+            return -1;
+        }
+    }
+    int i = grow(arr, n, elem);
+    struct section_head *h = i < 0 ? NULL : (void *)((char *)*arr + elem * (size_t)i);
+    if (h == NULL || (h->name = strdup(name)) == NULL) {
+        c->oom = true;
+        return -1;
+    }
+    h->line = line;
+    return i;
+}
+
 /* ---- section headers (seen by the reader, before inih) ---- */
 
 static void section_begin(struct parse_ctx *c, const char *header, int line)
@@ -190,39 +237,21 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
     }
     struct config *cfg = c->cfg;
     if (is_listener) {
-        for (int i = 0; i < cfg->nlisteners; i++) {
-            if (strcmp(cfg->listeners[i].name, name) == 0) {
-                add_error(c, line, header, "duplicate listener '%s' (first at line %d)", name,
-                          cfg->listeners[i].line);
-                return;
-            }
-        }
-        int i = grow((void **)&cfg->listeners, &cfg->nlisteners, sizeof(struct listener_conf));
-        if (i < 0 || (cfg->listeners[i].name = strdup(name)) == NULL) {
-            c->oom = true;
+        int i = section_add(c, (void **)&cfg->listeners, &cfg->nlisteners, sizeof(struct listener_conf),
+                            "listener", name, header, line);
+        if (i < 0)
             return;
-        }
-        cfg->listeners[i].line = line;
         cfg->listeners[i].max_conns = 10000;
         cfg->listeners[i].backlog = 4096;
         cfg->listeners[i].proxy_timeout_ms = 5000;
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
-        for (int i = 0; i < cfg->npools; i++) {
-            if (strcmp(cfg->pools[i].name, name) == 0) {
-                add_error(c, line, header, "duplicate pool '%s' (first at line %d)", name,
-                          cfg->pools[i].line);
-                return;
-            }
-        }
-        int i = grow((void **)&cfg->pools, &cfg->npools, sizeof(struct pool_conf));
-        if (i < 0 || (cfg->pools[i].name = strdup(name)) == NULL) {
-            c->oom = true;
+        int i = section_add(c, (void **)&cfg->pools, &cfg->npools, sizeof(struct pool_conf), "pool",
+                            name, header, line);
+        if (i < 0)
             return;
-        }
         struct pool_conf *p = &cfg->pools[i];
-        p->line = line;
         p->balance = BALANCE_ROUNDROBIN;
         p->connect_timeout_ms = 3000;
         p->idle_timeout_ms = 5 * 60 * 1000;
@@ -371,6 +400,23 @@ static bool val_size(struct parse_ctx *c, const char *key, const char *v, uint64
     }
     *out = (uint32_t)n;
     return true;
+}
+
+/* One of a list of words: its index in *out, else an error naming them all. */
+static bool val_word(struct parse_ctx *c, const char *key, const char *v, const char *const *words,
+                     size_t n, int *out)
+{
+    char list[256] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v, words[i]) == 0) {
+            *out = (int)i;
+            return true;
+        }
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", words[i]);
+    }
+    add_error(c, c->lineno, key, "'%s' is not one of %s", v, list);
+    return false;
 }
 
 /* Match key against a static list so seen[] can keep the static pointer. */
@@ -548,12 +594,10 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
     } else if (strcmp(key, "backlog") == 0) {
         val_int(c, key, v, 1, 65535, &l->backlog);
     } else if (strcmp(key, "relay") == 0) {
-        if (strcmp(v, "copy") == 0)
-            l->splice = false;
-        else if (strcmp(v, "splice") == 0)
-            l->splice = true;
-        else
-            add_error(c, c->lineno, key, "'%s' is not one of copy, splice", v);
+        static const char *const relays[] = {"copy", "splice"};
+        int r;
+        if (val_word(c, key, v, relays, ARRAY_SIZE(relays), &r))
+            l->splice = r == 1;
     } else if (strcmp(key, "accept_proxy") == 0) {
         if (!parse_bool(v, &l->accept_proxy))
             add_error(c, c->lineno, key, "'%s' is not on or off", v);
@@ -662,14 +706,11 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
     } else if (strcmp(key, "rise") == 0) {
         val_int(c, key, v, 1, 1000, &p->rise);
     } else if (strcmp(key, "check") == 0) {
-        if (strcmp(v, "none") == 0)
-            p->check = CHECK_NONE;
-        else if (strcmp(v, "tcp") == 0)
-            p->check = CHECK_TCP;
-        else if (strcmp(v, "send-expect") == 0)
-            p->check = CHECK_SEND_EXPECT;
-        else
-            add_error(c, c->lineno, key, "'%s' is not one of none, tcp, send-expect", v);
+        static const char *const checks[] = {[CHECK_NONE] = "none", [CHECK_TCP] = "tcp",
+                                             [CHECK_SEND_EXPECT] = "send-expect"};
+        int k;
+        if (val_word(c, key, v, checks, ARRAY_SIZE(checks), &k))
+            p->check = (enum check_kind)k;
     } else if (strcmp(key, "check_interval") == 0) {
         val_duration(c, key, v, 10, &p->check_interval_ms);
     } else if (strcmp(key, "check_timeout") == 0) {

@@ -56,7 +56,6 @@ static void reap_workers(struct control *ctl)
 
 static void worker_exit_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
-    (void)revents;
     struct control *ctl = container_of(a, struct control, w_worker_exit);
     reap_workers(ctl);
     if (ctl->stopping && workers_alive(ctl) == 0)
@@ -105,8 +104,6 @@ static void fanout_fault_wait(struct control *ctl)
 
 static void fanout_done_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct control *ctl = container_of(a, struct control, w_fanout_done);
     pthread_mutex_lock(&ctl->fanout_lock);
     struct fanout *f = ctl->fanout_done;
@@ -166,8 +163,6 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
 
 static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct control *ctl = container_of(t, struct control, w_shutdown);
     log_warn("shutdown_timeout reached: closing %d remaining sessions", atomic_load(&ctl->limits.active));
     for (int i = 0; i < ctl->nslots; i++)
@@ -177,7 +172,6 @@ static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
-    (void)revents;
     struct control *ctl = sig->data;
     if (ctl->stopping) {
         log_info("second %s: closing all sessions now", strsignal(sig->signum));
@@ -208,8 +202,6 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 
 static void hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct control *ctl = sig->data;
     if (ctl->stopping)
         return;
@@ -244,8 +236,6 @@ int control_reopen_access_log(struct control *ctl, const char *who, struct strbu
 
 static void usr1_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
-    (void)loop;
-    (void)revents;
     control_reopen_access_log(sig->data, "SIGUSR1", NULL);
 }
 

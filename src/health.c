@@ -10,6 +10,7 @@
 #include "sluice/config.h"
 #include "sluice/hash.h"
 #include "sluice/log.h"
+#include "sluice/thread.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -175,7 +176,6 @@ static void check_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)revents;
     struct check *c = container_of(t, struct check, w_timer);
     if (c->running) {
         check_done(H, c, CHECK_RESULT_TIMEOUT);
@@ -263,7 +263,6 @@ static void checks_plan(struct health *h, struct config *cfg)
 
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
-    (void)revents;
     struct health *h = container_of(a, struct health, w_wake);
     pthread_mutex_lock(&h->lock);
     struct config *next = h->pending;
@@ -302,11 +301,7 @@ int health_start(struct config *cfg)
     config_ref(cfg);
     checks_plan(h, cfg);
     H = h;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&h->thread, NULL, health_main, h);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = thread_start(&h->thread, health_main, h);
     if (rc != 0) {
         checks_clear(h);
         ev_loop_destroy(h->loop);

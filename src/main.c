@@ -74,14 +74,9 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    struct config_errors errs = {0};
-    struct config *cfg = config_load_file(path, &errs);
-    if (cfg == NULL) {
-        config_errors_print(&errs, stderr);
-        fprintf(stderr, "sluice: %d error%s in %s\n", errs.n, errs.n == 1 ? "" : "s", path);
-        config_errors_free(&errs);
+    struct config *cfg = config_load_reporting(path, "sluice");
+    if (cfg == NULL)
         return 1;
-    }
     if (check_only) {
         /* What would stop a start is an error here too (ExecStartPre=). */
         char why[300];

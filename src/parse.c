@@ -1,5 +1,6 @@
 /* parse.c - pure value parsers shared by the config loader and admin. */
 #include "sluice/parse.h"
+#include "sluice/common.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,6 +10,24 @@
 #include <strings.h>
 
 #define MAX_DURATION_MS (30LL * 24 * 3600 * 1000)
+
+/* A unit suffix and what it multiplies by ("" for none). */
+struct unit {
+    const char *suffix;
+    uint64_t mult;
+};
+
+static bool unit_multiplier(const char *suffix, const struct unit *units, size_t n, bool nocase,
+                            uint64_t *mult)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((nocase ? strcasecmp(suffix, units[i].suffix) : strcmp(suffix, units[i].suffix)) == 0) {
+            *mult = units[i].mult;
+            return true;
+        }
+    }
+    return false;
+}
 
 bool parse_duration_ms(const char *s, int64_t *ms)
 {
@@ -31,19 +50,12 @@ bool parse_duration_ms(const char *s, int64_t *ms)
     char num[24];
     memcpy(num, s, i);
     num[i] = '\0';
-    const char *unit = s + i;
-    double mult;
-    if (*unit == '\0' || strcmp(unit, "s") == 0)
-        mult = 1000;
-    else if (strcmp(unit, "ms") == 0)
-        mult = 1;
-    else if (strcmp(unit, "m") == 0)
-        mult = 60 * 1000;
-    else if (strcmp(unit, "h") == 0)
-        mult = 3600 * 1000;
-    else
+    static const struct unit units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60 * 1000},
+                                        {"h", 3600 * 1000}};
+    uint64_t mult;
+    if (!unit_multiplier(s + i, units, ARRAY_SIZE(units), false, &mult))
         return false;
-    double r = strtod(num, NULL) * mult;
+    double r = strtod(num, NULL) * (double)mult;
     if (!isfinite(r) || r > (double)MAX_DURATION_MS)
         return false;
     *ms = (int64_t)(r + 0.5);
@@ -59,16 +71,10 @@ bool parse_size(const char *s, uint64_t *bytes)
     unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || end == s)
         return false;
+    static const struct unit units[] = {{"", 1}, {"k", 1024}, {"m", 1024 * 1024},
+                                        {"g", 1024ULL * 1024 * 1024}};
     uint64_t mult;
-    if (*end == '\0')
-        mult = 1;
-    else if (strcasecmp(end, "k") == 0)
-        mult = 1024;
-    else if (strcasecmp(end, "m") == 0)
-        mult = 1024 * 1024;
-    else if (strcasecmp(end, "g") == 0)
-        mult = 1024ULL * 1024 * 1024;
-    else
+    if (!unit_multiplier(end, units, ARRAY_SIZE(units), true, &mult))
         return false;
     if (v > UINT64_MAX / mult)
         return false;
@@ -131,19 +137,14 @@ const char *parse_escapes(const char *s, char **out, size_t *outlen)
             continue;
         }
         char e = s[++i];
+        /* \r \n \t \\: a letter's place in `letters` is its byte's in `bytes`. */
+        static const char letters[] = "rnt\\", bytes[] = "\r\n\t\\";
+        const char *simple = e != '\0' ? strchr(letters, e) : NULL;
+        if (simple != NULL) {
+            buf[o++] = bytes[simple - letters];
+            continue;
+        }
         switch (e) {
-        case 'r':
-            buf[o++] = '\r';
-            break;
-        case 'n':
-            buf[o++] = '\n';
-            break;
-        case 't':
-            buf[o++] = '\t';
-            break;
-        case '\\':
-            buf[o++] = '\\';
-            break;
         case 'x': {
             int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
             int lo = i + 2 < n ? hexval(s[i + 2]) : -1;

@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,38 +40,56 @@ static bool parse_id(const char *s, unsigned long *out)
     return true;
 }
 
-const char *privilege_lookup_user(const char *name, uid_t *uid, gid_t *primary_gid)
+/* Resolve a user (or, with `group`, a group) by name or number: the id,
+ * and for a user its primary group. NULL, or why not. */
+static const char *lookup_id(const char *name, bool group, unsigned *id, unsigned *primary_gid)
 {
     char buf[PW_BUF];
-    struct passwd pw, *res = NULL;
-    unsigned long id;
-    int rc = parse_id(name, &id) ? getpwuid_r((uid_t)id, &pw, buf, sizeof(buf), &res)
-                                 : getpwnam_r(name, &pw, buf, sizeof(buf), &res);
-    if (res == NULL) {
-        if (rc == 0 || rc == ENOENT || rc == ESRCH)
-            return "no such user";
-        return "cannot look up the user";
+    unsigned long num;
+    bool numeric = parse_id(name, &num);
+    bool found;
+    int rc;
+    if (group) {
+        struct group gr, *res = NULL;
+        rc = numeric ? getgrgid_r((gid_t)num, &gr, buf, sizeof(buf), &res)
+                     : getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+        if ((found = res != NULL))
+            *id = gr.gr_gid;
+    } else {
+        struct passwd pw, *res = NULL;
+        rc = numeric ? getpwuid_r((uid_t)num, &pw, buf, sizeof(buf), &res)
+                     : getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+        if ((found = res != NULL)) {
+            *id = pw.pw_uid;
+            *primary_gid = pw.pw_gid;
+        }
     }
-    *uid = pw.pw_uid;
+    if (found)
+        return NULL;
+    if (rc == 0 || rc == ENOENT || rc == ESRCH)
+        return group ? "no such group" : "no such user";
+    return group ? "cannot look up the group" : "cannot look up the user";
+}
+
+const char *privilege_lookup_user(const char *name, uid_t *uid, gid_t *primary_gid)
+{
+    unsigned id, gid;
+    const char *why = lookup_id(name, false, &id, &gid);
+    if (why != NULL)
+        return why;
+    *uid = id;
     if (primary_gid != NULL)
-        *primary_gid = pw.pw_gid;
+        *primary_gid = gid;
     return NULL;
 }
 
 const char *privilege_lookup_group(const char *name, gid_t *gid)
 {
-    char buf[PW_BUF];
-    struct group gr, *res = NULL;
-    unsigned long id;
-    int rc = parse_id(name, &id) ? getgrgid_r((gid_t)id, &gr, buf, sizeof(buf), &res)
-                                 : getgrnam_r(name, &gr, buf, sizeof(buf), &res);
-    if (res == NULL) {
-        if (rc == 0 || rc == ENOENT || rc == ESRCH)
-            return "no such group";
-        return "cannot look up the group";
-    }
-    *gid = gr.gr_gid;
-    return NULL;
+    unsigned id, unused;
+    const char *why = lookup_id(name, true, &id, &unused);
+    if (why == NULL)
+        *gid = id;
+    return why;
 }
 
 const char *privilege_default_user(uid_t *uid, gid_t *gid)

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 static const uint8_t v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
@@ -97,6 +98,28 @@ static enum proxy_parse_result parse_v1(const uint8_t *buf, size_t len, struct p
     return PROXY_DONE;
 }
 
+/* Where a family's address and port sit in its sockaddr, and the address
+ * length (4 or 16): one description for building and parsing v2 headers. */
+static size_t ip_layout(bool v6, size_t *addr_off, size_t *port_off)
+{
+    *addr_off = v6 ? offsetof(struct sockaddr_in6, sin6_addr) : offsetof(struct sockaddr_in, sin_addr);
+    *port_off = v6 ? offsetof(struct sockaddr_in6, sin6_port) : offsetof(struct sockaddr_in, sin_port);
+    return v6 ? 16 : 4;
+}
+
+/* The source and destination of a v2 header's address block: addresses
+ * (4 or 16 bytes each), then ports, all in network order as on the wire. */
+static void v2_addresses(struct proxy_hdr *out, const uint8_t *a, bool v6)
+{
+    size_t ao, po, alen = ip_layout(v6, &ao, &po);
+    struct sockaddr_ip *ends[2] = {&out->src, &out->dst};
+    for (size_t i = 0; i < 2; i++) {
+        ends[i]->u.sa.sa_family = v6 ? AF_INET6 : AF_INET;
+        memcpy((char *)ends[i] + ao, a + i * alen, alen);
+        memcpy((char *)ends[i] + po, a + 2 * alen + 2 * i, 2);
+    }
+}
+
 static enum proxy_parse_result parse_v2(const uint8_t *buf, size_t len, struct proxy_hdr *out,
                                         size_t *consumed, const char **why)
 {
@@ -118,24 +141,12 @@ static enum proxy_parse_result parse_v2(const uint8_t *buf, size_t len, struct p
     const uint8_t *a = buf + 16;
     if (cmd == 0) {
         out->local = true; /* LOCAL: health check from the balancer */
-    } else if (fam == 0x11) { /* TCP over IPv4 */
-        if (body < 12)
-            return (*why = "v2: short IPv4 addresses"), PROXY_INVALID;
-        out->src.u.in4.sin_family = AF_INET;
-        out->dst.u.in4.sin_family = AF_INET;
-        memcpy(&out->src.u.in4.sin_addr, a, 4);
-        memcpy(&out->dst.u.in4.sin_addr, a + 4, 4);
-        memcpy(&out->src.u.in4.sin_port, a + 8, 2);
-        memcpy(&out->dst.u.in4.sin_port, a + 10, 2);
-    } else if (fam == 0x21) { /* TCP over IPv6 */
-        if (body < 36)
-            return (*why = "v2: short IPv6 addresses"), PROXY_INVALID;
-        out->src.u.in6.sin6_family = AF_INET6;
-        out->dst.u.in6.sin6_family = AF_INET6;
-        memcpy(&out->src.u.in6.sin6_addr, a, 16);
-        memcpy(&out->dst.u.in6.sin6_addr, a + 16, 16);
-        memcpy(&out->src.u.in6.sin6_port, a + 32, 2);
-        memcpy(&out->dst.u.in6.sin6_port, a + 34, 2);
+    } else if (fam == 0x11 || fam == 0x21) { /* TCP over IPv4 / IPv6 */
+        bool v6 = fam == 0x21;
+        if (body < (v6 ? 36 : 12))
+            return (*why = v6 ? "v2: short IPv6 addresses" : "v2: short IPv4 addresses"),
+                   PROXY_INVALID;
+        v2_addresses(out, a, v6);
     } else if (fam == 0x00) {
         out->local = true; /* UNSPEC: keep the real peer */
     } else {
@@ -176,20 +187,18 @@ size_t proxy_build(int version, const struct sockaddr *src, const struct sockadd
         int n;
         if (!same) {
             n = snprintf((char *)buf, size, "PROXY UNKNOWN\r\n");
-        } else if (src->sa_family == AF_INET) {
-            const struct sockaddr_in *s = (const void *)src, *d = (const void *)dst;
-            char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
-            inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
-            inet_ntop(AF_INET, &d->sin_addr, b, sizeof(b));
-            n = snprintf((char *)buf, size, "PROXY TCP4 %s %s %u %u\r\n", a, b,
-                         ntohs(s->sin_port), ntohs(d->sin_port));
         } else {
-            const struct sockaddr_in6 *s = (const void *)src, *d = (const void *)dst;
+            bool v6 = src->sa_family == AF_INET6;
+            size_t ao, po;
+            ip_layout(v6, &ao, &po);
             char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
-            inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
-            inet_ntop(AF_INET6, &d->sin6_addr, b, sizeof(b));
-            n = snprintf((char *)buf, size, "PROXY TCP6 %s %s %u %u\r\n", a, b,
-                         ntohs(s->sin6_port), ntohs(d->sin6_port));
+            in_port_t sp, dp;
+            inet_ntop(src->sa_family, (const char *)src + ao, a, sizeof(a));
+            inet_ntop(src->sa_family, (const char *)dst + ao, b, sizeof(b));
+            memcpy(&sp, (const char *)src + po, sizeof(sp));
+            memcpy(&dp, (const char *)dst + po, sizeof(dp));
+            n = snprintf((char *)buf, size, "PROXY TCP%c %s %s %u %u\r\n", v6 ? '6' : '4', a, b,
+                         ntohs(sp), ntohs(dp));
         }
         return n > 0 && (size_t)n < size ? (size_t)n : 0;
     }
@@ -201,24 +210,17 @@ size_t proxy_build(int version, const struct sockaddr *src, const struct sockadd
         buf[12] = 0x21; /* PROXY, but the addresses are unknown */
         buf[13] = 0x00;
         body = 0;
-    } else if (src->sa_family == AF_INET) {
-        const struct sockaddr_in *s = (const void *)src, *d = (const void *)dst;
-        buf[12] = 0x21;
-        buf[13] = 0x11;
-        memcpy(buf + 16, &s->sin_addr, 4);
-        memcpy(buf + 20, &d->sin_addr, 4);
-        memcpy(buf + 24, &s->sin_port, 2);
-        memcpy(buf + 26, &d->sin_port, 2);
-        body = 12;
     } else {
-        const struct sockaddr_in6 *s = (const void *)src, *d = (const void *)dst;
+        bool v6 = src->sa_family == AF_INET6;
+        size_t ao, po, alen = ip_layout(v6, &ao, &po);
+        const struct sockaddr *ends[2] = {src, dst};
         buf[12] = 0x21;
-        buf[13] = 0x21;
-        memcpy(buf + 16, &s->sin6_addr, 16);
-        memcpy(buf + 32, &d->sin6_addr, 16);
-        memcpy(buf + 48, &s->sin6_port, 2);
-        memcpy(buf + 50, &d->sin6_port, 2);
-        body = 36;
+        buf[13] = v6 ? 0x21 : 0x11; /* TCP over IPv6 / IPv4 */
+        for (size_t i = 0; i < 2; i++) {
+            memcpy(buf + 16 + i * alen, (const char *)ends[i] + ao, alen);
+            memcpy(buf + 16 + 2 * alen + 2 * i, (const char *)ends[i] + po, 2);
+        }
+        body = 2 * alen + 4;
     }
     buf[14] = (uint8_t)(body >> 8);
     buf[15] = (uint8_t)body;

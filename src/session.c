@@ -369,21 +369,18 @@ static void side_event(struct session *s, struct relay_dir *sends, struct relay_
 
 static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    (void)loop;
     struct session *s = container_of(io, struct session, w_client);
     side_event(s, &s->up, &s->down, client_fd(s), backend_fd(s), revents);
 }
 
 static void relay_backend_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    (void)loop;
     struct session *s = container_of(io, struct session, w_backend);
     side_event(s, &s->down, &s->up, backend_fd(s), client_fd(s), revents);
 }
 
 static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)revents;
     struct session *s = container_of(t, struct session, w_timer);
     /* Lazy re-arm: activity only moves last_activity; the timer checks. */
     ev_tstamp idle = (ev_tstamp)s->srv->pool->idle_timeout_ms / 1000.0;
@@ -466,8 +463,6 @@ static void connect_failed(struct session *s, int err)
 
 static void connect_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct session *s = container_of(io, struct session, w_backend);
     session_enter(s);
     int err = 0;
@@ -483,8 +478,6 @@ static void connect_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 static void connect_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct session *s = container_of(t, struct session, w_timer);
     session_enter(s);
     connect_failed(s, 0);
@@ -586,8 +579,6 @@ static void proxy_reject(struct session *s, const char *why)
 
 static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct session *s = container_of(io, struct session, w_client);
     struct worker *w = s->w;
     session_enter(s);
@@ -638,8 +629,6 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 static void proxy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct session *s = container_of(t, struct session, w_timer);
     session_enter(s);
     proxy_reject(s, s->up.chain.len ? "incomplete header when proxy_timeout expired"

@@ -33,14 +33,9 @@ static void usage(FILE *out)
  * or one without an admin socket. */
 static char *socket_from_config(const char *file)
 {
-    struct config_errors errs = {0};
-    struct config *cfg = config_load_file(file, &errs);
-    if (cfg == NULL) {
-        config_errors_print(&errs, stderr);
-        fprintf(stderr, "sluicectl: %d error%s in %s\n", errs.n, errs.n == 1 ? "" : "s", file);
-        config_errors_free(&errs);
+    struct config *cfg = config_load_reporting(file, "sluicectl");
+    if (cfg == NULL)
         exit(1);
-    }
     if (cfg->admin_socket == NULL) {
         fprintf(stderr,
                 "sluicectl: %s has no admin socket ([global] admin_socket is off): set one to "

@@ -33,27 +33,40 @@ struct worker_sums {
     uint64_t ends[END_REASON_COUNT];
 };
 
-/* Workers past an object's last chunk never counted anything for it (it
- * belongs to no config with that many workers): their counts are 0. */
+/* Sum n counters over the workers: chunks[] are an object's per-worker
+ * counter chunks (struct listener_wstats or backend_wstats, elem bytes
+ * each, made of counter_t only), out[] gets the n totals in the same
+ * order. Workers past the object's last chunk never counted anything for
+ * it (it belongs to no config with that many workers): they add 0. */
+static void sum_chunks(void *const *chunks, size_t elem, int nslots, uint64_t *out, size_t n)
+{
+    memset(out, 0, n * sizeof(*out));
+    for (int w = 0; w < nslots && chunks[w / SLUICE_WS_CHUNK] != NULL; w++) {
+        counter_t *c = (counter_t *)((char *)chunks[w / SLUICE_WS_CHUNK] +
+                                     elem * (size_t)(w % SLUICE_WS_CHUNK));
+        for (size_t k = 0; k < n; k++)
+            out[k] += counter_get(&c[k]);
+    }
+}
+
+#define COUNT(name) +1
+_Static_assert(sizeof(struct listener_sums) == (0 LISTENER_COUNTERS(COUNT)) * sizeof(uint64_t),
+               "listener sums: one uint64_t per counter, in order");
+_Static_assert(sizeof(struct backend_sums) == (0 BACKEND_COUNTERS(COUNT)) * sizeof(uint64_t),
+               "backend sums: one uint64_t per counter, in order");
+
 static void sum_listener(struct control *ctl, struct listener_state *st, struct listener_sums *o)
 {
-    memset(o, 0, sizeof(*o));
-    for (int w = 0; w < ctl->nslots && st->ws[w / SLUICE_WS_CHUNK] != NULL; w++) {
-#define X(name) o->name += counter_get(&listener_ws(st, w)->name);
-        LISTENER_COUNTERS(X)
-#undef X
-    }
+    sum_chunks(st->ws, sizeof(struct listener_wstats), ctl->nslots, (uint64_t *)o,
+               0 LISTENER_COUNTERS(COUNT));
 }
 
 static void sum_backend(struct control *ctl, struct backend *b, struct backend_sums *o)
 {
-    memset(o, 0, sizeof(*o));
-    for (int w = 0; w < ctl->nslots && b->ws[w / SLUICE_WS_CHUNK] != NULL; w++) {
-#define X(name) o->name += counter_get(&backend_ws(b, w)->name);
-        BACKEND_COUNTERS(X)
-#undef X
-    }
+    sum_chunks(b->ws, sizeof(struct backend_wstats), ctl->nslots, (uint64_t *)o,
+               0 BACKEND_COUNTERS(COUNT));
 }
+#undef COUNT
 
 static void sum_workers(struct control *ctl, struct worker_sums *o)
 {

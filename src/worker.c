@@ -7,6 +7,7 @@
 #include "sluice/relay.h"
 #include "sluice/session.h"
 #include "sluice/splice.h"
+#include "sluice/thread.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -52,7 +53,6 @@ static void worker_session_gone(struct worker *w)
 
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)revents;
     struct worker *w = container_of(t, struct worker, w_resume);
     if (listener_resume_paused(w)) {
         ev_tstamp wait = w->emfile.until > ev_now(loop) ? w->emfile.until - ev_now(loop) : 0.02;
@@ -137,8 +137,6 @@ static void worker_listen_drained(struct worker *w, struct worker_listen *wl)
 /* libev callback of a worker's listening socket. */
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct worker_listen *wl = container_of(io, struct worker_listen, w_accept);
     if (listener_accept_batch(wl, session_start) == ACCEPT_EMPTY && wl->draining)
         worker_listen_drained(wl->w, wl);
@@ -195,8 +193,6 @@ static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new
 
 static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct worker *w = container_of(a, struct worker, w_inbox);
     pthread_mutex_lock(&w->inbox_lock);
     struct worker_msg *m = w->inbox_head;
@@ -287,12 +283,7 @@ int worker_start(struct worker *w)
         errno = EAGAIN;
         return -1;
     }
-    /* Signals belong to the main thread: workers start with all blocked. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = thread_start(&w->thread, worker_main, w);
     if (rc != 0) {
         errno = rc;
         return -1;

@@ -22,6 +22,9 @@ struct config *config_load_file(const char *path, struct config_errors *errs);
 struct config *config_load_buffer(const char *data, size_t len, const char *name,
                                   struct config_errors *errs);
 void config_errors_print(const struct config_errors *errs, FILE *out);
+/* config_load_file(), and on failure every error and a count line
+ * ("PROG: N errors in PATH") on stderr; NULL then. */
+struct config *config_load_reporting(const char *path, const char *prog);
 void config_errors_free(struct config_errors *errs);
 
 /* Link every server and listener to its runtime state, creating state that

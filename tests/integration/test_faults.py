@@ -434,12 +434,14 @@ def source_handler(total, block):
 
 
 def session_bytes_down(rig, client_port):
-    """BYTES_DOWN of the session of client_port in `show sessions`."""
+    """BYTES_DOWN of the session of client_port in `show sessions`; None
+    while the worker has not accepted it yet (a connect completes in the
+    kernel before sluice's accept)."""
     for line in ct.ask(rig.sock, "show sessions").splitlines():
         f = line.split()
         if len(f) >= 8 and f[2].endswith(f":{client_port}"):
             return int(f[-1])
-    raise AssertionError(f"no session of client port {client_port} in show sessions")
+    return None
 
 
 @RELOAD
@@ -453,6 +455,8 @@ def test_client_stops_reading(rig, reload):
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
     local = c.getsockname()[1]
     # Not reading: wait until sluice's byte count for the session stops growing.
+    st.wait_for(lambda: session_bytes_down(rig, local) is not None, 5 * st.SLOW,
+                f"the session of client port {local} in show sessions")
     last, same_since = -1, time.monotonic()
     deadline = time.monotonic() + 10 * st.SLOW
     while time.monotonic() - same_since < 0.5:
