@@ -39,8 +39,8 @@ def test_200_concurrent_clients_sha256_both_ways(sluice, backend, port, relay):
 
     sizes = pick_sizes(rng)
     results = [None] * CLIENTS
-    start = threading.Barrier(CLIENTS, timeout=30)
-    timeout = 150.0 if st.SANITIZER else 90.0
+    start = threading.Barrier(CLIENTS, timeout=30 * st.SLOW)
+    timeout = 90.0 * st.SLOW
 
     def client(i):
         try:
