@@ -485,7 +485,7 @@ class PortServer:
                     break
                 time.sleep(0.02)
                 continue
-            conn.settimeout(30)
+            conn.settimeout(30 * st.SLOW)
             with self.cond:
                 self.accepted += 1
                 self._conns.add(conn)
@@ -510,7 +510,7 @@ class PortServer:
             return
         self._stop.set()
         self.lsock.close()
-        self._thread.join(2.0)
+        self._thread.join(2.0 * st.SLOW)
         self._thread = None
         with self.cond:
             conns = list(self._conns)
@@ -590,7 +590,7 @@ class Load:
         return f"{self.ok} ok, {len(self.failures)} failed; first failures:\n" + "\n".join(self.failures[:5])
 
 
-def pick(port, timeout=5.0):
+def pick(port, timeout=5.0 * st.SLOW):
     """One short session to a named backend: returns the name it sent."""
     c = st.connect(port, timeout=timeout)
     try:

@@ -30,8 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 _SANITIZER = os.environ.get("SLUICE_SANITIZER", "").strip().lower()
-# Same stretch as sluicetest.SLOW: sanitizer builds start and stop slower.
-SLOW = 3.0 if _SANITIZER not in ("", "none", "no", "0", "off", "false") else 1.0
+# The same factor as sluicetest.SLOW (kept standalone, standard library
+# only): 3 under a sanitizer, times SLUICE_TEST_SLOW for a loaded machine.
+SLOW = ((3.0 if _SANITIZER not in ("", "none", "no", "0", "off", "false") else 1.0)
+        * float(os.environ.get("SLUICE_TEST_SLOW", "").strip() or 1.0))
 
 STATS_RE = re.compile(r"faultrelay: exit: (.*)$", re.M)
 
@@ -155,7 +157,7 @@ class FaultRelay:
         if self.alive():
             self.proc.kill()
         try:
-            self.rc = self.proc.wait(5)
+            self.rc = self.proc.wait(5 * SLOW)
         except subprocess.TimeoutExpired:
             return
         self._close_files()

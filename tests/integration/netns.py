@@ -18,6 +18,8 @@ import ctypes
 import os
 import subprocess
 
+import sluicetest as st
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -55,7 +57,7 @@ def inside(ns):
 
 
 def _ip(*args, check=True, input=None):
-    r = subprocess.run(["/usr/sbin/ip", *args], capture_output=True, text=True, timeout=20,
+    r = subprocess.run(["/usr/sbin/ip", *args], capture_output=True, text=True, timeout=20 * st.SLOW,
                        input=input)
     if check and r.returncode != 0:
         raise AssertionError(f"ip {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
@@ -97,7 +99,7 @@ class Topology:
 
     def run(self, ns, *cmd, input=None):
         r = subprocess.run(self.exec_prefix(ns) + list(cmd), capture_output=True, text=True,
-                           timeout=20, input=input)
+                           timeout=20 * st.SLOW, input=input)
         if r.returncode != 0:
             raise AssertionError(f"in {ns}: {' '.join(cmd)} failed ({r.returncode}): "
                                  f"{r.stderr.strip()}")

@@ -70,7 +70,7 @@ def haproxy_or_install():
 
 
 def haproxy_version(binary):
-    r = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10,
+    r = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10 * st.SLOW,
                        stdin=subprocess.DEVNULL)
     return (r.stdout.splitlines() or ["?"])[0]
 
@@ -103,7 +103,7 @@ class HAProxy:
         self.log_path = self.tmp_path / f"{name}.out"
         self.proc = None
 
-    def check(self, timeout=20.0):
+    def check(self, timeout=20.0 * st.SLOW):
         """haproxy -c: fail with its output if the config is rejected."""
         r = subprocess.run([self.binary, "-c", "-f", str(self.cfg)], capture_output=True,
                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -160,7 +160,7 @@ class HAProxy:
         if self.alive():
             self.proc.kill()
             try:
-                self.proc.wait(5)
+                self.proc.wait(5 * st.SLOW)
             except subprocess.TimeoutExpired:
                 pass
 

@@ -12,7 +12,7 @@ def test_ipv6_listener_and_server(sluice, backend, port):
     text = st.make_config(port, [f"six [::1]:{b.port}"]).replace(
         f"bind = 127.0.0.1:{port}", f"bind = [::1]:{port}")
     s = sluice(text)
-    with socket.create_connection(("::1", port), timeout=5) as c:
+    with socket.create_connection(("::1", port), timeout=5 * st.SLOW) as c:
         assert st.recv_line(c) == b"six"
         st.roundtrip(c, b"over v6\n")
     st.wait_for(lambda: s.access(reason="client_close"), 5 * st.SLOW, "the access-log line")
@@ -26,7 +26,7 @@ def test_unix_socket_server(sluice, port, tmp_path):
     ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     ls.bind(str(path))
     ls.listen(16)
-    ls.settimeout(10)
+    ls.settimeout(10 * st.SLOW)
 
     def serve():
         try:
@@ -49,11 +49,11 @@ def test_unix_socket_server(sluice, port, tmp_path):
         assert st.recv_line(c) == b"unix"
         c.sendall(payload)
         c.shutdown(socket.SHUT_WR)
-        got, how = st.recv_until_close(c, timeout=10)
+        got, how = st.recv_until_close(c, timeout=10 * st.SLOW)
     assert how == "eof" and got == payload, (how, len(got))
     st.wait_for(lambda: s.access(backend="u"), 5 * st.SLOW, "the access-log line")
     assert s.access(backend="u")[0]["addr"] == f"unix:{path}"
-    t.join(5)
+    t.join(5 * st.SLOW)
     ls.close()
     s.stop()
 
@@ -65,10 +65,10 @@ def test_ipv6_wildcard_is_v6_only_and_dual_stack_takes_two_binds(sluice, backend
     six_only = st.make_config(port, [f"b {b.addr}"]).replace(
         f"bind = 127.0.0.1:{port}", f"bind = [::]:{port}")
     s = sluice(six_only)
-    with socket.create_connection(("::1", port), timeout=5) as c:
+    with socket.create_connection(("::1", port), timeout=5 * st.SLOW) as c:
         assert st.recv_line(c) == b"b"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
+        with socket.create_connection(("127.0.0.1", port), timeout=5 * st.SLOW):
             raise AssertionError("[::]:PORT accepted an IPv4 client")
     except ConnectionRefusedError:
         pass
@@ -76,7 +76,7 @@ def test_ipv6_wildcard_is_v6_only_and_dual_stack_takes_two_binds(sluice, backend
     dual = six_only.replace(f"bind = [::]:{port}", f"bind = [::]:{port}\nbind = *:{port}")
     s = sluice(dual)
     for host in ("::1", "127.0.0.1"):
-        with socket.create_connection((host, port), timeout=5) as c:
+        with socket.create_connection((host, port), timeout=5 * st.SLOW) as c:
             assert st.recv_line(c) == b"b", host
     s.stop()
 

@@ -281,7 +281,7 @@ def test_drain_lets_live_session_finish(sluice, named, port, sockdir):
     e = s.access_for(local)
     assert e["backend"] == "a" and e["reason"] in ("client_close", "backend_close"), e
     assert int(e["up"]) == 256 << 10, e
-    st.wait_for(lambda: ct.server_stats(sock, "main", "a")["active"] == 0, 5.0, "main/a active 0")
+    st.wait_for(lambda: ct.server_stats(sock, "main", "a")["active"] == 0, 5.0 * st.SLOW, "main/a active 0")
     ct.ask(sock, "enable server main/a")
     assert "a" in {ct.pick(port) for _ in range(4)}
     s.stop()
@@ -411,7 +411,7 @@ def test_long_line_rejected_and_closed(sluice, named, port, sockdir):
     t = threading.Thread(target=send_all, daemon=True)
     t.start()
     data = ct.read_to_eof(c, 10.0 * st.SLOW)
-    t.join(10)
+    t.join(10 * st.SLOW)
     c.close()
     assert data.startswith(b"error: line too long"), f"1 MiB line -> {data[:200]!r}"
     assert b"pid:" not in data, f"the connection should close after 'line too long': {data[:300]!r}"
@@ -430,7 +430,7 @@ def test_fifty_concurrent_clients(sluice, named, port, sockdir):
     def client(i):
         try:
             with ct.AdminConn(sock, timeout=10.0 * st.SLOW) as c:
-                barrier.wait(10)
+                barrier.wait(10 * st.SLOW)
                 for _ in range(5):
                     info = ct.parse_info(c.cmd("show info"))
                     assert info["pid"] == str(s.pid), info
@@ -563,7 +563,7 @@ class Trickler:
 
     def stop(self):
         self.stop_ev.set()
-        self.thread.join(5)
+        self.thread.join(5 * st.SLOW)
 
 
 def test_300_slow_clients_lock_nobody_out(sluice, named, port, sockdir):

@@ -35,14 +35,14 @@ def test_bytes_buffered_at_the_end_are_not_counted(sluice, backend, port, sockdi
                              pool={"idle_timeout": f"{int(1000 * st.SLOW)}ms"}))
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    c.settimeout(5)
+    c.settimeout(5 * st.SLOW)
     c.connect(("127.0.0.1", port))
     with c:
         assert done.wait(10 * st.SLOW), "the backend could not send its bytes"
         line = s.wait_access(reason="idle_timeout", timeout=10 * st.SLOW)[0]
         # What reached the client's socket; read it all now to compare.
         got = 0
-        c.settimeout(2)
+        c.settimeout(2 * st.SLOW)
         try:
             while True:
                 d = c.recv(1 << 16)

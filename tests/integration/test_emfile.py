@@ -5,7 +5,7 @@ import sluicetest as st
 NOFILE = 64
 
 
-def try_session(port, timeout=1.0):
+def try_session(port, timeout=1.0 * st.SLOW):
     """A new session that echoes within `timeout`, or None."""
     c = st.connect(port, timeout=timeout)
     try:

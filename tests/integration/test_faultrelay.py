@@ -64,7 +64,7 @@ class Handoff:
 
     def _handler(self, conn, srv):
         self.conns.put(conn)
-        self.release.wait(120)
+        self.release.wait(120 * st.SLOW)
 
     def accept(self, timeout=5.0 * st.SLOW):
         try:
@@ -202,7 +202,11 @@ def test_delay_is_pipelined(fault_relay, backend):
 
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_stall_pauses_a_direction_once(fault_relay, handoff, direction):
-    r = fault_relay(handoff, "--stall-after", "1000", "--stall-ms", "300", "--only", direction)
+    # The stall and the bounds around it scale together: a bound of 0.2 s
+    # only tells "held" from "not held" while it is shorter than the stall.
+    stall = 0.3 * st.SLOW
+    r = fault_relay(handoff, "--stall-after", "1000", "--stall-ms", str(int(stall * 1000)),
+                    "--only", direction)
     c, b = pair(r, handoff)
     src, dst = (c, b) if direction == "up" else (b, c)
     data = os.urandom(1500)
@@ -213,18 +217,18 @@ def test_stall_pauses_a_direction_once(fault_relay, handoff, direction):
     # The other direction is not stalled meanwhile.
     dst.sendall(b"pong")
     assert st.recv_exact(src, 4) == b"pong"
-    assert time.monotonic() - t_first < 0.2, "the other direction was held too"
+    assert time.monotonic() - t_first < 0.2 * st.SLOW, "the other direction was held too"
 
     rest = st.recv_exact(dst, 500, timeout=5 * st.SLOW)
     gap = time.monotonic() - t_first
     assert first + rest == data
-    assert 0.25 <= gap < 0.3 + 1.5 * st.SLOW, f"gap after 1000 bytes: {gap:.3f}s"
+    assert stall - 0.05 <= gap < stall + 1.5 * st.SLOW, f"gap after 1000 bytes: {gap:.3f}s"
 
     # Only once: the next bytes pass without a pause.
     t0 = time.monotonic()
     src.sendall(data)
     assert st.recv_exact(dst, len(data)) == data
-    assert time.monotonic() - t0 < 0.2, "stalled a second time"
+    assert time.monotonic() - t0 < 0.2 * st.SLOW, "stalled a second time"
     c.close()
 
 
@@ -319,6 +323,7 @@ def test_memory_stays_bounded_while_the_reader_is_stuck(fault_relay, handoff):
             n = c.send(memoryview(piece)[sent % len(piece):])
         except BlockingIOError:
             # Blocked: done once nothing more goes out for a while.
+            # A window, not a bound: 0.5 s without room counts as blocked.
             _, writable, _ = select.select([], [c], [], 0.5)
             if not writable:
                 break
@@ -367,7 +372,7 @@ def test_max_seconds_ends_a_forgotten_relay(fault_relay, handoff):
     ["-l", "127.0.0.1:0", "-c", "127.0.0.1:9", "--max-seconds", "0"],
 ])
 def test_usage_errors_exit_2(args):
-    p = subprocess.run([str(faultrelay_bin())] + args, capture_output=True, text=True, timeout=10,
+    p = subprocess.run([str(faultrelay_bin())] + args, capture_output=True, text=True, timeout=10 * st.SLOW,
                        stdin=subprocess.DEVNULL)
     assert p.returncode == 2 and "faultrelay:" in p.stderr and p.stdout == "", (p.returncode, p.stderr)
 

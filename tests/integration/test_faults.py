@@ -287,7 +287,7 @@ def test_backend_accepts_and_never_reads(rig, reload):
     def handler(conn, srv):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
         srv.note("accepted")
-        stop.wait(60)
+        stop.wait(60 * st.SLOW)
 
     b = rig.backend(handler, "deaf")
     s = rig.start([f"deaf {b.addr}"], pool={"idle_timeout": "2s"},
@@ -305,7 +305,7 @@ def test_backend_accepts_and_never_reads(rig, reload):
             stalled_since = None
         except BlockingIOError:
             stalled_since = stalled_since or time.monotonic()
-            if time.monotonic() - stalled_since > 0.3:
+            if time.monotonic() - stalled_since > 0.3:  # a quiet window, not a bound
                 break  # every buffer on the way is full
             time.sleep(0.01)
     assert stalled_since, "the client could send without limit to a backend that never reads"
@@ -349,8 +349,13 @@ def test_syn_dropped_connect_timeout_then_retry(rig, net, reload):
     hole = rig.server("hole")
     assert hole["connect_failures"] >= 1 and hole["connect_attempts"] == hole["connect_failures"], hole
     assert rig.server("ok")["retries"] + hole["retries"] >= 1, (hole, rig.server("ok"))
-    slow = [e for lp in locals_ for e in [s.access_for(lp)] if int(e["duration_ms"]) >= 450]
-    assert len(slow) == hole["connect_failures"], (slow, hole)
+    # Counted, not timed: with retries = 1 every failure on the hole is
+    # followed by a try on ok, and every session ended on ok at its first
+    # try there (a session's duration would say the same only on an idle
+    # machine).
+    okv = rig.server("ok")
+    assert hole["retries"] == hole["connect_failures"], hole
+    assert (okv["connect_attempts"], okv["connect_failures"], okv["retries"]) == (4, 0, 0), okv
 
     # Every server dropping SYNs: the client is closed after retries+1 timeouts.
     net.nft(net.backend, f"add rule inet fault input tcp dport {ok.port} tcp flags syn drop")
@@ -459,7 +464,7 @@ def test_client_stops_reading(rig, reload):
                 f"the session of client port {local} in show sessions")
     last, same_since = -1, time.monotonic()
     deadline = time.monotonic() + 10 * st.SLOW
-    while time.monotonic() - same_since < 0.5:
+    while time.monotonic() - same_since < 0.5:  # a quiet window, not a bound
         assert time.monotonic() < deadline, f"the session never stalled (down={last})"
         down = session_bytes_down(rig, local)
         if down != last:
@@ -646,9 +651,9 @@ def test_delay_and_chopped_segments_each_way(rig, net):
     total = 64 << 20
     block = os.urandom(1 << 20)
     with nn.inside(net.backend):  # on the backend namespace's loopback, behind its relay
-        echo = st.Server(st.echo_handler, name="echo", host="127.0.0.1", conn_timeout=600)
+        echo = st.Server(st.echo_handler, name="echo", host="127.0.0.1", conn_timeout=600 * st.SLOW)
     try:
-        slow = ("--delay", "20", "--chop", "1-7", "--max-seconds", "900")
+        slow = ("--delay", "20", "--chop", "1-7", "--max-seconds", str(int(900 * st.SLOW)))
         with FaultRelay(nn.BACKEND_IP, echo.addr, *slow, "--only", "down",
                         netns=net.backend) as back:
             s = rig.start([f"echo {back.addr}"], pool={"idle_timeout": "5m"})
@@ -656,7 +661,7 @@ def test_delay_and_chopped_segments_each_way(rig, net):
             with FaultRelay("127.0.0.1", f"{nn.PROXY_IP}:{port}", *slow, "--only", "up",
                             netns=net.client) as front:
                 with nn.inside(net.client):
-                    c = st.connect(front.port, timeout=60)
+                    c = st.connect(front.port, timeout=60 * st.SLOW)
                 local_hash, got = hashlib.sha256(), 0
                 sent_hash = hashlib.sha256()
                 for _ in range(total // len(block)):
@@ -734,7 +739,7 @@ def test_max_conns_reached(rig, reload):
     waiting.sendall(b"queued\n")
     rig.maybe_reload(reload)
     with pytest.raises(socket.timeout):
-        waiting.settimeout(0.5)
+        waiting.settimeout(0.5)  # a window: nothing may arrive in it
         waiting.recv(100)
     rig.bystander.ping()  # another listener: not limited
     held.pop().close()

@@ -84,7 +84,7 @@ def test_killed_backend_goes_down_and_comes_back(sluice, port_server, port, sock
 def check_responder(answer, request=None):
     """Backend for send-expect: read the request line, answer, close."""
     def handler(conn, srv):
-        conn.settimeout(5)
+        conn.settimeout(5 * st.SLOW)
         req = b""
         while not req.endswith(b"\n") and len(req) < 256:
             d = conn.recv(256)
@@ -101,7 +101,7 @@ def check_responder(answer, request=None):
 
 def mute_handler(conn, srv):
     """Accepts, reads, never answers."""
-    conn.settimeout(10)
+    conn.settimeout(10 * st.SLOW)
     try:
         while conn.recv(256):
             pass
@@ -121,12 +121,12 @@ def test_send_expect(sluice, backend, port, sockdir):
                                               check_expect="PONG", fall=fall)))
     bound = fall * INTERVAL * 1.1 + MARGIN
     took = wait_log_timed(s, "main/bad DOWN (bad_reply", bound, t0)
-    assert took <= bound + 0.5, f"main/bad DOWN after {took:.2f}s, bound {bound:.2f}s\n{s.tail()}"
+    assert took <= bound + 0.5 * st.SLOW, f"main/bad DOWN after {took:.2f}s, bound {bound:.2f}s\n{s.tail()}"
     line = ct.log_lines(s, "main/bad DOWN (")[-1]
     assert f"after {fall} failed checks" in line, line
     bound = fall * (INTERVAL * 1.1 + TIMEOUT) + MARGIN
     took = wait_log_timed(s, "main/mute DOWN (timeout", bound, t0)
-    assert took <= bound + 0.5, f"main/mute DOWN after {took:.2f}s, bound {bound:.2f}s\n{s.tail()}"
+    assert took <= bound + 0.5 * st.SLOW, f"main/mute DOWN after {took:.2f}s, bound {bound:.2f}s\n{s.tail()}"
 
     st.wait_for(lambda: ct.server_stats(sock, "main", "good")["checks_total"] >= 6, 5.0 * st.SLOW,
                 "6 checks of main/good")
@@ -193,12 +193,13 @@ def test_down_state_survives_reload(sluice, named, port, sockdir):
 
 
 def test_passive_marking_without_checks(sluice, named, closed_port, port, sockdir):
-    fall, hold = 2, 2.0
+    # hold (fail_timeout) scales: the 10 picks below must fit inside it.
+    fall, hold = 2, 2.0 * st.SLOW
     dead = closed_port()
     b = named("b")
     sock = str(sockdir / "admin.sock")
     s = sluice(ct.ctl_config(port, [f"dead {dead.addr}", f"b {b.addr}"], sock=sock,
-                             pool={"fall": fall, "fail_timeout": f"{hold}s", "retries": 2}))
+                             pool={"fall": fall, "fail_timeout": f"{int(hold * 1000)}ms", "retries": 2}))
     got = picks(port, 4)
     assert got == {"b": 4}, f"failed connects should be retried on b: {dict(got)}"
     s.wait_log("main/dead DOWN (passive:", timeout=2.0 * st.SLOW)
@@ -217,7 +218,8 @@ def test_passive_marking_without_checks(sluice, named, closed_port, port, sockdi
     assert ct.server_stats(sock, "main", "dead")["connect_attempts"] == fall, "a held-down server got connects"
     assert all(e["backend"] == "b" and e["reason"] == "client_close" for e in s.wait_access(14)), s.tail()
     # after fail_timeout it is tried again
-    st.wait_for(lambda: time.monotonic() - t_down > hold + 0.1, hold + 1, "the hold-down to pass")
+    st.wait_for(lambda: time.monotonic() - t_down > hold + 0.1, hold + 1 * st.SLOW,
+                "the hold-down to pass")
 
     def retried():
         ct.pick(port)

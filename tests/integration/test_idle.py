@@ -17,11 +17,12 @@ def test_idle_session_closed_active_one_kept(sluice, backend, port):
     active_result = []
 
     def keep_busy():
-        # 2.5 s of traffic, a byte each 0.25 s: never idle for 1 s.
+        # 2.5 s of traffic, a byte each 0.25 s: never idle for 1 s (the shape
+        # of the load, not a bound: not scaled).
         try:
             end = time.monotonic() + 2.5
             while time.monotonic() < end:
-                st.roundtrip(active, b"k", timeout=2.0)
+                st.roundtrip(active, b"k", timeout=2.0 * st.SLOW)
                 time.sleep(0.25)
             active_result.append("ok")
         except BaseException as e:  # noqa: BLE001
@@ -39,7 +40,7 @@ def test_idle_session_closed_active_one_kept(sluice, backend, port):
     e = s.access_for(idle_port)
     assert e["reason"] == "idle_timeout", e
 
-    t.join(10)
+    t.join(10 * st.SLOW)
     assert active_result == ["ok"], f"active session broke: {active_result}"
     active.close()
     e = s.access_for(active_port)

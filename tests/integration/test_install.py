@@ -43,7 +43,7 @@ def meson():
 def options(build):
     """The build's configured options as {name: value}."""
     r = subprocess.run([meson(), "introspect", "--buildoptions", str(build)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60 * st.SLOW)
     assert r.returncode == 0, r.stdout + r.stderr
     return {o["name"]: o["value"] for o in json.loads(r.stdout)}
 
@@ -70,7 +70,7 @@ def paths(build):
 
 def install(build, dest):
     r = subprocess.run([meson(), "install", "-C", str(build), "--no-rebuild", "--destdir", str(dest)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120 * st.SLOW)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -85,7 +85,7 @@ def installed(tmp_path_factory):
 def check_config(sbin, ini):
     """sluice -t on the installed sample config passes."""
     t = subprocess.run([str(sbin), "-t", "-c", str(ini)], capture_output=True, text=True,
-                       timeout=30)
+                       timeout=30 * st.SLOW)
     assert t.returncode == 0 and "configuration OK" in t.stdout, t.stdout + t.stderr
 
 
@@ -96,10 +96,10 @@ def test_meson_install_layout_and_installed_binary_works(installed):
     assert not missing, f"not installed: {missing}; installed: {sorted(files)}"
 
     sbin = dest / p["sbindir"].lstrip("/") / "sluice"
-    v = subprocess.run([str(sbin), "-V"], capture_output=True, text=True, timeout=30)
+    v = subprocess.run([str(sbin), "-V"], capture_output=True, text=True, timeout=30 * st.SLOW)
     assert v.returncode == 0 and v.stdout.startswith("sluice "), v.stdout + v.stderr
     ctl = dest / p["sbindir"].lstrip("/") / "sluicectl"
-    h = subprocess.run([str(ctl), "-h"], capture_output=True, text=True, timeout=30)
+    h = subprocess.run([str(ctl), "-h"], capture_output=True, text=True, timeout=30 * st.SLOW)
     assert h.returncode == 0 and "usage" in (h.stdout + h.stderr).lower(), h.stdout + h.stderr
     check_config(sbin, dest / p["conf"].lstrip("/"))
 
@@ -169,6 +169,6 @@ def test_systemd_analyze_verify(installed):
     check.parent.mkdir(exist_ok=True)
     check.write_text(moved)
     r = subprocess.run([analyze, "verify", "--man=no", str(check)], capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=60 * st.SLOW)
     # Unknown keys and bad values are only warnings (exit 0): none allowed.
     assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr

@@ -24,13 +24,13 @@ def lone_ns():
     if why:
         pytest.skip(why)
     ns = f"slle{threading.get_native_id() % 100000}"
-    subprocess.run(["/usr/sbin/ip", "netns", "add", ns], check=True, timeout=20)
+    subprocess.run(["/usr/sbin/ip", "netns", "add", ns], check=True, timeout=20 * st.SLOW)
     try:
         subprocess.run(["/usr/sbin/ip", "-n", ns, "link", "set", "lo", "up"], check=True,
-                       timeout=20)
+                       timeout=20 * st.SLOW)
         yield ns
     finally:
-        subprocess.run(["/usr/sbin/ip", "netns", "del", ns], timeout=20)
+        subprocess.run(["/usr/sbin/ip", "netns", "del", ns], timeout=20 * st.SLOW)
 
 
 def hold_handler(conn, srv):
@@ -47,7 +47,7 @@ def test_no_ephemeral_port_is_not_the_servers_fault(lone_ns, tmp_path, sockdir):
     # Two ephemeral ports, not the backend's own.
     low = 40000 if backend.port not in (40000, 40001) else 40010
     subprocess.run(["/usr/sbin/ip", "netns", "exec", ns, "sysctl", "-q", "-w",
-                    f"net.ipv4.ip_local_port_range={low} {low + 1}"], check=True, timeout=20)
+                    f"net.ipv4.ip_local_port_range={low} {low + 1}"], check=True, timeout=20 * st.SLOW)
     sock = sockdir / "admin.sock"
     port = 30080
     text = ct.ctl_config(port, [f"b {backend.addr}"], sock=sock,
@@ -65,7 +65,7 @@ def test_no_ephemeral_port_is_not_the_servers_fault(lone_ns, tmp_path, sockdir):
             for i in range(2):
                 c = socket.socket()
                 c.bind(("127.0.0.1", 31000 + i))
-                c.settimeout(5)
+                c.settimeout(5 * st.SLOW)
                 c.connect(("127.0.0.1", port))
                 held.append(c)
         for c in held:
@@ -75,7 +75,7 @@ def test_no_ephemeral_port_is_not_the_servers_fault(lone_ns, tmp_path, sockdir):
         with nn.inside(ns):
             c = socket.socket()
             c.bind(("127.0.0.1", 31010))
-            c.settimeout(5)
+            c.settimeout(5 * st.SLOW)
             c.connect(("127.0.0.1", port))
         with c:
             assert st.recv_until_close(c)[0] == b"", "the third session got a backend"
@@ -98,7 +98,7 @@ def test_no_ephemeral_port_is_not_the_servers_fault(lone_ns, tmp_path, sockdir):
                 c = socket.socket()
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 c.bind(("127.0.0.1", 31020))
-                c.settimeout(5)
+                c.settimeout(5 * st.SLOW)
                 c.connect(("127.0.0.1", port))
             with c:
                 c.settimeout(5 * st.SLOW)
@@ -127,7 +127,7 @@ def test_server_max_conns_holds_with_workers_racing(backend, port, sockdir, tmp_
             peak["max"] = max(peak["max"], peak["now"])
         try:
             conn.sendall(b"x")
-            time.sleep(0.002)
+            time.sleep(0.002)  # pacing of the backend, not a wait
         finally:
             with lock:
                 peak["now"] -= 1

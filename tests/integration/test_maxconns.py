@@ -12,7 +12,7 @@ def test_listener_max_conns_queues_then_serves(sluice, backend, port):
 
     sixth = st.connect(port)  # the kernel completes the handshake
     sixth.sendall(b"sixth\n")
-    st.assert_open(sixth, 1.0)  # not served, not closed
+    st.assert_open(sixth, 1.0)  # a window: not served, not closed in it
     rows = st.ss_listeners(port)
     assert rows and rows[0][0] == 1, f"the 6th connection should wait in the accept queue: ss shows {rows}"
     assert b.accepted == 5, f"backend saw {b.accepted} connections, expected 5"

@@ -1,6 +1,7 @@
 """admin_http: GET /metrics (Prometheus text format 0.0.4) and /stats.json."""
 
 import json
+import re
 
 import pytest
 
@@ -167,8 +168,10 @@ def test_stats_json_and_404(sluice, named, port, sockdir):
         assert status == 404, f"GET {target} -> {status}, expected 404"
     status, _h, _b = ct.http_get(http, "/metrics?x=1")
     assert status == 200, status
-    status, _h, _b = ct.http_get(http, "/metrics", method="POST")
-    assert 400 <= status < 500, f"POST /metrics -> {status}"
+    # docs/operations.md: "any other method: 405 Method Not Allowed"
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        status, _h, _b = ct.http_get(http, "/metrics", method=method)
+        assert status == 405, f"{method} /metrics -> {status}, the docs promise 405"
     # garbage gets an error and a close
     g = st.connect(http)
     g.sendall(b"garbage\r\n\r\n")
@@ -182,6 +185,9 @@ def test_stats_json_and_404(sluice, named, port, sockdir):
         nul.sendall(b"GET /\x00metrics HTTP/1.1\r\n\r\n")
         for _ in range(3):
             assert ct.http_get(http, "/metrics", timeout=2.0 * st.SLOW)[0] == 200
+        # docs/operations.md: "a NUL byte in the request: 400 Bad Request"
+        data, how = st.recv_until_close(nul, 5.0 * st.SLOW)
+        assert data.startswith(b"HTTP/1.1 400 "), f"NUL in the request got {data[:100]!r} ({how})"
     finally:
         silent.close()
         nul.close()
@@ -200,7 +206,7 @@ def test_reload_with_unbindable_admin_http_keeps_the_old_one(sluice, named, port
         ct.write_config(s.cfg, text)
         r = ct.ask(sock, "reload")
         try:
-            status = ct.http_get(http, "/metrics", timeout=2.0)[0]
+            status = ct.http_get(http, "/metrics", timeout=2.0 * st.SLOW)[0]
         except (OSError, AssertionError) as e:
             status = repr(e)
         assert status == 200, (f"after a reload to an admin_http address in use, the old endpoint "
@@ -208,4 +214,36 @@ def test_reload_with_unbindable_admin_http_keeps_the_old_one(sluice, named, port
         assert "reload failed" in r, r
     finally:
         taken.close()
+    s.stop()
+
+
+def documented_families():
+    """{name: type} of the table under "### Prometheus metrics" in
+    docs/operations.md: rows `| `sluice_...` | TYPE | ...`."""
+    text = (st.REPO / "docs" / "operations.md").read_text()
+    start = text.index("### Prometheus metrics")
+    end = text.find("\n#", start + 1)
+    section = text[start:end if end > 0 else len(text)]
+    fams = {}
+    for m in re.finditer(r"^\| `(sluice_[a-z0-9_]+)` \| (counter|gauge) \|", section, re.M):
+        fams[m.group(1)] = m.group(2)
+    assert len(fams) >= 20, f"only {len(fams)} metric rows parsed from docs/operations.md: {sorted(fams)}"
+    return fams
+
+
+def test_metric_families_are_the_documented_ones(sluice, named, port, sockdir):
+    """Every family of the docs' Prometheus table is served, with the
+    documented type, and /metrics serves no family the table leaves out."""
+    s, _sock, http, port2, _cfg = start_with_http(sluice, named, port, sockdir)
+    ct.pick(port)
+    s.wait_access(1)
+    _h, fams = ct.scrape(http)
+    served = {n: f["type"] for n, f in fams.items()}
+    doc = documented_families()
+    missing = sorted(set(doc) - set(served))
+    undocumented = sorted(set(served) - set(doc))
+    assert not missing, f"documented in docs/operations.md but not in /metrics: {missing}"
+    assert not undocumented, f"in /metrics but not in docs/operations.md's table: {undocumented}"
+    wrong = {n: (doc[n], served[n]) for n in doc if served[n] != doc[n]}
+    assert not wrong, f"type (documented, served) differs: {wrong}"
     s.stop()

@@ -182,7 +182,7 @@ def test_one_mib_payload_with_the_header(sluice, backend, port, relay, version):
     hdr = v1("10.20.30.40", 5555, "10.0.0.1", 80) if version == 1 else \
         v2("10.20.30.40", 5555, "10.0.0.1", 80)
     payload = os.urandom(1 << 20)
-    c = st.connect(port, timeout=30)
+    c = st.connect(port, timeout=30 * st.SLOW)
     try:
         # One sendall: the header and the start of the payload share a segment.
         c.sendall(hdr + payload)
@@ -210,7 +210,7 @@ def test_header_arriving_in_pieces(sluice, backend, port, relay):
         try:
             for i in range(len(hdr)):
                 c.send(hdr[i:i + 1])
-                time.sleep(0.003)
+                time.sleep(0.003)  # pacing: one byte per segment, not a wait
             st.roundtrip(c, b"after the header", T)
         finally:
             c.close()
@@ -349,7 +349,7 @@ def test_missing_header_times_out(sluice, backend, port):
             partial.send(b"PROXY TCP4 192.0.2.1 "[i * 2:i * 2 + 2])
             if i == 3:
                 slow.sendall(hdr[:10])
-            time.sleep(0.08)
+            time.sleep(0.08)  # pacing of the trickle (0.64 s in all, under the 1 s)
         slow.sendall(hdr[10:])
         st.roundtrip(slow, b"in time", T)
         results = {}
@@ -361,7 +361,7 @@ def test_missing_header_times_out(sluice, backend, port):
             e = s.access_for(ports[name])
             assert (e["reason"], e["backend"]) == ("proxy_header", "-"), e
         # The slow session is past the header: proxy_timeout no longer applies.
-        st.assert_open(slow, 0.5)
+        st.assert_open(slow, 0.5)  # a window: nothing may happen in it
         st.roundtrip(slow, b"still in time", T)
     finally:
         for c in (silent, partial, slow):

@@ -7,7 +7,7 @@ import pytest
 import sluicetest as st
 
 
-def serve_name(port, timeout=5.0):
+def serve_name(port, timeout=5.0 * st.SLOW):
     """Connect, read the named backend's greeting, check echo, close."""
     c = st.connect(port, timeout=timeout)
     try:
@@ -39,7 +39,7 @@ def test_all_down_prompt_close_connect_failed(sluice, closed_port, port):
     for _ in range(3):
         c = st.connect(port)
         local = c.getsockname()[1]
-        how, secs = st.wait_closed(c, 5.0)
+        how, secs = st.wait_closed(c, 5.0 * st.SLOW)
         c.close()
         assert secs < 1.0 * st.SLOW, f"client closed only after {secs:.2f}s ({how})"
         e = s.access_for(local)
@@ -54,7 +54,7 @@ def test_connect_timeout_then_retry_succeeds(sluice, named, black_hole, port):
     s = sluice(st.make_config(port, [f"hole {hole.addr}", f"good {good.addr}"], balance="first",
                               pool={"connect_timeout": "500ms", "retries": 1, "fall": 10}))
     t0 = time.monotonic()
-    name, local = serve_name(port, timeout=5.0)
+    name, local = serve_name(port)
     secs = time.monotonic() - t0
     assert name == "good"
     # 'first' tries the black hole first: the client waits for its connect_timeout.
@@ -71,7 +71,7 @@ def test_connect_timeout_all_black_holes(sluice, black_hole, port, retries):
     expect = 0.5 * (retries + 1)
     c = st.connect(port)
     local = c.getsockname()[1]
-    how, secs = st.wait_closed(c, expect + 5.0)
+    how, secs = st.wait_closed(c, expect + 5.0 * st.SLOW)
     c.close()
     assert expect - 0.1 <= secs <= expect + 0.6 * st.SLOW, (
         f"closed ({how}) after {secs:.2f}s, expected ~{expect:.1f}s = connect_timeout * (retries+1)")
@@ -89,7 +89,7 @@ def test_connect_timeout_single_black_hole(sluice, black_hole, port):
                               pool={"connect_timeout": "500ms", "retries": 2, "fall": 10}))
     c = st.connect(port)
     local = c.getsockname()[1]
-    how, secs = st.wait_closed(c, 5.0)
+    how, secs = st.wait_closed(c, 5.0 * st.SLOW)
     c.close()
     assert 0.45 <= secs <= 1.5 + 0.6 * st.SLOW, f"closed ({how}) after {secs:.2f}s"
     assert s.access_for(local)["reason"] == "connect_failed"

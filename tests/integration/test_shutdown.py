@@ -13,7 +13,9 @@ import sluicetest as st
 
 CHUNK = os.urandom(64 << 10)
 CHUNKS = 64            # 4 MiB
-PACE = 0.025           # s between chunks: the transfer takes ~1.6 s
+# s between chunks: the transfer takes ~1.6 s (scaled, so it still outlasts
+# the 1 s * SLOW bound on the refusal after SIGTERM)
+PACE = 0.025 * st.SLOW
 
 
 def slow_source(conn, srv):
@@ -27,7 +29,7 @@ def slow_source(conn, srv):
 
 def refused(port):
     try:
-        c = st.connect(port, timeout=0.5)
+        c = st.connect(port, timeout=0.5 * st.SLOW)
     except ConnectionRefusedError:
         return True
     except (socket.timeout, ConnectionResetError):
@@ -97,6 +99,6 @@ def test_shutdown_timeout_closes_stuck_session(sluice, backend, port, workers):
     assert elapsed <= 1.0 + 2.0 * st.SLOW, f"sluice took {elapsed:.2f}s to exit with shutdown_timeout=1s"
     assert s.access_for(local)["reason"] == "shutdown"
     for other in socks[1:]:
-        assert st.wait_closed(other, 1.0)[1] < 1.0
+        assert st.wait_closed(other, 1.0 * st.SLOW)[1] < 1.0 * st.SLOW
         other.close()
     assert len(s.access(reason="shutdown")) == len(socks), s.tail()

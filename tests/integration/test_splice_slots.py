@@ -44,7 +44,7 @@ def scattered_flood(sink_addr):
     which splice packs into few slots)."""
     def handler(conn, srv):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        other = socket.create_connection(sink_addr, timeout=30)
+        other = socket.create_connection(sink_addr, timeout=30 * st.SLOW)
         other.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         chunk = b"z" * 1000
         try:
@@ -73,7 +73,7 @@ def test_blocked_destination_does_not_spin_the_worker(net, tmp_path):
         with nn.inside(net.client):
             c = socket.socket()
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
-            c.settimeout(5)
+            c.settimeout(5 * st.SLOW)
             c.connect((nn.PROXY_IP, port))
         with c:
             assert c.recv(1000), "no data came through"
@@ -81,7 +81,7 @@ def test_blocked_destination_does_not_spin_the_worker(net, tmp_path):
             # fills with small segments, the backend's sends block.
             def stalled():
                 a = backend.state.get("sent", 0)
-                time.sleep(0.3)
+                time.sleep(0.3)  # a window: no progress in it means stalled
                 return a > 0 and backend.state.get("sent", 0) == a
             st.wait_for(stalled, 10 * st.SLOW, "the stream to stall on the blocked client",
                         interval=0.0)

@@ -147,6 +147,34 @@ static inline double unit_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The one scale factor for a time bound in a unit test, as SLOW is for the
+ * integration tests (tests/integration/sluicetest.py): 3 in a sanitizer
+ * build (known at compile time), times SLUICE_TEST_SLOW (a float, for a
+ * loaded machine; unset, empty or not a positive number: 1). Write a bound
+ * as `4.0 * unit_slow()`. meson's own per-test timeout is separate: give
+ * `meson test --timeout-multiplier` as well when the factor is large. */
+static inline double unit_slow(void)
+{
+    double f = 1.0;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    f = 3.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    f = 3.0;
+#endif
+#endif
+    const char *env = getenv("SLUICE_TEST_SLOW");
+    if (env != NULL && *env != '\0') {
+        char *end;
+        double v = strtod(env, &end);
+        if (end != env && *end == '\0' && v > 0)
+            f *= v;
+        else
+            fprintf(stderr, "# SLUICE_TEST_SLOW=%s is not a positive number: ignored\n", env);
+    }
+    return f;
+}
+
 static inline bool unit_selected(const char *name, int argc, char **argv)
 {
     if (argc <= 1)
