@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -692,34 +691,6 @@ static void server_stop(struct server *s)
     }
 }
 
-/* A directory made for the socket stays root's (so the user sluice drops
- * to cannot swap names in it under a later start as root); only its group
- * becomes gid, so that user can reach the socket. lchown here and below:
- * never follow a symlink. */
-static int make_dir(const char *d, gid_t gid)
-{
-    if (mkdir(d, 0750) == 0)
-        return gid == (gid_t)-1 ? 0 : lchown(d, (uid_t)-1, gid);
-    return errno == EEXIST ? 0 : -1;
-}
-
-/* mkdir -p for the socket's parent directory (mode 0750, group gid). */
-static int make_parent(const char *path, gid_t gid)
-{
-    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *d = dirname(dir);
-    for (char *p = d + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (make_dir(d, gid) < 0)
-            return -1;
-        *p = '/';
-    }
-    return make_dir(d, gid);
-}
-
 struct admin *admin_start(const struct admin_ops *ops, const char *path, int mode, uid_t uid, gid_t gid,
                           char *err, size_t errlen)
 {
@@ -729,47 +700,9 @@ struct admin *admin_start(const struct admin_ops *ops, const char *path, int mod
         snprintf(err, errlen, "%s: %s", path, why);
         return NULL;
     }
-    if (make_parent(path, gid) < 0) {
-        snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
+    int fd = listener_open_unix(&a, 64, mode, uid, gid, NULL, err, errlen);
+    if (fd < 0)
         return NULL;
-    }
-    /* A socket file left by a dead process is replaced; a live one (some
-     * other sluice answers on it) or a non-socket file is not. */
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, errlen, "%s exists and is not a socket", path);
-            return NULL;
-        }
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool live = probe >= 0 && connect(probe, &a.u.sa, a.len) == 0;
-        if (probe >= 0)
-            close(probe);
-        if (live) {
-            snprintf(err, errlen, "%s is in use by another process", path);
-            return NULL;
-        }
-        unlink(path);
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
-        return NULL;
-    }
-    /* Create it with the final mode: no window where it is wider. */
-    mode_t old = umask((mode_t)(~mode & 0777));
-    int rc = bind(fd, &a.u.sa, a.len);
-    umask(old);
-    /* No chmod afterwards: it would follow a symlink swapped in for the
-     * socket; the umask above already gave it the mode. */
-    if (rc < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0) ||
-        listen(fd, 64) < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        if (rc == 0)
-            unlink(path); /* ours: bind made it */
-        close(fd);
-        return NULL;
-    }
     struct admin *ad = calloc(1, sizeof(*ad));
     if (ad == NULL || (ad->s.path = strdup(path)) == NULL) {
         free(ad);

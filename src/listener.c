@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Connections accepted per readiness event before yielding to the loop. */
@@ -53,6 +55,106 @@ int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_
         return -1;
     }
     return fd;
+}
+
+/* A directory made for a socket stays root's (so the user sluice drops to
+ * cannot swap names in it under a later start as root); only its group
+ * becomes gid, so that user (and the socket's clients) can reach the
+ * socket. lchown here and below: never follow a symlink. */
+static int make_dir(const char *d, mode_t mode, gid_t gid)
+{
+    if (mkdir(d, mode) == 0)
+        return gid == (gid_t)-1 ? 0 : lchown(d, (uid_t)-1, gid);
+    return errno == EEXIST ? 0 : -1;
+}
+
+/* mkdir -p for the socket's parent directory. */
+static int make_parent(const char *path, mode_t mode, gid_t gid)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *d = dirname(dir);
+    for (char *p = d + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (make_dir(d, mode, gid) < 0)
+            return -1;
+        *p = '/';
+    }
+    return make_dir(d, mode, gid);
+}
+
+/* What is at path now: nothing, a socket file left by a dead process
+ * (removed here), or something we must not touch (-1 with err). */
+static int clear_stale(const struct sockaddr_any *addr, char *err, size_t errlen)
+{
+    const char *path = addr->u.un.sun_path;
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a socket", path);
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0 && connect(probe, &addr->u.sa, addr->len) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (live) {
+        snprintf(err, errlen, "%s is in use by another process", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+int listener_open_unix(const struct sockaddr_any *addr, int backlog, int mode, uid_t uid, gid_t gid,
+                       struct unix_file *made, char *err, size_t errlen)
+{
+    const char *path = addr->u.un.sun_path;
+    mode_t dir_mode = 0750 | ((mode & 0007) ? 0001 : 0);
+    if (make_parent(path, dir_mode, gid) < 0) {
+        snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
+        return -1;
+    }
+    if (clear_stale(addr, err, errlen) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
+        return -1;
+    }
+    /* Create it with the final mode: no window where it is wider. */
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int rc = bind(fd, &addr->u.sa, addr->len);
+    umask(old);
+    struct stat st;
+    /* No chmod afterwards: it would follow a symlink swapped in for the
+     * socket; the umask above already gave it the mode. */
+    if (rc < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0) ||
+        lstat(path, &st) < 0 || listen(fd, backlog) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        if (rc == 0)
+            unlink(path); /* ours: bind made it */
+        close(fd);
+        return -1;
+    }
+    if (made != NULL)
+        *made = (struct unix_file){.dev = st.st_dev, .ino = st.st_ino};
+    return fd;
+}
+
+int listener_unlink_unix(const char *path, const struct unix_file *made)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != made->dev || st.st_ino != made->ino) {
+        errno = EEXIST; /* someone else's file now */
+        return -1;
+    }
+    return unlink(path);
 }
 
 static void listen_pause(struct worker *w, struct worker_listen *wl, ev_tstamp recheck)
@@ -130,6 +232,12 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             counter_add(&w->stats.accept_errors, 1);
             log_warn("worker %d: accept on listener %s: %s", w->id, lc->name, strerror(err));
             return ACCEPT_FAILED;
+        }
+        /* A Unix client has no address worth keeping (usually unnamed, and
+         * a name would not fit): every one is just "unix". */
+        if (peer.u.sa.sa_family == AF_UNIX) {
+            memset(&peer, 0, sizeof(peer));
+            peer.u.sa.sa_family = AF_UNIX;
         }
         counter_add(&w->stats.accepted, 1);
         accepted(w, cfg, lc, fd, &peer);

@@ -19,6 +19,27 @@ struct worker_listen;
  * listening. Returns the fd, or -1 with a message in err. */
 int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen);
 
+/* A Unix stream listening socket at addr's path (non-blocking,
+ * close-on-exec), the one behind the admin socket and `bind = unix:`:
+ * - a missing parent directory is made like mkdir -p, root's, mode 0750
+ *   (0751 when mode lets others in), group gid;
+ * - a socket file left by a dead process is replaced; one something
+ *   answers on is refused ("in use by another process"), and so is any
+ *   other kind of file (a symlink included: it is never followed);
+ * - the file gets `mode` at creation (umask around bind(), so it is
+ *   never wider, and no chmod that could follow a swapped-in symlink),
+ *   then lchown(uid, gid) unless both are -1.
+ * Returns the fd (and, when made is not NULL, which file it created), or
+ * -1 with a message in err and nothing left behind. Main thread only: it
+ * changes the process umask for the bind. */
+int listener_open_unix(const struct sockaddr_any *addr, int backlog, int mode, uid_t uid, gid_t gid,
+                       struct unix_file *made, char *err, size_t errlen);
+
+/* Remove the socket file at path if it is still the one `made` recorded
+ * (lstat: a socket with the same device and inode). Returns 0 when
+ * removed or already gone, -1 (errno set) otherwise. */
+int listener_unlink_unix(const char *path, const struct unix_file *made);
+
 /* True for the accept() errors that mean "out of descriptors or memory":
  * EMFILE, ENFILE, ENOBUFS, ENOMEM. */
 bool listener_exhausted_errno(int err);
