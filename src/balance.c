@@ -6,7 +6,8 @@
  * leastconn:  fewest live sessions (over all workers) per unit of weight.
  * random:     two weighted random candidates, the less loaded one wins.
  * source:     weighted rendezvous hash of the client IP: a server that goes
- *   away only moves its own clients; others keep theirs.
+ *   away only moves its own clients; others keep theirs. Unix clients
+ *   (no IP) fall back to roundrobin.
  * first:      the first usable server in file order (max_conns fills it). */
 #include "sluice/balance.h"
 #include "sluice/addr.h"
@@ -168,6 +169,11 @@ static struct server_conf *pick_random(PICK_ARGS)
 
 static struct server_conf *pick_source(PICK_ARGS)
 {
+    /* A Unix client has no address to hash: hashing them all alike would
+     * send every one to the same server, so they are spread by round
+     * robin instead (as HAProxy does for a non-IP source). */
+    if (client != NULL && client->sa_family != AF_INET && client->sa_family != AF_INET6)
+        return pick_roundrobin(p, st, backup, exclude, now_ms, client);
     uint64_t key = client ? addr_hash_ip(client) : 0;
     struct server_conf *best = NULL;
     double best_score = 0;

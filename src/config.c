@@ -244,6 +244,7 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         cfg->listeners[i].max_conns = 10000;
         cfg->listeners[i].backlog = 4096;
         cfg->listeners[i].proxy_timeout_ms = 5000;
+        cfg->listeners[i].bind_mode = 0660;
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
@@ -433,8 +434,9 @@ static const char *const global_keys[] = {"workers",     "log_level",    "access
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http",  "user",         "group",
                                           "allow_root",  "pid_file"};
-static const char *const listener_keys[] = {"bind",  "pool",         "max_conns",    "backlog",
-                                            "relay", "accept_proxy", "proxy_timeout"};
+static const char *const listener_keys[] = {"bind",         "pool",          "max_conns",
+                                            "backlog",      "relay",         "accept_proxy",
+                                            "proxy_timeout", "bind_mode",    "bind_owner"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
@@ -559,12 +561,40 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
     }
 }
 
+/* bind_owner = USER[:GROUP]: looked up now, like [global] user, so an
+ * unknown name is an error with its line; without GROUP, the user's
+ * primary group. */
+static void handle_bind_owner(struct parse_ctx *c, struct listener_conf *l, const char *key,
+                              const char *v)
+{
+    char user[256];
+    const char *colon = strchr(v, ':');
+    size_t n = colon ? (size_t)(colon - v) : strlen(v);
+    if (n == 0 || n >= sizeof(user) || (colon && colon[1] == '\0')) {
+        add_error(c, c->lineno, key, "'%s' is not USER or USER:GROUP", v);
+        return;
+    }
+    memcpy(user, v, n);
+    user[n] = '\0';
+    gid_t primary = 0;
+    const char *why = privilege_lookup_user(user, &l->owner_uid, &primary);
+    if (why == NULL && colon != NULL)
+        why = privilege_lookup_group(colon + 1, &l->owner_gid);
+    else if (why == NULL)
+        l->owner_gid = primary;
+    if (why != NULL) {
+        add_error(c, c->lineno, key, "'%s': %s", v, why);
+        return;
+    }
+    set_string(c, &l->bind_owner, v);
+}
+
 static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
 {
     struct listener_conf *l = &c->cfg->listeners[c->cur];
     if (strcmp(key, "bind") == 0) {
         struct sockaddr_any a;
-        const char *why = addr_parse(v, ADDR_ALLOW_WILDCARD, &a);
+        const char *why = addr_parse(v, ADDR_ALLOW_WILDCARD | ADDR_ALLOW_UNIX, &a);
         if (why != NULL) {
             add_error(c, c->lineno, key, "'%s': %s", v, why);
             return;
@@ -603,6 +633,11 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "'%s' is not on or off", v);
     } else if (strcmp(key, "proxy_timeout") == 0) {
         val_duration(c, key, v, 1, &l->proxy_timeout_ms);
+    } else if (strcmp(key, "bind_mode") == 0) {
+        if (!parse_mode(v, &l->bind_mode))
+            add_error(c, c->lineno, key, "'%s' is not an octal mode like 0660", v);
+    } else if (strcmp(key, "bind_owner") == 0) {
+        handle_bind_owner(c, l, key, v);
     }
 }
 
@@ -923,6 +958,12 @@ static void validate(struct parse_ctx *c)
             if (addr_equal(&l->binds[b], &cfg->admin_http))
                 add_error(c, c->admin_http_line, "admin_http",
                           "same address as a bind of listener '%s'", l->name);
+        /* The admin socket's file cannot also be a listener's. */
+        for (int b = 0; cfg->admin_socket && b < l->nbinds; b++)
+            if (l->binds[b].u.sa.sa_family == AF_UNIX &&
+                strcmp(l->binds[b].u.un.sun_path, cfg->admin_socket) == 0)
+                add_error(c, l->line, "bind", "unix:%s is also the admin_socket",
+                          cfg->admin_socket);
         /* One address may belong to one listener only. */
         for (int b = 0; b < l->nbinds; b++) {
             for (int k = 0; k < i; k++) {
@@ -1141,6 +1182,7 @@ static void config_free(struct config *cfg)
         if (l->st)
             registry_put(&listener_registry, &l->st->obj);
         free(l->binds);
+        free(l->bind_owner);
         free(l->pool_name);
         free(l->name);
     }

@@ -120,6 +120,11 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
     fprintf(out, "relay = %s\n", l->splice ? "splice" : "copy");
     fprintf(out, "accept_proxy = %s\n", onoff(l->accept_proxy));
     put_duration(out, "proxy_timeout", l->proxy_timeout_ms);
+    fprintf(out, "bind_mode = %04o\n", (unsigned)l->bind_mode);
+    if (l->bind_owner != NULL)
+        fprintf(out, "bind_owner = %s\n", l->bind_owner);
+    else
+        fprintf(out, "; bind_owner = (none: the user sluice runs as)\n");
 }
 
 static void dump_pool(const struct pool_conf *p, FILE *out)

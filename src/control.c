@@ -15,6 +15,7 @@
 #include "sluice/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,8 @@ int control_fanout(struct control *ctl, void (*fn)(struct worker *, void *), voi
     return 0;
 }
 
+static void unix_binds_free(struct unix_bind *list, bool remove);
+
 static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct control *ctl = container_of(t, struct control, w_shutdown);
@@ -180,6 +183,9 @@ static void stop_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     }
     ctl->stopping = true;
     notify_send("STOPPING=1");
+    /* The socket files go first, so nobody queues on a closing socket. */
+    unix_binds_free(ctl->unix_binds, true);
+    ctl->unix_binds = NULL;
     log_info("stopping (%s): no new connections, %d sessions draining for up to %.1fs",
              strsignal(sig->signum), atomic_load(&ctl->limits.active),
              (double)ctl->cfg->shutdown_timeout_ms / 1000.0);
@@ -260,10 +266,115 @@ static void free_new_listens(struct worker_new_listen *nl)
     }
 }
 
+static struct unix_bind *unix_find(struct unix_bind *list, const struct sockaddr_any *a)
+{
+    for (; list; list = list->next)
+        if (addr_equal(&list->addr, a))
+            return list;
+    return NULL;
+}
+
+/* Who a listener's socket files belong to: bind_owner, else the user
+ * sluice runs as (-1: as created). */
+static void unix_owner(const struct control *ctl, const struct listener_conf *lc, uid_t *uid,
+                       gid_t *gid)
+{
+    *uid = lc->bind_owner ? lc->owner_uid : ctl->owner_uid;
+    *gid = lc->bind_owner ? lc->owner_gid : ctl->owner_gid;
+}
+
+/* Close the main thread's descriptor of u and free it; with `remove`,
+ * also remove its file (if it is still the one we made). The workers'
+ * dup()s keep the socket itself until they close them. */
+static void unix_bind_free(struct unix_bind *u, bool remove)
+{
+    const char *path = u->addr.u.un.sun_path;
+    if (remove && listener_unlink_unix(path, &u->file) < 0)
+        log_warn("cannot remove unix:%s: %s (a later start replaces a stale socket file)", path,
+                 errno == EEXIST ? "another file is there now" : strerror(errno));
+    close(u->fd);
+    free(u);
+}
+
+static void unix_binds_free(struct unix_bind *list, bool remove)
+{
+    while (list) {
+        struct unix_bind *next = list->next;
+        unix_bind_free(list, remove);
+        list = next;
+    }
+}
+
+/* Create the socket of every unix: bind of cfg found in neither `have`
+ * nor *fresh, onto *fresh. Main thread, with the privileges it has now:
+ * as root at start (so bind_owner can be any user), as the user on a
+ * reload. Returns -1 with err set (what it made stays on *fresh). */
+static int open_unix_binds(struct control *ctl, struct config *cfg, struct unix_bind *have,
+                           struct unix_bind **fresh, char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *lc = &cfg->listeners[i];
+        for (int b = 0; b < lc->nbinds; b++) {
+            const struct sockaddr_any *a = &lc->binds[b];
+            if (a->u.sa.sa_family != AF_UNIX || unix_find(have, a) || unix_find(*fresh, a))
+                continue;
+            struct unix_bind *u = calloc(1, sizeof(*u));
+            if (u == NULL) {
+                snprintf(err, errlen, "listener %s: out of memory", lc->name);
+                return -1;
+            }
+            char why[256];
+            u->addr = *a;
+            u->mode = lc->bind_mode;
+            unix_owner(ctl, lc, &u->uid, &u->gid);
+            u->fd = listener_open_unix(a, lc->backlog, u->mode, u->uid, u->gid, &u->file, why,
+                                       sizeof(why));
+            if (u->fd < 0) {
+                snprintf(err, errlen, "listener %s: unix:%s", lc->name, why);
+                free(u);
+                return -1;
+            }
+            u->next = *fresh;
+            *fresh = u;
+            log_info("listener %s: unix:%s (mode %04o)", lc->name, a->u.un.sun_path,
+                     (unsigned)u->mode);
+        }
+    }
+    return 0;
+}
+
+/* A kept path whose bind_mode or bind_owner changed: apply them to the
+ * file (never through a symlink: only while it is still our socket). */
+static void unix_bind_update(struct control *ctl, struct unix_bind *u,
+                             const struct listener_conf *lc)
+{
+    uid_t uid;
+    gid_t gid;
+    unix_owner(ctl, lc, &uid, &gid);
+    if (u->mode == lc->bind_mode && u->uid == uid && u->gid == gid)
+        return;
+    const char *path = u->addr.u.un.sun_path;
+    struct stat st;
+    if (lstat(path, &st) < 0 || st.st_dev != u->file.dev || st.st_ino != u->file.ino ||
+        fchmodat(AT_FDCWD, path, (mode_t)lc->bind_mode, AT_SYMLINK_NOFOLLOW) < 0 ||
+        ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0)) {
+        log_warn("listener %s: unix:%s: cannot apply bind_mode/bind_owner: %s", lc->name, path,
+                 strerror(errno));
+        return;
+    }
+    u->mode = lc->bind_mode;
+    u->uid = uid;
+    u->gid = gid;
+}
+
 /* Open a socket per bind address of `cfg` that `old` does not have (all of
- * them when old is NULL), for one worker. Returns -1 with err set. */
-static int open_new_binds(struct config *cfg, struct config *old, struct worker_new_listen **out,
-                          char *err, size_t errlen)
+ * them when old is NULL), for one worker: a TCP bind gets a socket of its
+ * own, a unix: bind a dup() of the main thread's socket for the path (in
+ * `fresh`, made by this reload, or ctl->unix_binds). Returns -1 with err
+ * set. */
+static int open_new_binds(struct control *ctl, struct config *cfg, struct config *old,
+                          struct unix_bind *fresh, struct worker_new_listen **out, char *err,
+                          size_t errlen)
 {
     *out = NULL;
     for (int i = 0; i < cfg->nlisteners; i++) {
@@ -272,7 +383,19 @@ static int open_new_binds(struct config *cfg, struct config *old, struct worker_
             if (cfg_has_bind(old, &lc->binds[b]))
                 continue;
             char why[256];
-            int fd = listener_open(&lc->binds[b], lc->backlog, why, sizeof(why));
+            int fd;
+            if (lc->binds[b].u.sa.sa_family == AF_UNIX) {
+                struct unix_bind *u = unix_find(fresh, &lc->binds[b]);
+                if (u == NULL)
+                    u = unix_find(ctl->unix_binds, &lc->binds[b]);
+                SLUICE_ASSERT(u != NULL);
+                fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+                if (fd < 0)
+                    snprintf(why, sizeof(why), "unix:%s: dup: %s", u->addr.u.un.sun_path,
+                             strerror(errno));
+            } else {
+                fd = listener_open(&lc->binds[b], lc->backlog, why, sizeof(why));
+            }
             struct worker_new_listen *nl = fd >= 0 ? calloc(1, sizeof(*nl)) : NULL;
             if (nl == NULL) {
                 snprintf(err, errlen, "listener %s: %s", lc->name, fd < 0 ? why : "out of memory");
@@ -404,6 +527,7 @@ struct reload_plan {
     int old_n, new_n;
     struct admin_change admin;
     bool admin_open;
+    struct unix_bind *unix_fresh; /* unix: sockets of paths new in cfg */
     /* Per worker slot 0..new_n-1: the sockets for binds it lacks. */
     struct worker_new_listen *fresh[SLUICE_MAX_WORKERS];
     /* Per slot 0..max(old_n,new_n)-1: WMSG_CONFIG below new_n, WMSG_RETIRE
@@ -462,9 +586,11 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
     if (admin_prepare(ctl, cfg, old, &p->admin, p->err, sizeof(p->err)) < 0)
         return -1;
     p->admin_open = true;
+    if (open_unix_binds(ctl, cfg, ctl->unix_binds, &p->unix_fresh, p->err, sizeof(p->err)) < 0)
+        return -1;
     for (int i = 0; i < p->new_n; i++)
-        if (open_new_binds(cfg, i < p->old_n ? old : NULL, &p->fresh[i], p->err,
-                           sizeof(p->err)) < 0)
+        if (open_new_binds(ctl, cfg, i < p->old_n ? old : NULL, p->unix_fresh, &p->fresh[i],
+                           p->err, sizeof(p->err)) < 0)
             return -1;
     int nmsgs = p->old_n > p->new_n ? p->old_n : p->new_n;
     for (int i = 0; i < nmsgs; i++) {
@@ -513,9 +639,37 @@ static void reload_abort(struct control *ctl, struct reload_plan *p)
             worker_msg_free(p->msgs[i]);
         free_new_listens(p->fresh[i]);
     }
+    unix_binds_free(p->unix_fresh, true);
     if (p->admin_open)
         admin_abort(&p->admin);
     config_unref(p->cfg);
+}
+
+/* The unix: sockets of the new generation: a path it no longer binds
+ * loses its file now, before any worker hears of the reload, so that no
+ * client can queue on a socket the workers are about to drain and close;
+ * a kept path gets any new bind_mode / bind_owner; new paths join. */
+static void unix_binds_commit(struct control *ctl, struct reload_plan *p)
+{
+    struct unix_bind **pp = &ctl->unix_binds;
+    while (*pp) {
+        struct unix_bind *u = *pp;
+        struct listener_conf *lc = NULL;
+        for (int i = 0; i < p->cfg->nlisteners && lc == NULL; i++)
+            for (int b = 0; b < p->cfg->listeners[i].nbinds; b++)
+                if (addr_equal(&p->cfg->listeners[i].binds[b], &u->addr))
+                    lc = &p->cfg->listeners[i];
+        if (lc == NULL) {
+            *pp = u->next;
+            log_info("unix:%s: no longer bound, its file is removed", u->addr.u.un.sun_path);
+            unix_bind_free(u, true);
+            continue;
+        }
+        unix_bind_update(ctl, u, lc);
+        pp = &u->next;
+    }
+    *pp = p->unix_fresh;
+    p->unix_fresh = NULL;
 }
 
 /* Switch to the prepared generation. Cannot fail: everything it hands
@@ -524,6 +678,7 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
 {
     struct config *cfg = p->cfg, *old = p->old;
     ctl->generation = cfg->generation;
+    unix_binds_commit(ctl, p);
     for (int i = 0; i < p->new_n; i++) {
         struct worker_msg *m = p->msgs[i];
         m->type = WMSG_CONFIG;
@@ -598,6 +753,12 @@ static int open_startup_binds(struct control *ctl, struct config *cfg)
 {
     char err[300];
     int rc = 0;
+    /* Unix sockets first, with every privilege: a changed fsuid would
+     * lose CAP_CHOWN, which bind_owner may need. */
+    if (open_unix_binds(ctl, cfg, NULL, &ctl->unix_binds, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
     bool switch_owner = ctl->owner_uid != (uid_t)-1;
     uid_t prev_fsuid = switch_owner ? (uid_t)setfsuid(ctl->owner_uid) : 0;
     for (int i = 0; i < cfg->workers && rc == 0; i++) {
@@ -608,7 +769,7 @@ static int open_startup_binds(struct control *ctl, struct config *cfg)
             break;
         }
         ctl->nworkers = i + 1;
-        if (open_new_binds(cfg, NULL, &nl, err, sizeof(err)) < 0) {
+        if (open_new_binds(ctl, cfg, NULL, NULL, &nl, err, sizeof(err)) < 0) {
             log_error("%s", err);
             rc = -1;
             break;
@@ -825,6 +986,8 @@ int control_run(struct config *cfg, const char *config_path)
     if (rc == 0)
         log_info("exit: all sessions closed");
 out:
+    unix_binds_free(ctl->unix_binds, true);
+    ctl->unix_binds = NULL;
     if (ctl->admin)
         admin_stop(ctl->admin);
     if (ctl->http)

@@ -94,14 +94,22 @@ static bool drain_accept_queue(struct worker *w, struct worker_listen *wl)
     if (r == ACCEPT_EMPTY)
         return true;
     int fd = wl->w_accept.fd;
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    wl->owed = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
-                   ? (int)ti.tcpi_unacked /* a listener's accept queue length */
-                   : INT_MAX;             /* unknown: until the queue is empty */
-    if (wl->owed <= 0)
-        return true;
-    listen(fd, 0);
+    if (wl->addr.u.sa.sa_family == AF_UNIX) {
+        /* No TCP_INFO, and no need: the main thread removed the file
+         * before telling us, so no client can connect any more and the
+         * queue (shared with the other workers' dup()s) only shrinks:
+         * accept until it is empty. */
+        wl->owed = INT_MAX;
+    } else {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        wl->owed = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+                       ? (int)ti.tcpi_unacked /* a listener's accept queue length */
+                       : INT_MAX;             /* unknown: until the queue is empty */
+        if (wl->owed <= 0)
+            return true;
+        listen(fd, 0);
+    }
     wl->draining = true;
     config_ref(w->cfg);
     wl->cfg = w->cfg;
@@ -143,14 +151,18 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 /* Retire every socket of this worker that is not draining already; the
- * ones that cannot be closed yet are left draining. */
+ * ones that cannot be closed yet are left draining. A retiring worker
+ * (keep NULL) just closes its dup() of a unix: socket: the queue is
+ * shared with the workers that stay, which go on accepting from it (and
+ * drain it themselves if its path is gone too). */
 static void retire_listens(struct worker *w, struct config *keep)
 {
     struct worker_listen **pp = &w->listens;
     while (*pp) {
         struct worker_listen *wl = *pp;
         bool go = !wl->draining && (keep == NULL || find_bind(keep, &wl->addr) == NULL);
-        if (go && drain_accept_queue(w, wl)) {
+        bool shared = keep == NULL && wl->addr.u.sa.sa_family == AF_UNIX;
+        if (go && (shared || drain_accept_queue(w, wl))) {
             *pp = wl->next;
             close_listen(w, wl);
         } else {

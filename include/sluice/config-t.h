@@ -75,6 +75,12 @@ struct listener_conf {
     bool splice; /* relay = splice: zero-copy through pipes */
     bool accept_proxy;        /* clients start with a PROXY protocol header */
     int64_t proxy_timeout_ms; /* ... which must arrive within this time */
+    /* Its unix: binds: the files' mode, and their owner (bind_owner as
+     * written, resolved at load time; NULL: the user sluice runs as). */
+    int bind_mode;
+    char *bind_owner;
+    uid_t owner_uid;
+    gid_t owner_gid;
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

@@ -3,9 +3,11 @@
 #ifndef SLUICE_CONTROL_T_H
 #define SLUICE_CONTROL_T_H
 
+#include "sluice/addr-t.h"
 #include "sluice/admin-t.h"
 #include "sluice/common.h"
 #include "sluice/limits-t.h"
+#include "sluice/listener-t.h"
 #include "sluice/worker-t.h"
 
 #include <ev.h>
@@ -18,6 +20,21 @@ struct admin_http;
 struct config;
 struct fanout;
 struct strbuf;
+
+/* A `bind = unix:PATH` socket. Unix sockets have no SO_REUSEPORT: the main
+ * thread binds one socket per path and every worker accepts from its own
+ * dup() of it (so each can close its descriptor on its own schedule, and
+ * the socket lives until the last one goes). Kept while some generation
+ * binds the path; its file is removed when the path goes, and at stop. */
+struct unix_bind {
+    struct unix_bind *next;
+    struct sockaddr_any addr;
+    int fd;                /* the main thread's descriptor */
+    struct unix_file file; /* the file bind() created */
+    int mode;              /* as applied to the file */
+    uid_t uid;
+    gid_t gid;
+};
 
 struct control {
     struct ev_loop *loop; /* the default loop */
@@ -55,6 +72,7 @@ struct control {
      * it can still manage them after dropping privileges; -1 = as is. */
     uid_t owner_uid;
     gid_t owner_gid;
+    struct unix_bind *unix_binds; /* of the current generation */
 };
 
 #endif

@@ -151,6 +151,7 @@ def parser_keys(tmp_path):
     sets the keys -T only prints when set."""
     cfg = tmp_path / "all.ini"
     cfg.write_text(st.make_config(st.free_port(), ["a 127.0.0.1:9"], glob={"user": "nobody"},
+                                  listener={"bind_owner": "nobody"},
                                   pool={"check": "send-expect", "check_send": "x",
                                         "check_expect": "y"}))
     r = st.run_sluice(["-T", "-c", cfg])

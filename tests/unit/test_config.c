@@ -721,7 +721,7 @@ static void test_error_listeners(void)
         const char *addr, *reason;
     } bad[] = {
         {"localhost:80", "host names are not resolved"},
-        {"unix:/tmp/x.sock", "unix"},
+        {"unix:x.sock", "unix socket path must be absolute"},
         {"127.0.0.1:0", "port"},
         {"127.0.0.1:65536", "port"},
         {"::1:80", "[addr]:port"},
@@ -1213,6 +1213,49 @@ static void test_unreadable_paths(void)
     config_errors_free(&errs);
 }
 
+/* bind = unix:PATH with bind_mode and bind_owner (USER[:GROUP], looked
+ * up at load time). */
+static void test_unix_binds(void)
+{
+    struct config *cfg = load_ok("[listener l]\n"
+                                 "bind = unix:/run/sluice/app.sock\n"
+                                 "bind = 127.0.0.1:2\n"
+                                 "bind_mode = 0600\n"
+                                 "bind_owner = root:0\n"
+                                 "pool = zz\n"
+                                 "[listener m]\n"
+                                 "bind = unix:/run/sluice/m.sock\n"
+                                 "pool = zz\n" TAIL);
+    REQUIRE(cfg != NULL);
+    struct listener_conf *l = &cfg->listeners[0];
+    REQUIRE_EQ_INT(l->nbinds, 2);
+    char buf[ADDR_STRLEN];
+    addr_format(&l->binds[0].u.sa, l->binds[0].len, buf, sizeof(buf));
+    CHECK_STR(buf, "unix:/run/sluice/app.sock");
+    CHECK_EQ_INT(l->bind_mode, 0600);
+    CHECK_STR(l->bind_owner, "root:0");
+    CHECK_EQ_INT(l->owner_uid, 0);
+    CHECK_EQ_INT(l->owner_gid, 0);
+    CHECK_EQ_INT(cfg->listeners[1].bind_mode, 0660); /* the default */
+    CHECK(cfg->listeners[1].bind_owner == NULL);
+    config_unref(cfg);
+
+    EXPECT_ERRORS("[listener l]\nbind = unix:/a.sock\nbind_owner = no-such-user-x\npool = zz\n" TAIL,
+                  {3, "bind_owner", "'no-such-user-x': no such user"});
+    EXPECT_ERRORS("[listener l]\nbind = unix:/a.sock\nbind_owner = root:no-such-group-x\n"
+                  "pool = zz\n" TAIL,
+                  {3, "bind_owner", "'root:no-such-group-x': no such group"});
+    EXPECT_ERRORS("[listener l]\nbind = unix:/a.sock\nbind_owner = root:\npool = zz\n" TAIL,
+                  {3, "bind_owner", "is not USER or USER:GROUP"});
+    EXPECT_ERRORS("[listener l]\nbind = unix:/a.sock\nbind_mode = 1777\npool = zz\n" TAIL,
+                  {3, "bind_mode", "not an octal mode like 0660"});
+    EXPECT_ERRORS("[listener l]\nbind = unix:/a.sock\nbind = unix:/a.sock\npool = zz\n" TAIL,
+                  {3, "bind", "listed twice"});
+    EXPECT_ERRORS("[global]\nadmin_socket = /a.sock\n[listener l]\nbind = unix:/a.sock\n"
+                  "pool = zz\n" TAIL,
+                  {3, "bind", "unix:/a.sock is also the admin_socket"});
+}
+
 /* ---- sluice -T: the effective configuration, read back unchanged ---- */
 
 static char *dump_text(const struct config *cfg)
@@ -1270,7 +1313,8 @@ static void check_round_trip(int at, const char *text)
             snprintf(want, sizeof(want), "\n%s = ", keys[k]);
             bool optional = strcmp(keys[k], "check_send") == 0 || strcmp(keys[k], "check_expect") == 0 ||
                             ((strcmp(keys[k], "user") == 0 || strcmp(keys[k], "group") == 0) &&
-                             a->user == NULL);
+                             a->user == NULL) ||
+                            (strcmp(keys[k], "bind_owner") == 0 && a->listeners[0].bind_owner == NULL);
             unit_checkf(optional || strstr(d1, want) != NULL, __FILE__, at, "key in dump",
                         "'%s' missing", keys[k]);
         }
@@ -1291,6 +1335,7 @@ static void test_dump_round_trip(void)
                      "max_buffer = 1m\nadmin_socket = /run/s/a.sock\nadmin_mode = 660\n"
                      "admin_http = *:9180\npid_file = /run/s.pid\nuser = nobody\n"
                      "[listener web]\nbind = 127.0.0.1:8080\nbind = [::1]:8080\npool = web\n"
+                     "bind = unix:/run/s/web.sock\nbind_mode = 666\nbind_owner = nobody:root\n"
                      "max_conns = 77\nbacklog = 128\nrelay = splice\naccept_proxy = on\n"
                      "proxy_timeout = 90s\n"
                      "[pool web]\nbalance = leastconn\nserver = app1 127.0.0.1:9001 weight=3\n"
@@ -1312,4 +1357,4 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_error_two_syntax_errors), TEST(test_file_syntax), TEST(test_file_bom),
           TEST(test_load_file), TEST(test_registry_counts), TEST(test_registry_direct),
           TEST(test_inline_comments), TEST(test_key_hints), TEST(test_error_order_and_values),
-          TEST(test_unreadable_paths), TEST(test_dump_round_trip))
+          TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_dump_round_trip))
