@@ -7,6 +7,7 @@
 #include "sluice/balance.h"
 #include "sluice/config.h"
 #include "sluice/fault.h"
+#include "sluice/keepalive.h"
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
 #include "sluice/limits.h"
@@ -544,6 +545,11 @@ static void session_connect(struct session *s)
     if (family != AF_UNIX) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* Before connect(), so the connection has it from its first
+         * moment. A failure only costs the detection of a dead server. */
+        if (pool->keepalive.on && keepalive_apply(fd, &pool->keepalive) < 0)
+            log_debug("worker %d: keepalive on the socket for %s: %s", w->id, srv->be->obj.key,
+                      strerror(errno));
     }
     ev_io_set(&s->w_backend, fd, EV_WRITE);
     ev_set_cb(&s->w_backend, connect_cb);

@@ -4,6 +4,7 @@
 
 #include "sluice/addr-t.h"
 #include "sluice/backend-t.h"
+#include "sluice/keepalive-t.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +59,7 @@ struct pool_conf {
     size_t check_send_len;
     char *check_expect;
     size_t check_expect_len;
+    struct keepalive_conf keepalive; /* on backend sockets (not unix: ones) */
     /* Balancer state, one per worker, made lazily by that worker only. */
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };
@@ -75,6 +77,7 @@ struct listener_conf {
     bool splice; /* relay = splice: zero-copy through pipes */
     bool accept_proxy;        /* clients start with a PROXY protocol header */
     int64_t proxy_timeout_ms; /* ... which must arrive within this time */
+    struct keepalive_conf keepalive; /* on accepted client sockets */
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 
