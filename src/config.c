@@ -206,6 +206,15 @@ static int section_add(struct parse_ctx *c, void **arr, int *n, size_t elem, con
     return i;
 }
 
+/* tcp_keepalive off; the timing it gets when turned on without it. */
+static void keepalive_defaults(struct keepalive_conf *ka)
+{
+    ka->on = false;
+    ka->idle_s = KEEPALIVE_IDLE_DEFAULT;
+    ka->interval_s = KEEPALIVE_INTERVAL_DEFAULT;
+    ka->count = KEEPALIVE_COUNT_DEFAULT;
+}
+
 /* ---- section headers (seen by the reader, before inih) ---- */
 
 static void section_begin(struct parse_ctx *c, const char *header, int line)
@@ -245,6 +254,7 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         cfg->listeners[i].backlog = 4096;
         cfg->listeners[i].proxy_timeout_ms = 5000;
         cfg->listeners[i].bind_mode = 0660;
+        keepalive_defaults(&cfg->listeners[i].keepalive);
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
@@ -263,6 +273,7 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         p->check = CHECK_NONE;
         p->check_interval_ms = 2000;
         p->check_timeout_ms = 1000;
+        keepalive_defaults(&p->keepalive);
         c->kind = SEC_POOL;
         c->cur = i;
     }
@@ -434,13 +445,16 @@ static const char *const global_keys[] = {"workers",     "log_level",    "access
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http",  "user",         "group",
                                           "allow_root",  "pid_file"};
-static const char *const listener_keys[] = {"bind",         "pool",          "max_conns",
-                                            "backlog",      "relay",         "accept_proxy",
-                                            "proxy_timeout", "bind_mode",    "bind_owner"};
+static const char *const listener_keys[] = {
+    "bind",          "pool",           "max_conns",     "backlog",
+    "relay",         "accept_proxy",   "proxy_timeout", "bind_mode",
+    "bind_owner",    "tcp_keepalive",  "keepalive_idle", "keepalive_interval",
+    "keepalive_count"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
-    "check_send", "check_expect", "send_proxy"};
+    "check_send", "check_expect", "send_proxy", "tcp_keepalive", "keepalive_idle",
+    "keepalive_interval", "keepalive_count"};
 
 const char *const *config_section_keys(enum config_section sec, size_t *n)
 {
@@ -589,9 +603,45 @@ static void handle_bind_owner(struct parse_ctx *c, struct listener_conf *l, cons
     set_string(c, &l->bind_owner, v);
 }
 
+/* A duration the kernel takes in whole seconds (TCP_KEEPIDLE/KEEPINTVL). */
+static void val_keepalive_secs(struct parse_ctx *c, const char *key, const char *v, int *out)
+{
+    int64_t ms;
+    if (!val_duration(c, key, v, 0, &ms))
+        return;
+    if (ms % 1000 != 0 || ms < 1000 || ms > KEEPALIVE_TIME_MAX * INT64_C(1000)) {
+        add_error(c, c->lineno, key, "'%s' must be whole seconds from 1s to %ds", v,
+                  KEEPALIVE_TIME_MAX);
+        return;
+    }
+    *out = (int)(ms / 1000);
+}
+
+/* The keepalive keys, alike in [listener] and [pool]; false if key is
+ * not one of them. */
+static bool handle_keepalive(struct parse_ctx *c, const char *key, const char *v,
+                             struct keepalive_conf *ka)
+{
+    if (strcmp(key, "tcp_keepalive") == 0) {
+        if (!parse_bool(v, &ka->on))
+            add_error(c, c->lineno, key, "'%s' is not on or off", v);
+    } else if (strcmp(key, "keepalive_idle") == 0) {
+        val_keepalive_secs(c, key, v, &ka->idle_s);
+    } else if (strcmp(key, "keepalive_interval") == 0) {
+        val_keepalive_secs(c, key, v, &ka->interval_s);
+    } else if (strcmp(key, "keepalive_count") == 0) {
+        val_int(c, key, v, 1, KEEPALIVE_COUNT_MAX, &ka->count);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
 {
     struct listener_conf *l = &c->cfg->listeners[c->cur];
+    if (handle_keepalive(c, key, v, &l->keepalive))
+        return;
     if (strcmp(key, "bind") == 0) {
         struct sockaddr_any a;
         const char *why = addr_parse(v, ADDR_ALLOW_WILDCARD | ADDR_ALLOW_UNIX, &a);
@@ -717,6 +767,8 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
 static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
 {
     struct pool_conf *p = &c->cfg->pools[c->cur];
+    if (handle_keepalive(c, key, v, &p->keepalive))
+        return;
     if (strcmp(key, "server") == 0) {
         handle_server(c, p, v);
     } else if (strcmp(key, "balance") == 0) {

@@ -76,6 +76,14 @@ static const char *check_str(enum check_kind k)
     return k == CHECK_TCP ? "tcp" : k == CHECK_SEND_EXPECT ? "send-expect" : "none";
 }
 
+static void put_keepalive(FILE *out, const struct keepalive_conf *ka)
+{
+    fprintf(out, "tcp_keepalive = %s\n", onoff(ka->on));
+    put_duration(out, "keepalive_idle", (int64_t)ka->idle_s * 1000);
+    put_duration(out, "keepalive_interval", (int64_t)ka->interval_s * 1000);
+    fprintf(out, "keepalive_count = %d\n", ka->count);
+}
+
 static void dump_global(const struct config *cfg, FILE *out)
 {
     fprintf(out, "[global]\n");
@@ -125,6 +133,7 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
         fprintf(out, "bind_owner = %s\n", l->bind_owner);
     else
         fprintf(out, "; bind_owner = (none: the user sluice runs as)\n");
+    put_keepalive(out, &l->keepalive);
 }
 
 static void dump_pool(const struct pool_conf *p, FILE *out)
@@ -138,6 +147,7 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
     fprintf(out, "rise = %d\n", p->rise);
     put_duration(out, "fail_timeout", p->fail_timeout_ms);
     fprintf(out, "send_proxy = %s\n", proxy_str(p->send_proxy));
+    put_keepalive(out, &p->keepalive);
     fprintf(out, "check = %s\n", check_str(p->check));
     put_duration(out, "check_interval", p->check_interval_ms);
     put_duration(out, "check_timeout", p->check_timeout_ms);

@@ -1,6 +1,7 @@
 /* listener.c - open listening sockets; accept in bounded batches, pause on
  * limits and descriptor exhaustion instead of spinning. */
 #include "sluice/listener.h"
+#include "sluice/keepalive.h"
 #include "sluice/limits.h"
 #include "sluice/log.h"
 #include "sluice/worker-t.h"
@@ -240,6 +241,13 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             peer.u.sa.sa_family = AF_UNIX;
         }
         counter_add(&w->stats.accepted, 1);
+        /* Set on each accepted socket, not inherited from the listening
+         * one: that socket outlives a reload, and a reload's values apply
+         * from the next accept. A Unix-socket client has no TCP to set. */
+        if (lc->keepalive.on && peer.u.sa.sa_family != AF_UNIX &&
+            keepalive_apply(fd, &lc->keepalive) < 0)
+            log_debug("worker %d: keepalive on a client of listener %s: %s", w->id, lc->name,
+                      strerror(errno));
         accepted(w, cfg, lc, fd, &peer);
         if (wl->draining && --wl->owed <= 0)
             return ACCEPT_EMPTY;

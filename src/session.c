@@ -7,6 +7,7 @@
 #include "sluice/balance.h"
 #include "sluice/config.h"
 #include "sluice/fault.h"
+#include "sluice/keepalive.h"
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
 #include "sluice/limits.h"
@@ -117,6 +118,23 @@ static size_t dir_pending(const struct relay_dir *d)
     return d->splice ? d->pipe.len : d->chain.len;
 }
 
+/* The end reason for a failed read or write (errno err) on fd. ETIMEDOUT
+ * on a side with tcp_keepalive on: the kernel gave up on a peer that went
+ * silent (its keepalive probes, or retransmissions of bytes in flight, got
+ * no answer): keepalive_timeout. Everything else is a reset, as is
+ * ETIMEDOUT without keepalive (only a retransmission timeout gives it). */
+static enum end_reason error_reason(const struct session *s, int fd, int err)
+{
+    if (err != ETIMEDOUT)
+        return END_reset;
+    bool client = fd == client_fd(s);
+    const struct keepalive_conf *ka = client ? &s->lc->keepalive : &s->srv->pool->keepalive;
+    if (!ka->on)
+        return END_reset;
+    log_debug("worker %d: %s side timed out (keepalive)", s->w->id, client ? "client" : "backend");
+    return END_keepalive_timeout;
+}
+
 /* Make close(fd) send RST instead of FIN. */
 static void set_abortive_close(int fd)
 {
@@ -152,7 +170,7 @@ void session_finish(struct session *s, enum end_reason reason)
      * meant for a side are being thrown away (idle timeout on a stalled
      * reader, shutdown, a local error), that side gets an RST instead, so
      * it cannot mistake a cut stream for a complete one. */
-    bool aborted = reason == END_reset;
+    bool aborted = reason == END_reset || reason == END_keepalive_timeout;
     if (aborted || dir_pending(&s->down) > 0)
         set_abortive_close(client_fd(s));
     if (aborted || dir_pending(&s->up) > 0)
@@ -269,7 +287,7 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
         if (dir_pending(d) > 0 && !d->dst_blocked) {
             ssize_t n = dir_flush(s, d, dst);
             if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                session_finish(s, END_reset);
+                session_finish(s, error_reason(s, dst, errno));
                 return false;
             }
             if (n > 0) {
@@ -308,7 +326,7 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
             session_finish(s, END_local_error);
             return false;
         } else {
-            session_finish(s, END_reset);
+            session_finish(s, error_reason(s, src, errno));
             return false;
         }
     }
@@ -544,6 +562,11 @@ static void session_connect(struct session *s)
     if (family != AF_UNIX) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* Before connect(), so the connection has it from its first
+         * moment. A failure only costs the detection of a dead server. */
+        if (pool->keepalive.on && keepalive_apply(fd, &pool->keepalive) < 0)
+            log_debug("worker %d: keepalive on the socket for %s: %s", w->id, srv->be->obj.key,
+                      strerror(errno));
     }
     ev_io_set(&s->w_backend, fd, EV_WRITE);
     ev_set_cb(&s->w_backend, connect_cb);
@@ -590,7 +613,7 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
             proxy_reject(s, s->up.chain.len ? "connection closed in the middle of the header"
                                             : "connection closed before a header");
         else if (errno != EAGAIN && errno != EINTR)
-            session_finish(s, END_reset);
+            session_finish(s, error_reason(s, client_fd(s), errno));
         session_leave(s);
         return;
     }

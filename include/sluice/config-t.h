@@ -4,6 +4,7 @@
 
 #include "sluice/addr-t.h"
 #include "sluice/backend-t.h"
+#include "sluice/keepalive-t.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +59,7 @@ struct pool_conf {
     size_t check_send_len;
     char *check_expect;
     size_t check_expect_len;
+    struct keepalive_conf keepalive; /* on backend sockets (not unix: ones) */
     /* Balancer state, one per worker, made lazily by that worker only. */
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };
@@ -81,6 +83,7 @@ struct listener_conf {
     char *bind_owner;
     uid_t owner_uid;
     gid_t owner_gid;
+    struct keepalive_conf keepalive; /* on accepted client sockets */
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

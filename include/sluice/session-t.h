@@ -32,7 +32,8 @@ enum session_state {
     X(reset)          /* RST or socket error on either side */                 \
     X(shutdown)       /* sluice stopped before the session finished */         \
     X(local_error)    /* out of memory or descriptors on our side */           \
-    X(proxy_header)   /* accept_proxy: header malformed, missing or late */
+    X(proxy_header)   /* accept_proxy: header malformed, missing or late */ \
+    X(keepalive_timeout) /* tcp_keepalive: a peer stopped answering (ETIMEDOUT) */
 
 enum end_reason {
 #define X(name) END_##name,

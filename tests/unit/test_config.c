@@ -1258,6 +1258,50 @@ static void test_unix_binds(void)
 
 /* ---- sluice -T: the effective configuration, read back unchanged ---- */
 
+/* tcp_keepalive and its timing, alike in [listener] and [pool]: off by
+ * default with 60s/10s/6 ready; seconds as the kernel takes them. */
+static void test_keepalive(void)
+{
+    struct config *cfg = load_ok(TAIL);
+    if (cfg != NULL) {
+        const struct keepalive_conf *kas[] = {&cfg->listeners[0].keepalive,
+                                              &cfg->pools[0].keepalive};
+        for (size_t i = 0; i < UNIT_LEN(kas); i++) {
+            CHECK(!kas[i]->on);
+            CHECK_EQ_INT(kas[i]->idle_s, 60);
+            CHECK_EQ_INT(kas[i]->interval_s, 10);
+            CHECK_EQ_INT(kas[i]->count, 6);
+        }
+    }
+    config_unref(cfg);
+    cfg = load_ok("[listener k]\nbind = 127.0.0.2:1\npool = p\ntcp_keepalive = on\n"
+                  "keepalive_idle = 2m\nkeepalive_interval = 1\nkeepalive_count = 127\n"
+                  "[pool p]\nserver = a 1.2.3.4:5\ntcp_keepalive = yes\nkeepalive_idle = 32767s\n"
+                  "keepalive_interval = 1000ms\nkeepalive_count = 1\n");
+    if (cfg != NULL) {
+        const struct keepalive_conf *l = &cfg->listeners[0].keepalive, *p = &cfg->pools[0].keepalive;
+        CHECK(l->on && p->on);
+        CHECK_EQ_INT(l->idle_s, 120);
+        CHECK_EQ_INT(l->interval_s, 1);
+        CHECK_EQ_INT(l->count, 127);
+        CHECK_EQ_INT(p->idle_s, 32767);
+        CHECK_EQ_INT(p->interval_s, 1);
+        CHECK_EQ_INT(p->count, 1);
+    }
+    config_unref(cfg);
+    EXPECT_ERRORS("[pool p]\nserver = a 1.2.3.4:5\ntcp_keepalive = maybe\nkeepalive_idle = 0\n"
+                  "keepalive_interval = 1500ms\nkeepalive_count = 0\n" TAIL,
+                  {3, "tcp_keepalive", "not on or off"}, {4, "keepalive_idle", "whole seconds"},
+                  {5, "keepalive_interval", "whole seconds"}, {6, "keepalive_count", "1..127"});
+    EXPECT_ERRORS("[listener k]\nbind = 127.0.0.2:1\npool = zz\nkeepalive_idle = 32768s\n"
+                  "keepalive_interval = 10h\nkeepalive_count = 128\nkeepalive_idle = 1s\n" TAIL,
+                  {4, "keepalive_idle", "from 1s to 32767s"},
+                  {5, "keepalive_interval", "from 1s to 32767s"}, {6, "keepalive_count", "1..127"},
+                  {7, "keepalive_idle", "set twice"});
+    EXPECT_ERRORS("[pool p]\nserver = a 1.2.3.4:5\nkeepalive_idle = soon\n" TAIL,
+                  {3, "keepalive_idle", "bad duration"});
+}
+
 static char *dump_text(const struct config *cfg)
 {
     char *text = NULL;
@@ -1337,14 +1381,16 @@ static void test_dump_round_trip(void)
                      "[listener web]\nbind = 127.0.0.1:8080\nbind = [::1]:8080\npool = web\n"
                      "bind = unix:/run/s/web.sock\nbind_mode = 666\nbind_owner = nobody:root\n"
                      "max_conns = 77\nbacklog = 128\nrelay = splice\naccept_proxy = on\n"
-                     "proxy_timeout = 90s\n"
+                     "proxy_timeout = 90s\ntcp_keepalive = on\nkeepalive_idle = 90s\n"
+                     "keepalive_interval = 2m\nkeepalive_count = 3\n"
                      "[pool web]\nbalance = leastconn\nserver = app1 127.0.0.1:9001 weight=3\n"
                      "server = app2 [::1]:9002 max_conns=500 send_proxy=v1\n"
                      "server = local unix:/run/app.sock backup\n"
                      "connect_timeout = 250ms\nidle_timeout = 2h\nretries = 0\nfall = 1\nrise = 9\n"
                      "fail_timeout = 0\nsend_proxy = v2\ncheck = send-expect\ncheck_interval = 1.5s\n"
                      "check_timeout = 100ms\ncheck_send = PING \\x23;1\\r\\n\\t\\\\\\x00\\xff\n"
-                     "check_expect = +PONG\n");
+                     "check_expect = +PONG\ntcp_keepalive = on\nkeepalive_idle = 1s\n"
+                     "keepalive_interval = 32767s\nkeepalive_count = 127\n");
 }
 
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
@@ -1357,4 +1403,5 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_error_two_syntax_errors), TEST(test_file_syntax), TEST(test_file_bom),
           TEST(test_load_file), TEST(test_registry_counts), TEST(test_registry_direct),
           TEST(test_inline_comments), TEST(test_key_hints), TEST(test_error_order_and_values),
-          TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_dump_round_trip))
+          TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_keepalive),
+          TEST(test_dump_round_trip))
