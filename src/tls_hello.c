@@ -114,9 +114,7 @@ static bool field_uint(struct reader *r, size_t *left, size_t width, size_t *out
     return true;
 }
 
-/* A DNS host name: labels of 1..63 letters, digits, '-' or '_', joined by
- * dots, at most TLS_SNI_MAX bytes. Lower-cased into out. */
-static bool host_name(const uint8_t *name, size_t n, struct tls_hello *out)
+bool tls_host_name(const char *name, size_t n, char *out, size_t *out_len)
 {
     if (n > 0 && name[n - 1] == '.')
         n--; /* RFC 6066 says no trailing dot; some clients send one */
@@ -124,7 +122,7 @@ static bool host_name(const uint8_t *name, size_t n, struct tls_hello *out)
         return false;
     size_t label = 0;
     for (size_t i = 0; i < n; i++) {
-        uint8_t ch = name[i];
+        char ch = name[i];
         if (ch == '.') {
             if (label == 0)
                 return false;
@@ -133,19 +131,19 @@ static bool host_name(const uint8_t *name, size_t n, struct tls_hello *out)
                    ch == '_') {
             label++;
         } else if (ch >= 'A' && ch <= 'Z') {
-            ch = (uint8_t)(ch - 'A' + 'a');
+            ch = (char)(ch - 'A' + 'a');
             label++;
         } else {
             return false;
         }
         if (label > 63)
             return false;
-        out->sni[i] = (char)ch;
+        out[i] = ch;
     }
     if (label == 0)
         return false;
-    out->sni[n] = '\0';
-    out->sni_len = n;
+    out[n] = '\0';
+    *out_len = n;
     return true;
 }
 
@@ -182,7 +180,7 @@ static bool server_name_ext(struct reader *r, size_t left, struct tls_hello *out
         uint8_t name[TLS_SNI_MAX + 1];
         if (!field(r, &left, name, n, overrun))
             return false;
-        if (!host_name(name, n, out))
+        if (!tls_host_name((const char *)name, n, out->sni, &out->sni_len))
             return invalid(r, "server_name is not a valid host name");
     }
     return true;

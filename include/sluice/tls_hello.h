@@ -5,6 +5,7 @@
 #ifndef SLUICE_TLS_HELLO_H
 #define SLUICE_TLS_HELLO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,13 @@ struct tls_hello {
  * records. Answers are final: once DONE or INVALID for some bytes, the same
  * bytes with anything appended give the same answer. */
 enum tls_hello_result tls_hello_parse(const uint8_t *buf, size_t len, struct tls_hello *out);
+
+/* A DNS host name as SNI carries it and `sni` rules name it: labels of
+ * 1..63 letters, digits, '-' or '_' joined by dots, at most TLS_SNI_MAX
+ * bytes, one trailing dot allowed and dropped. On success writes it
+ * lower-cased and NUL-terminated to out (room for TLS_SNI_MAX + 1) and its
+ * length to *out_len. */
+bool tls_host_name(const char *name, size_t n, char *out, size_t *out_len);
 
 const char *tls_hello_result_str(enum tls_hello_result r);
 

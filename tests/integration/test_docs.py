@@ -148,11 +148,14 @@ def sample_keys():
 
 def parser_keys(tmp_path):
     """{section: {key}} of the parser's table, from sluice -T of a file that
-    sets the keys -T only prints when set."""
+    sets the keys -T only prints when set (and a route = sni listener, for
+    sni and sni_default)."""
     cfg = tmp_path / "all.ini"
     cfg.write_text(st.make_config(st.free_port(), ["a 127.0.0.1:9"], glob={"user": "nobody"},
                                   pool={"check": "send-expect", "check_send": "x",
-                                        "check_expect": "y"}))
+                                        "check_expect": "y"})
+                   + f"\n[listener tls]\nbind = 127.0.0.1:{st.free_port()}\nroute = sni\n"
+                     "sni = a.example main\nsni_default = main\n")
     r = st.run_sluice(["-T", "-c", cfg])
     assert r.returncode == 0, r.stderr
     out = {sec: set() for sec in SECTIONS}
