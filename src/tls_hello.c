@@ -20,12 +20,12 @@
  * records' payloads, one after the other, record headers stepped over. */
 struct reader {
     const uint8_t *buf;
-    size_t len;        /* usable input: at most TLS_HELLO_MAX */
-    size_t pos;        /* next input byte */
-    size_t rec_left;   /* payload bytes of the current record not read yet */
-    unsigned records;  /* record headers read */
-    size_t hs_total;   /* handshake bytes the hello needs, as far as known */
-    size_t hs_read;    /* handshake bytes read */
+    size_t len;                 /* usable input: at most TLS_HELLO_MAX */
+    size_t pos;                 /* next input byte */
+    size_t rec_left;            /* payload bytes of the current record not read yet */
+    unsigned records;           /* record headers read */
+    size_t hs_total;            /* handshake bytes the hello needs, as far as known */
+    size_t hs_read;             /* handshake bytes read */
     enum tls_hello_result fail; /* why the last read failed */
     const char *why;
 };
@@ -127,8 +127,7 @@ bool tls_host_name(const char *name, size_t n, char *out, size_t *out_len)
             if (label == 0)
                 return false;
             label = 0;
-        } else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                   ch == '_') {
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_') {
             label++;
         } else if (ch >= 'A' && ch <= 'Z') {
             ch = (char)(ch - 'A' + 'a');

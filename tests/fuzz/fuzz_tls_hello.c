@@ -7,7 +7,8 @@
  *   - INVALID has a reason and no name; NEED_MORE has len < need <=
  *     TLS_HELLO_MAX; DONE has consumed in (0, min(size, TLS_HELLO_MAX)].
  *   - DONE's name is a host name: 0..253 bytes of [a-z0-9._-], no empty
- *     label, NUL-terminated at sni_len.
+ *     label, NUL-terminated at sni_len; for a hello in one record, those
+ *     bytes (case aside) are in the input before `consumed`.
  *   - Answers are final (monotone in the input): if a prefix is DONE or
  *     INVALID, the whole input gives the same answer (same name and
  *     consumed, same reason); so every strict prefix of a DONE input up to
@@ -112,30 +113,61 @@ static size_t reframe(const uint8_t *data, size_t consumed, size_t k, uint8_t *o
     return o;
 }
 
+/* A DONE name is in the input: when the hello sits in one record, as
+ * consecutive bytes (case aside, a trailing dot aside) before consumed. */
+static bool name_in_input(const uint8_t *data, const struct tls_hello *h)
+{
+    size_t rec = (size_t)data[3] << 8 | data[4];
+    if (h->consumed > 5 + rec)
+        return true; /* spread over records: checked by the reframing below */
+    for (size_t i = 0; i + h->sni_len <= h->consumed; i++) {
+        size_t k = 0;
+        while (k < h->sni_len &&
+               (data[i + k] | (data[i + k] >= 'A' && data[i + k] <= 'Z' ? 0x20 : 0)) ==
+                   (uint8_t)h->sni[k])
+            k++;
+        if (k == h->sni_len)
+            return true;
+    }
+    return false;
+}
+
+/* The first n bytes against the whole input's answer r, h. */
+static void check_prefix(const uint8_t *data, size_t n, enum tls_hello_result r,
+                         const struct tls_hello *h)
+{
+    struct tls_hello p;
+    enum tls_hello_result pr = parse_prefix(data, n, &p);
+    check_shape(pr, &p, n);
+    if (pr == TLS_HELLO_DONE) {
+        check(r == TLS_HELLO_DONE && p.consumed == h->consumed && strcmp(p.sni, h->sni) == 0,
+              "a DONE prefix changed its answer when extended");
+    } else if (pr == TLS_HELLO_INVALID) {
+        check(r == TLS_HELLO_INVALID && strcmp(p.why, h->why) == 0,
+              "an INVALID prefix changed its answer when extended");
+    } else if (r == TLS_HELLO_DONE) {
+        check(n < h->consumed, "NEED_MORE at or past the end of a complete hello");
+        check(p.need <= h->consumed, "need overshoots the complete hello");
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct tls_hello h;
     enum tls_hello_result r = tls_hello_parse(data, size, &h);
     check_shape(r, &h, size < TLS_HELLO_MAX ? size : TLS_HELLO_MAX);
 
-    /* Prefixes: every one when short, else a spread of them plus the last
-     * few, so a run stays fast. */
-    size_t step = size <= 512 ? 1 : size / 256;
-    for (size_t n = 0; n < size; n += (size - n <= 16 ? 1 : step)) {
-        struct tls_hello p;
-        enum tls_hello_result pr = parse_prefix(data, n, &p);
-        check_shape(pr, &p, n);
-        if (pr == TLS_HELLO_DONE) {
-            check(r == TLS_HELLO_DONE && p.consumed == h.consumed && strcmp(p.sni, h.sni) == 0,
-                  "a DONE prefix changed its answer when extended");
-        } else if (pr == TLS_HELLO_INVALID) {
-            check(r == TLS_HELLO_INVALID && strcmp(p.why, h.why) == 0,
-                  "an INVALID prefix changed its answer when extended");
-        } else if (r == TLS_HELLO_DONE) {
-            check(n < h.consumed, "NEED_MORE at or past the end of a complete hello");
-            check(p.need <= h.consumed, "need overshoots the complete hello");
-        }
-    }
+    /* Prefixes: every one of a short input; of a longer one about 32
+     * spread over it, the last 8, and the one a byte short of a complete
+     * hello, so a run stays fast. */
+    size_t step = size <= 64 ? 1 : size / 32;
+    for (size_t n = 0; n < size; n += (size - n <= 8 ? 1 : step))
+        check_prefix(data, n, r, &h);
+    if (r == TLS_HELLO_DONE)
+        check_prefix(data, h.consumed - 1, r, &h);
+
+    if (r == TLS_HELLO_DONE && h.sni_len > 0)
+        check(name_in_input(data, &h), "the name is not in the input");
 
     if (r == TLS_HELLO_DONE && size > 0) {
         static uint8_t buf[TLS_HELLO_MAX];

@@ -89,10 +89,10 @@ static void put(struct bytes *b, const void *p, size_t n)
 static void ext_sni(struct bytes *e, const char *name)
 {
     size_t n = strlen(name);
-    put16(e, 0);           /* server_name */
+    put16(e, 0);                 /* server_name */
     put16(e, (unsigned)(n + 5)); /* extension length */
     put16(e, (unsigned)(n + 3)); /* list length */
-    put8(e, 0);            /* host_name */
+    put8(e, 0);                  /* host_name */
     put16(e, (unsigned)n);
     put(e, name, n);
 }
@@ -108,10 +108,10 @@ static void hello(struct bytes *out, const struct bytes *ext)
     put16(&body, 0x0303);
     for (int i = 0; i < 32; i++)
         put8(&body, (unsigned)i);
-    put8(&body, 0);      /* no session id */
-    put16(&body, 2);     /* one cipher suite */
+    put8(&body, 0);  /* no session id */
+    put16(&body, 2); /* one cipher suite */
     put16(&body, 0x1301);
-    put8(&body, 1);      /* one compression method: null */
+    put8(&body, 1); /* one compression method: null */
     put8(&body, 0);
     if (ext != NULL) {
         put16(&body, (unsigned)ext->n);
@@ -283,7 +283,7 @@ static void padded(struct bytes *b, size_t total)
     e.n = 0;
     ext_sni(&e, "api.example.com");
     size_t base = 52 + e.n + 4; /* up to the padding's data */
-    put16(&e, 0x0015); /* padding */
+    put16(&e, 0x0015);          /* padding */
     put16(&e, (unsigned)(total - base));
     memset(e.b + e.n, 0, total - base);
     e.n += total - base;
@@ -339,8 +339,8 @@ static void check_invalid(int at, const uint8_t *buf, size_t len, const char *wh
     memcpy(more, buf, len);
     memset(more + len, 0x16, 300);
     r = parse_exact(more, len + 300, &h);
-    unit_checkf(r == TLS_HELLO_INVALID && strcmp(h.why, why) == 0, __FILE__, at,
-                "stays invalid", "%s", tls_hello_result_str(r));
+    unit_checkf(r == TLS_HELLO_INVALID && strcmp(h.why, why) == 0, __FILE__, at, "stays invalid",
+                "%s", tls_hello_result_str(r));
 }
 
 static void test_not_tls(void)
@@ -362,8 +362,7 @@ static void test_not_tls(void)
     check_invalid(__LINE__, huge, sizeof(huge), "record longer than 16 KiB");
     /* A ServerHello (type 2), or any other message first. */
     static const uint8_t server[] = {0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00};
-    check_invalid(__LINE__, server, sizeof(server),
-                  "first handshake message is not a ClientHello");
+    check_invalid(__LINE__, server, sizeof(server), "first handshake message is not a ClientHello");
     struct tls_hello h;
     CHECK_EQ_INT(parse_exact((const uint8_t *)"", 0, &h), TLS_HELLO_NEED_MORE);
     CHECK_EQ_INT(h.need, 9);
@@ -413,8 +412,8 @@ static void test_malformed_lengths(void)
     check_invalid(__LINE__, b.b, b.n, "a field overruns the ClientHello");
 
     /* Names that are no host names. */
-    static const char *const bad[] = {"a b", ".", "..", "a..b", ".a", "a.b..", "a/b",
-                                      "a:443", "*.example.com"};
+    static const char *const bad[] = {"a b",   ".",   "..",    "a..b",         ".a",
+                                      "a.b..", "a/b", "a:443", "*.example.com"};
     for (size_t i = 0; i < UNIT_LEN(bad); i++) {
         hello_sni(&b, bad[i]);
         check_invalid(__LINE__, b.b, b.n, "server_name is not a valid host name");
