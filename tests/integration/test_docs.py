@@ -181,3 +181,32 @@ def test_documented_sample_and_parser_keys_agree(tmp_path):
             f"has unknown {sample[sec] - parser[sec]}"
     for must in ("send_proxy", "accept_proxy", "proxy_timeout", "pid_file"):
         assert any(must in parser[s] for s in SECTIONS), must
+
+
+# ---- end reasons ----
+
+def reasons_in_table(path, heading):
+    text = path.read_text()
+    m = re.search(rf"^#+ {heading}\n(.*?)(?=^#)", text, re.S | re.M)
+    assert m, f"{path.name} has no '{heading}' section"
+    return set(re.findall(r"^\| `([a-z_]+)` \|", m.group(1), re.M))
+
+
+def test_end_reasons_documented(sluice, port, tmp_path):
+    """Every end reason sluice counts (show stats json's end_reasons) is in
+    docs/operations.md's End reasons table and architecture.md's, and
+    nothing else is."""
+    import ctltest as ct  # noqa: E402  (only this test needs the admin socket)
+    d = Path(tempfile.mkdtemp(prefix="slr", dir="/tmp"))
+    try:
+        sock = str(d / "admin.sock")
+        s = sluice(st.make_config(port, ["a 127.0.0.1:9"], glob={"admin_socket": sock}))
+        counted = set(ct.stats_json(sock)["process"]["end_reasons"])
+        s.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert {"tls_hello", "no_route", "proxy_header"} <= counted, counted
+    for path in (ROOT / "docs" / "operations.md", ROOT / "docs" / "architecture.md"):
+        documented = reasons_in_table(path, "End reasons")
+        assert documented == counted, \
+            f"{path.name}: lacks {counted - documented}, documents unknown {documented - counted}"
