@@ -265,6 +265,43 @@ def test_hello_forwarded_unchanged(sluice, backend, port, relay, name, sni):
     s.stop()
 
 
+def reframe(data, k):
+    """The handshake bytes of data's records, re-cut into records of k bytes."""
+    payload, pos = b"", 0
+    while pos + 5 <= len(data):
+        n = int.from_bytes(data[pos + 3:pos + 5], "big")
+        payload += data[pos + 5:pos + 5 + n]
+        pos += 5 + n
+    return b"".join(b"\x16\x03\x01" + len(payload[i:i + k]).to_bytes(2, "big") + payload[i:i + k]
+                    for i in range(0, len(payload), k))
+
+
+def test_hello_across_buffer_blocks(sluice, backend, port):
+    """buffer_size = 1k and a hello of 1,896 bytes (1-byte records) after a
+    PROXY header: the hello spans three buffer blocks, is parsed as one and
+    forwarded byte for byte."""
+    a = backend(capture_handler, name="a")
+    s = sluice(sni_config(port, [("api.example.com", "a")], {"a": [f"a1 {a.addr}"]},
+                          listener={"accept_proxy": "on"}, glob={"buffer_size": "1k"}))
+    data = reframe(hello("openssl-api.example.com"), 1)
+    assert len(data) > 1800
+    c = st.connect(port, timeout=T)
+    try:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sendall(b"PROXY TCP4 203.0.113.5 198.51.100.1 40005 443\r\n" + data[:700])
+        time.sleep(0.05)  # separate segments (pacing)
+        c.sendall(data[700:1500])
+        time.sleep(0.05)
+        c.sendall(data[1500:])
+        c.shutdown(socket.SHUT_WR)
+        assert st.recv_until_close(c, T)[0] == b"ok"
+    finally:
+        c.close()
+    assert got(a) == [data]
+    assert s.wait_access(client="203.0.113.5:40005")[0]["sni"] == "api.example.com"
+    s.stop()
+
+
 def test_slow_hello_within_sni_timeout(sluice, backend, port):
     """A hello trickled a few bytes at a time over ~1.5 s (sni_timeout 10s)
     is routed, and nothing reached a server before it was complete."""
