@@ -302,6 +302,46 @@ def test_hello_across_buffer_blocks(sluice, backend, port):
     s.stop()
 
 
+@pytest.mark.threaded
+def test_concurrent_hellos_two_workers(sluice, backend, port):
+    """workers = 2, 40 clients at once with three different names: each
+    reaches its pool with its own hello (run under TSan by scripts/test)."""
+    import threading
+    pools = {n: backend(capture_handler, name=n) for n in ("a", "b", "c")}
+    s = sluice(sni_config(port, [("api.example.com", "a"), ("*.example.com", "b")],
+                          {n: [f"{n}1 {srv.addr}"] for n, srv in pools.items()}, default="c",
+                          glob={"workers": 2}))
+    kinds = [("openssl-api.example.com", "a"), ("curl-x.example.com", "b"),
+             ("openssl-tls12-www.example.org", "c"), ("openssl-noservername", "c")]
+    errors = []
+
+    def client(i):
+        name, _ = kinds[i % len(kinds)]
+        try:
+            c = st.connect(port, timeout=T)
+            try:
+                c.sendall(hello(name) + f"#{i}".encode())
+                c.shutdown(socket.SHUT_WR)
+                if st.recv_until_close(c, T)[0] != b"ok":
+                    errors.append(f"{i}: no ok")
+            finally:
+                c.close()
+        except OSError as e:
+            errors.append(f"{i}: {e!r}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(2 * T)
+    assert not errors, errors
+    for n, srv in pools.items():
+        want = sorted(hello(name) + f"#{i}".encode() for i in range(40)
+                      for name, pool in [kinds[i % len(kinds)]] if pool == n)
+        assert sorted(got(srv, len(want))) == want, n
+    s.stop()
+
+
 def test_slow_hello_within_sni_timeout(sluice, backend, port):
     """A hello trickled a few bytes at a time over ~1.5 s (sni_timeout 10s)
     is routed, and nothing reached a server before it was complete."""
