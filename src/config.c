@@ -10,6 +10,7 @@
 #include "sluice/log.h"
 #include "sluice/parse.h"
 #include "sluice/privilege.h"
+#include "sluice/tls_hello.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -255,6 +256,7 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         cfg->listeners[i].proxy_timeout_ms = 5000;
         cfg->listeners[i].bind_mode = 0660;
         keepalive_defaults(&cfg->listeners[i].keepalive);
+        cfg->listeners[i].sni_timeout_ms = 5000;
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
@@ -449,7 +451,8 @@ static const char *const listener_keys[] = {
     "bind",          "pool",           "max_conns",     "backlog",
     "relay",         "accept_proxy",   "proxy_timeout", "bind_mode",
     "bind_owner",    "tcp_keepalive",  "keepalive_idle", "keepalive_interval",
-    "keepalive_count"};
+    "keepalive_count", "route",        "sni",           "sni_default",
+    "sni_timeout"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
@@ -637,6 +640,54 @@ static bool handle_keepalive(struct parse_ctx *c, const char *key, const char *v
     return true;
 }
 
+/* "HOST POOL" or "*.HOST POOL": one rule of a route = sni listener. */
+static void handle_sni_rule(struct parse_ctx *c, struct listener_conf *l, const char *v)
+{
+    char buf[INI_MAX_LINE];
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *save = NULL;
+    char *host = strtok_r(buf, " \t", &save);
+    char *pool = host ? strtok_r(NULL, " \t", &save) : NULL;
+    if (host == NULL || pool == NULL || strtok_r(NULL, " \t", &save) != NULL) {
+        add_error(c, c->lineno, "sni", "'%s': expected HOST POOL (HOST: a name or *.NAME)", v);
+        return;
+    }
+    struct sni_rule r = {.line = c->lineno};
+    const char *name = host;
+    if (strncmp(host, "*.", 2) == 0) {
+        r.wildcard = true;
+        name += 2;
+    }
+    char norm[TLS_SNI_MAX + 1];
+    size_t n;
+    if (!tls_host_name(name, strlen(name), norm, &n)) {
+        add_error(c, c->lineno, "sni", "'%s' is not a host name or *.NAME", host);
+        return;
+    }
+    if (!name_valid(pool)) {
+        add_error(c, c->lineno, "sni", "'%s' is not a valid pool name", pool);
+        return;
+    }
+    for (int i = 0; i < l->nsni_rules; i++) {
+        const struct sni_rule *o = &l->sni_rules[i];
+        if (o->wildcard == r.wildcard && strcmp(o->host, norm) == 0) {
+            add_error(c, c->lineno, "sni", "'%s': a second rule for it (first at line %d)", host,
+                      o->line);
+            return;
+        }
+    }
+    int i = grow((void **)&l->sni_rules, &l->nsni_rules, sizeof(r));
+    if (i < 0 || (r.host = strdup(norm)) == NULL || (r.pool_name = strdup(pool)) == NULL) {
+        if (i >= 0) {
+            free(r.host);
+            l->nsni_rules--;
+        }
+        c->oom = true;
+        return;
+    }
+    l->sni_rules[i] = r;
+}
+
 static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
 {
     struct listener_conf *l = &c->cfg->listeners[c->cur];
@@ -688,6 +739,22 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
             add_error(c, c->lineno, key, "'%s' is not an octal mode like 0660", v);
     } else if (strcmp(key, "bind_owner") == 0) {
         handle_bind_owner(c, l, key, v);
+    } else if (strcmp(key, "route") == 0) {
+        static const char *const routes[] = {"pool", "sni"};
+        int r;
+        if (val_word(c, key, v, routes, ARRAY_SIZE(routes), &r))
+            l->route_sni = r == 1;
+    } else if (strcmp(key, "sni") == 0) {
+        handle_sni_rule(c, l, v);
+    } else if (strcmp(key, "sni_default") == 0) {
+        if (!name_valid(v)) {
+            add_error(c, c->lineno, key, "'%s' is not a valid pool name", v);
+            return;
+        }
+        set_string(c, &l->sni_default_name, v);
+        l->sni_default_line = c->lineno;
+    } else if (strcmp(key, "sni_timeout") == 0) {
+        val_duration(c, key, v, 1, &l->sni_timeout_ms);
     }
 }
 
@@ -929,7 +996,8 @@ static int handler(void *user, const char *section, const char *name, const char
         unknown_key(c, name, section, keys, nkeys);
         return 1;
     }
-    bool repeatable = strcmp(key, "server") == 0 || strcmp(key, "bind") == 0;
+    bool repeatable = strcmp(key, "server") == 0 || strcmp(key, "bind") == 0 ||
+                      (strcmp(key, "sni") == 0 && c->kind == SEC_LISTENER);
     if (!repeatable && seen_key(c, key)) {
         add_error(c, c->lineno, key, "'%s': set twice in this section", value);
         return 1;
@@ -955,6 +1023,42 @@ struct pool_conf *config_find_pool(struct config *cfg, const char *name)
         if (strcmp(cfg->pools[i].name, name) == 0)
             return &cfg->pools[i];
     return NULL;
+}
+
+/* route = sni: the pools come from the rules and sni_default, each of
+ * which must exist; the listener's own `pool` has no meaning then. */
+static void validate_sni(struct parse_ctx *c, struct listener_conf *l)
+{
+    struct config *cfg = c->cfg;
+    if (l->pool_name != NULL)
+        add_error(c, l->pool_line, "pool",
+                  "listener '%s' has route = sni: it picks pools by sni rules and sni_default, "
+                  "not by pool", l->name);
+    if (l->nsni_rules == 0 && l->sni_default_name == NULL)
+        add_error(c, l->line, "sni", "listener '%s' has route = sni but no sni rule or sni_default",
+                  l->name);
+    for (int i = 0; i < l->nsni_rules; i++) {
+        struct sni_rule *r = &l->sni_rules[i];
+        if ((r->pool = config_find_pool(cfg, r->pool_name)) == NULL)
+            add_error(c, r->line, "sni", "no [pool %s] section", r->pool_name);
+    }
+    if (l->sni_default_name != NULL &&
+        (l->sni_default = config_find_pool(cfg, l->sni_default_name)) == NULL)
+        add_error(c, l->sni_default_line, "sni_default", "no [pool %s] section",
+                  l->sni_default_name);
+}
+
+struct pool_conf *config_route_sni(const struct listener_conf *l, const char *host)
+{
+    /* Exact rules win over wildcards, whatever their order in the file. */
+    for (int i = 0; host[0] != '\0' && i < l->nsni_rules; i++)
+        if (!l->sni_rules[i].wildcard && strcmp(l->sni_rules[i].host, host) == 0)
+            return l->sni_rules[i].pool;
+    const char *dot = strchr(host, '.');
+    for (int i = 0; dot != NULL && dot != host && i < l->nsni_rules; i++)
+        if (l->sni_rules[i].wildcard && strcmp(l->sni_rules[i].host, dot + 1) == 0)
+            return l->sni_rules[i].pool;
+    return l->sni_default;
 }
 
 /* Cross-section checks once the whole file is read. */
@@ -999,11 +1103,18 @@ static void validate(struct parse_ctx *c)
         struct listener_conf *l = &cfg->listeners[i];
         if (l->nbinds == 0)
             add_error(c, l->line, "bind", "listener '%s' has no bind address", l->name);
-        if (l->pool_name == NULL) {
+        if (l->route_sni)
+            validate_sni(c, l);
+        else if (l->pool_name == NULL)
             add_error(c, l->line, "pool", "listener '%s' names no pool", l->name);
-        } else if ((l->pool = config_find_pool(cfg, l->pool_name)) == NULL) {
+        else if ((l->pool = config_find_pool(cfg, l->pool_name)) == NULL)
             add_error(c, l->pool_line, "pool", "no [pool %s] section", l->pool_name);
-        }
+        if (!l->route_sni && l->nsni_rules > 0)
+            add_error(c, l->sni_rules[0].line, "sni", "listener '%s': sni rules need route = sni",
+                      l->name);
+        if (!l->route_sni && l->sni_default_name != NULL)
+            add_error(c, l->sni_default_line, "sni_default",
+                      "listener '%s': sni_default needs route = sni", l->name);
         /* The stats endpoint must not share a port with the proxy: both use
          * SO_REUSEPORT, so the kernel would split clients between them. */
         for (int b = 0; cfg->has_admin_http && b < l->nbinds; b++)
@@ -1233,6 +1344,12 @@ static void config_free(struct config *cfg)
         struct listener_conf *l = &cfg->listeners[i];
         if (l->st)
             registry_put(&listener_registry, &l->st->obj);
+        for (int r = 0; r < l->nsni_rules; r++) {
+            free(l->sni_rules[r].host);
+            free(l->sni_rules[r].pool_name);
+        }
+        free(l->sni_rules);
+        free(l->sni_default_name);
         free(l->binds);
         free(l->bind_owner);
         free(l->pool_name);

@@ -122,7 +122,14 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
     fprintf(out, "\n[listener %s]\n", l->name);
     for (int b = 0; b < l->nbinds; b++)
         put_addr(out, "bind", &l->binds[b]);
-    fprintf(out, "pool = %s\n", l->pool_name);
+    fprintf(out, "route = %s\n", l->route_sni ? "sni" : "pool");
+    if (!l->route_sni)
+        fprintf(out, "pool = %s\n", l->pool_name);
+    for (int i = 0; i < l->nsni_rules; i++)
+        fprintf(out, "sni = %s%s %s\n", l->sni_rules[i].wildcard ? "*." : "", l->sni_rules[i].host,
+                l->sni_rules[i].pool_name);
+    if (l->sni_default_name != NULL)
+        fprintf(out, "sni_default = %s\n", l->sni_default_name);
     fprintf(out, "max_conns = %d\n", l->max_conns);
     fprintf(out, "backlog = %d\n", l->backlog);
     fprintf(out, "relay = %s\n", l->splice ? "splice" : "copy");
@@ -134,6 +141,7 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
     else
         fprintf(out, "; bind_owner = (none: the user sluice runs as)\n");
     put_keepalive(out, &l->keepalive);
+    put_duration(out, "sni_timeout", l->sni_timeout_ms);
 }
 
 static void dump_pool(const struct pool_conf *p, FILE *out)

@@ -13,6 +13,7 @@
 #include "sluice/limits.h"
 #include "sluice/relay.h"
 #include "sluice/splice.h"
+#include "sluice/tls_hello.h"
 #include "sluice/worker-t.h"
 
 #include <errno.h>
@@ -28,8 +29,8 @@
  * starve the others on its worker. */
 #define PUMP_ROUNDS 8
 
-static const char *const state_names[] = {"proxy_header", "connecting", "relaying", "half_closed",
-                                          "closing"};
+static const char *const state_names[] = {"proxy_header", "tls_hello", "connecting",
+                                          "relaying",     "half_closed", "closing"};
 static const char *const reason_names[] = {
 #define X(name) #name,
     END_REASONS(X)
@@ -50,7 +51,9 @@ const char *end_reason_str(enum end_reason r)
 static void session_set_state(struct session *s, enum session_state to)
 {
     enum session_state from = s->state;
-    bool ok = (from == SS_PROXY_HEADER && (to == SS_CONNECTING || to == SS_CLOSING)) ||
+    bool ok = (from == SS_PROXY_HEADER &&
+               (to == SS_TLS_HELLO || to == SS_CONNECTING || to == SS_CLOSING)) ||
+              (from == SS_TLS_HELLO && (to == SS_CONNECTING || to == SS_CLOSING)) ||
               (from == SS_CONNECTING && (to == SS_RELAYING || to == SS_CLOSING)) ||
               (from == SS_RELAYING && (to == SS_HALF_CLOSED || to == SS_CLOSING)) ||
               (from == SS_HALF_CLOSED && to == SS_CLOSING);
@@ -89,11 +92,11 @@ static void access_log(struct session *s)
     double ms = (ev_now(s->w->loop) - s->started) * 1000.0;
     int n = snprintf(line, sizeof(line),
                      "%s worker=%d listener=%s client=%s backend=%s addr=%s up=%llu down=%llu "
-                     "duration_ms=%.0f reason=%s\n",
+                     "duration_ms=%.0f reason=%s sni=%s\n",
                      ts, s->w->id, s->lc->name, client, s->srv ? s->srv->name : "-",
                      s->srv ? s->srv->addr_str : "-", (unsigned long long)s->up.bytes,
                      (unsigned long long)s->down.bytes, ms < 0 ? 0 : ms,
-                     end_reason_str((enum end_reason)s->reason));
+                     end_reason_str((enum end_reason)s->reason), s->sni ? s->sni : "-");
     if (n > 0)
         log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -102,6 +105,7 @@ static void session_free(struct session *s)
 {
     struct worker *w = s->w;
     balance_exclude_free(&s->exclude);
+    free(s->sni);
     config_unref(s->cfg);
     if (w->nfree_sessions < SESSION_CACHE_MAX) {
         s->next = w->free_sessions;
@@ -530,7 +534,7 @@ static void local_connect_error(struct session *s, const char *call, int err)
 static void session_connect(struct session *s)
 {
     struct worker *w = s->w;
-    struct pool_conf *pool = s->lc->pool;
+    struct pool_conf *pool = s->pool;
     struct server_conf *srv;
     for (;;) {
         srv = balance_pick(pool, w->id, &s->client.u.sa, &s->exclude, time_mono_ms());
@@ -585,6 +589,133 @@ static void session_connect(struct session *s)
     ev_set_cb(&s->w_timer, connect_timer_cb);
     ev_timer_set(&s->w_timer, (ev_tstamp)pool->connect_timeout_ms / 1000.0, 0.);
     ev_timer_start(w->loop, &s->w_timer);
+}
+
+/* route = sni: the client's first bytes (after a PROXY header, if any)
+ * must be a TLS ClientHello. They are read into the up chain, at most
+ * TLS_HELLO_MAX bytes, parsed by tls_hello_parse() (src/tls_hello.c), and
+ * stay there: once the pool is chosen and a server connected, the backend
+ * gets every one of them, as a PROXY header's payload. */
+static void hello_reject(struct session *s, const char *why)
+{
+    char peer[ADDR_STRLEN];
+    addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
+    log_info("worker %d: listener %s: bad TLS ClientHello from %s: %s", s->w->id, s->lc->name,
+             peer, why);
+    session_finish(s, END_tls_hello);
+}
+
+/* The hello is complete: pick the pool by its name and connect. */
+static void hello_route(struct session *s, const struct tls_hello *h)
+{
+    struct worker *w = s->w;
+    ev_io_stop(w->loop, &s->w_client);
+    ev_io_set(&s->w_client, client_fd(s), 0);
+    ev_set_cb(&s->w_client, client_cb);
+    ev_timer_stop(w->loop, &s->w_timer);
+    if (h->sni_len > 0 && (s->sni = strdup(h->sni)) == NULL) {
+        counter_add(&w->stats.alloc_failures, 1);
+        session_finish(s, END_local_error);
+        return;
+    }
+    s->pool = config_route_sni(s->lc, h->sni);
+    if (s->pool == NULL) {
+        log_debug("worker %d: listener %s: no route for server name '%s'", w->id, s->lc->name,
+                  h->sni);
+        session_finish(s, END_no_route);
+        return;
+    }
+    /* The hello waits in the chain: this direction copies from now on
+     * rather than splice past it. */
+    s->up.splice = false;
+    session_set_state(s, SS_CONNECTING);
+    session_connect(s);
+}
+
+/* Parse what the up chain holds, unless it is still shorter than the
+ * parser said a complete hello must be. */
+static void hello_check(struct session *s)
+{
+    struct bufchain *c = &s->up.chain;
+    if (c->len < s->hello_need || c->head == NULL)
+        return;
+    uint8_t flat[TLS_HELLO_MAX];
+    const uint8_t *p = (const uint8_t *)c->head->data + c->head->start;
+    size_t len = c->len < TLS_HELLO_MAX ? c->len : TLS_HELLO_MAX;
+    if (c->head->end - c->head->start < len) {
+        /* Spread over blocks (a PROXY header's payload came first, or
+         * blocks are small): parse a flat copy. */
+        size_t n = 0;
+        for (const struct buf_block *b = c->head; b != NULL && n < len; b = b->next) {
+            size_t k = b->end - b->start;
+            if (k > len - n)
+                k = len - n;
+            memcpy(flat + n, b->data + b->start, k);
+            n += k;
+        }
+        p = flat;
+    }
+    struct tls_hello h;
+    switch (tls_hello_parse(p, len, &h)) {
+    case TLS_HELLO_NEED_MORE:
+        s->hello_need = (uint32_t)h.need;
+        break;
+    case TLS_HELLO_INVALID:
+        hello_reject(s, h.why);
+        break;
+    case TLS_HELLO_DONE:
+        hello_route(s, &h);
+        break;
+    }
+}
+
+static void hello_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct session *s = container_of(io, struct session, w_client);
+    struct worker *w = s->w;
+    session_enter(s);
+    bool drained;
+    ssize_t n = bufchain_readv(&s->up.chain, &w->bufs, client_fd(s),
+                               TLS_HELLO_MAX - s->up.chain.len, &drained);
+    if (n > 0) {
+        hello_check(s);
+    } else if (n == 0) {
+        hello_reject(s, s->up.chain.len ? "connection closed in the middle of the ClientHello"
+                                        : "connection closed before a ClientHello");
+    } else if (errno == ENOMEM) {
+        counter_add(&w->stats.alloc_failures, 1);
+        session_finish(s, END_local_error);
+    } else if (errno != EAGAIN && errno != EINTR) {
+        session_finish(s, END_reset);
+    }
+    session_leave(s);
+}
+
+static void hello_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct session *s = container_of(t, struct session, w_timer);
+    session_enter(s);
+    hello_reject(s, s->up.chain.len ? "incomplete ClientHello when sni_timeout expired"
+                                    : "no ClientHello within sni_timeout");
+    session_leave(s);
+}
+
+/* Wait for the ClientHello, within sni_timeout from now. Bytes that came
+ * with a PROXY header may hold some or all of it already. */
+static void hello_start(struct session *s)
+{
+    struct worker *w = s->w;
+    if (s->state != SS_TLS_HELLO)
+        session_set_state(s, SS_TLS_HELLO); /* after a PROXY header */
+    s->hello_need = 0;
+    ev_set_cb(&s->w_client, hello_cb);
+    ev_io_set(&s->w_client, client_fd(s), EV_READ);
+    ev_io_start(w->loop, &s->w_client);
+    ev_set_cb(&s->w_timer, hello_timer_cb);
+    ev_timer_set(&s->w_timer, (ev_tstamp)s->lc->sni_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &s->w_timer);
+    if (s->up.chain.len > 0)
+        hello_check(s);
 }
 
 /* accept_proxy: the client's first bytes must be a PROXY header. They are
@@ -644,8 +775,12 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
         ev_io_set(io, io->fd, 0);
         ev_set_cb(io, client_cb);
         ev_timer_stop(w->loop, &s->w_timer);
-        session_set_state(s, SS_CONNECTING);
-        session_connect(s);
+        if (s->lc->route_sni) {
+            hello_start(s);
+        } else {
+            session_set_state(s, SS_CONNECTING);
+            session_connect(s);
+        }
     }
     session_leave(s);
 }
@@ -679,6 +814,7 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
     s->cfg = cfg;
     config_ref(s->cfg);
     s->lc = lc;
+    s->pool = lc->pool;
     s->client = *client;
     s->started = s->last_activity = ev_now(w->loop);
     s->reason = END_NONE;
@@ -705,6 +841,11 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
         ev_set_cb(&s->w_timer, proxy_timer_cb);
         ev_timer_set(&s->w_timer, (ev_tstamp)lc->proxy_timeout_ms / 1000.0, 0.);
         ev_timer_start(w->loop, &s->w_timer);
+        return;
+    }
+    if (lc->route_sni) {
+        s->state = SS_TLS_HELLO;
+        hello_start(s);
         return;
     }
     session_enter(s);

@@ -213,7 +213,10 @@ void stats_json(struct control *ctl, struct strbuf *out)
             strbuf_json_str(out, a);
         }
         strbuf_printf(out, "],\"pool\":");
-        strbuf_json_str(out, l->pool->name);
+        if (l->pool != NULL)
+            strbuf_json_str(out, l->pool->name);
+        else
+            strbuf_puts(out, "null"); /* route = sni: pools by rule */
         strbuf_printf(out, ",\"active\":%d,\"max_conns\":%d", ival(&l->st->active), l->max_conns);
 #define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
         LISTENER_COUNTERS(X)

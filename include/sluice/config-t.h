@@ -64,6 +64,15 @@ struct pool_conf {
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };
 
+/* route = sni: one `sni = HOST POOL` line of a listener. */
+struct sni_rule {
+    char *host;     /* lower case; for "*.NAME" only NAME */
+    bool wildcard;  /* "*.NAME": one label in front of NAME, no more */
+    char *pool_name;
+    int line;
+    struct pool_conf *pool;
+};
+
 struct listener_conf {
     char *name;
     int line;
@@ -84,6 +93,13 @@ struct listener_conf {
     uid_t owner_uid;
     gid_t owner_gid;
     struct keepalive_conf keepalive; /* on accepted client sockets */
+    bool route_sni;           /* route = sni: the pool comes from the ClientHello */
+    struct sni_rule *sni_rules; /* in file order; `pool` is unset */
+    int nsni_rules;
+    char *sni_default_name;   /* no server name or no rule matched; NULL: no_route */
+    int sni_default_line;
+    struct pool_conf *sni_default;
+    int64_t sni_timeout_ms;   /* the ClientHello must be complete within this time */
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

@@ -48,6 +48,10 @@ enum config_section { CONFIG_GLOBAL, CONFIG_LISTENER, CONFIG_POOL };
 const char *const *config_section_keys(enum config_section sec, size_t *n);
 
 struct pool_conf *config_find_pool(struct config *cfg, const char *name);
+/* route = sni: the pool for a server name (lower case, "" when the client
+ * sent none): an exact rule, else a wildcard rule ("*.NAME" matches one
+ * label in front of NAME), else sni_default; NULL when none applies. */
+struct pool_conf *config_route_sni(const struct listener_conf *l, const char *host);
 const char *balance_algo_str(enum balance_algo algo);
 
 /* Registries of runtime state (tests look at their sizes). */

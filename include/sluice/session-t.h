@@ -17,6 +17,7 @@ struct worker;
 
 enum session_state {
     SS_PROXY_HEADER, /* accept_proxy: waiting for the client's PROXY header */
+    SS_TLS_HELLO,   /* route = sni: waiting for the client's TLS ClientHello */
     SS_CONNECTING,  /* backend connect in flight (maybe a retry) */
     SS_RELAYING,    /* bytes flow both ways */
     SS_HALF_CLOSED, /* one side sent EOF; the other direction still flows */
@@ -32,8 +33,10 @@ enum session_state {
     X(reset)          /* RST or socket error on either side */                 \
     X(shutdown)       /* sluice stopped before the session finished */         \
     X(local_error)    /* out of memory or descriptors on our side */           \
-    X(proxy_header)   /* accept_proxy: header malformed, missing or late */ \
-    X(keepalive_timeout) /* tcp_keepalive: a peer stopped answering (ETIMEDOUT) */
+    X(proxy_header)   /* accept_proxy: header malformed, missing or late */  \
+    X(keepalive_timeout) /* tcp_keepalive: a peer stopped answering (ETIMEDOUT) */ \
+    X(tls_hello)      /* route = sni: ClientHello malformed, cut or late */    \
+    X(no_route)       /* route = sni: no rule for the name, no sni_default */
 
 enum end_reason {
 #define X(name) END_##name,
@@ -61,6 +64,7 @@ struct session {
     struct session *prev, *next; /* worker's live list */
     struct config *cfg;          /* generation this session started on */
     struct listener_conf *lc;
+    struct pool_conf *pool;      /* the listener's, or chosen by SNI (NULL before) */
     struct server_conf *srv;     /* current backend (NULL before a pick) */
     ev_io w_client;
     ev_io w_backend;
@@ -78,6 +82,8 @@ struct session {
     bool has_local;              /* `local` came from a PROXY header */
     struct sockaddr_ip client;   /* the client (from the PROXY header if any) */
     struct sockaddr_ip local;    /* the address it connected to */
+    char *sni;                   /* route = sni: the server name asked for (NULL: none) */
+    uint32_t hello_need;         /* route = sni: parse again once up holds this much */
 };
 
 #endif

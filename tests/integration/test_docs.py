@@ -148,12 +148,15 @@ def sample_keys():
 
 def parser_keys(tmp_path):
     """{section: {key}} of the parser's table, from sluice -T of a file that
-    sets the keys -T only prints when set."""
+    sets the keys -T only prints when set (and a route = sni listener, for
+    sni and sni_default)."""
     cfg = tmp_path / "all.ini"
     cfg.write_text(st.make_config(st.free_port(), ["a 127.0.0.1:9"], glob={"user": "nobody"},
                                   listener={"bind_owner": "nobody"},
                                   pool={"check": "send-expect", "check_send": "x",
-                                        "check_expect": "y"}))
+                                        "check_expect": "y"})
+                   + f"\n[listener tls]\nbind = 127.0.0.1:{st.free_port()}\nroute = sni\n"
+                     "sni = a.example main\nsni_default = main\n")
     r = st.run_sluice(["-T", "-c", cfg])
     assert r.returncode == 0, r.stderr
     out = {sec: set() for sec in SECTIONS}
@@ -179,3 +182,32 @@ def test_documented_sample_and_parser_keys_agree(tmp_path):
             f"has unknown {sample[sec] - parser[sec]}"
     for must in ("send_proxy", "accept_proxy", "proxy_timeout", "pid_file"):
         assert any(must in parser[s] for s in SECTIONS), must
+
+
+# ---- end reasons ----
+
+def reasons_in_table(path, heading):
+    text = path.read_text()
+    m = re.search(rf"^#+ {heading}\n(.*?)(?=^#)", text, re.S | re.M)
+    assert m, f"{path.name} has no '{heading}' section"
+    return set(re.findall(r"^\| `([a-z_]+)` \|", m.group(1), re.M))
+
+
+def test_end_reasons_documented(sluice, port, tmp_path):
+    """Every end reason sluice counts (show stats json's end_reasons) is in
+    docs/operations.md's End reasons table and architecture.md's, and
+    nothing else is."""
+    import ctltest as ct  # noqa: E402  (only this test needs the admin socket)
+    d = Path(tempfile.mkdtemp(prefix="slr", dir="/tmp"))
+    try:
+        sock = str(d / "admin.sock")
+        s = sluice(st.make_config(port, ["a 127.0.0.1:9"], glob={"admin_socket": sock}))
+        counted = set(ct.stats_json(sock)["process"]["end_reasons"])
+        s.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert {"tls_hello", "no_route", "proxy_header"} <= counted, counted
+    for path in (ROOT / "docs" / "operations.md", ROOT / "docs" / "architecture.md"):
+        documented = reasons_in_table(path, "End reasons")
+        assert documented == counted, \
+            f"{path.name}: lacks {counted - documented}, documents unknown {documented - counted}"

@@ -1359,6 +1359,19 @@ static void check_round_trip(int at, const char *text)
                             ((strcmp(keys[k], "user") == 0 || strcmp(keys[k], "group") == 0) &&
                              a->user == NULL) ||
                             (strcmp(keys[k], "bind_owner") == 0 && a->listeners[0].bind_owner == NULL);
+            /* A listener has either pool (route = pool) or sni rules and
+             * maybe sni_default (route = sni): each only where it is set. */
+            if (strcmp(keys[k], "pool") == 0 || strcmp(keys[k], "sni") == 0 ||
+                strcmp(keys[k], "sni_default") == 0) {
+                bool set = false;
+                for (int l = 0; l < a->nlisteners; l++) {
+                    const struct listener_conf *lc = &a->listeners[l];
+                    set |= keys[k][0] == 'p' ? !lc->route_sni
+                           : keys[k][3] == '\0' ? lc->nsni_rules > 0
+                                                : lc->sni_default_name != NULL;
+                }
+                optional = !set;
+            }
             unit_checkf(optional || strstr(d1, want) != NULL, __FILE__, at, "key in dump",
                         "'%s' missing", keys[k]);
         }
@@ -1391,6 +1404,108 @@ static void test_dump_round_trip(void)
                      "check_timeout = 100ms\ncheck_send = PING \\x23;1\\r\\n\\t\\\\\\x00\\xff\n"
                      "check_expect = +PONG\ntcp_keepalive = on\nkeepalive_idle = 1s\n"
                      "keepalive_interval = 32767s\nkeepalive_count = 127\n");
+    check_round_trip(__LINE__, "[listener tls]\nbind = 127.0.0.1:8443\nroute = sni\n"
+                               "sni = API.example.com. zz\nsni = *.Example.com zz\n"
+                               "sni_default = zz\nsni_timeout = 250ms\naccept_proxy = on\n" TAIL);
+    check_round_trip(__LINE__, "[listener tls]\nbind = 127.0.0.1:8443\nroute = sni\n"
+                               "sni = a.example zz\n" TAIL);
+}
+
+/* ---- route = sni ---- */
+
+static void test_sni_rules(void)
+{
+    struct config *cfg = load_ok("[listener tls]\n"            /* 1 */
+                                 "bind = 127.0.0.1:8443\n"     /* 2 */
+                                 "route = sni\n"               /* 3 */
+                                 "sni = *.example.com web\n"   /* 4 */
+                                 "sni = API.Example.com api\n" /* 5 */
+                                 "sni = x.example.com. api\n"  /* 6 */
+                                 "sni_default = web\n"         /* 7 */
+                                 "[pool api]\nserver = a 127.0.0.1:1\n"
+                                 "[pool web]\nserver = w 127.0.0.1:2\n" TAIL);
+    REQUIRE(cfg != NULL);
+    struct listener_conf *l = &cfg->listeners[0];
+    struct pool_conf *api = config_find_pool(cfg, "api"), *web = config_find_pool(cfg, "web");
+    CHECK(l->route_sni);
+    CHECK(l->pool == NULL && l->pool_name == NULL);
+    CHECK_EQ_INT(l->sni_timeout_ms, 5000);
+    REQUIRE_EQ_INT(l->nsni_rules, 3);
+    CHECK(l->sni_rules[0].wildcard && strcmp(l->sni_rules[0].host, "example.com") == 0);
+    CHECK_EQ_INT(l->sni_rules[0].line, 4);
+    CHECK(!l->sni_rules[1].wildcard && strcmp(l->sni_rules[1].host, "api.example.com") == 0);
+    CHECK_STR(l->sni_rules[2].host, "x.example.com"); /* the trailing dot dropped */
+    CHECK(l->sni_rules[1].pool == api && l->sni_default == web);
+    /* Exact wins over the wildcard written before it; the wildcard takes
+     * one label, no more, no less; no name or no match: the default. */
+    CHECK(config_route_sni(l, "api.example.com") == api);
+    CHECK(config_route_sni(l, "x.example.com") == api);
+    CHECK(config_route_sni(l, "www.example.com") == web);
+    CHECK(config_route_sni(l, "example.com") == web);
+    CHECK(config_route_sni(l, "a.b.example.com") == web);
+    CHECK(config_route_sni(l, "") == web);
+    CHECK(config_route_sni(l, "other.org") == web);
+    config_unref(cfg);
+
+    /* Without sni_default nothing matches: NULL (the session's no_route). */
+    cfg = load_ok("[listener tls]\nbind = 127.0.0.1:8443\nroute = sni\n"
+                  "sni = *.example.com zz\nsni_timeout = 2s\n" TAIL);
+    REQUIRE(cfg != NULL);
+    l = &cfg->listeners[0];
+    CHECK_EQ_INT(l->sni_timeout_ms, 2000);
+    CHECK(config_route_sni(l, "a.example.com") == config_find_pool(cfg, "zz"));
+    CHECK(config_route_sni(l, "example.com") == NULL);
+    CHECK(config_route_sni(l, "a.b.example.com") == NULL);
+    CHECK(config_route_sni(l, "") == NULL);
+    CHECK(config_route_sni(l, "xexample.com") == NULL);
+    config_unref(cfg);
+
+    /* route = pool is the default and names the same as before. */
+    cfg = load_ok("[listener l]\nbind = 127.0.0.1:2\nroute = pool\npool = zz\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK(!cfg->listeners[0].route_sni && cfg->listeners[0].pool != NULL);
+    config_unref(cfg);
+}
+
+static void test_error_sni(void)
+{
+#define SNI_HEAD "[listener tls]\nbind = 127.0.0.1:8443\nroute = sni\n" /* lines 1-3 */
+    EXPECT_ERRORS(SNI_HEAD "pool = zz\nsni = a.example zz\n" TAIL,
+                  {4, "pool", "has route = sni"});
+    EXPECT_ERRORS(SNI_HEAD "sni = a.example nope\nsni_default = gone\n" TAIL,
+                  {4, "sni", "no [pool nope] section"}, {5, "sni_default", "no [pool gone] section"});
+    EXPECT_ERRORS(SNI_HEAD "sni_timeout = 1s\n" TAIL,
+                  {1, "sni", "route = sni but no sni rule or sni_default"});
+    EXPECT_ERRORS(SNI_HEAD "sni = a.example zz\nsni = A.EXAMPLE zz\n" TAIL,
+                  {5, "sni", "a second rule for it (first at line 4)"});
+    EXPECT_ERRORS(SNI_HEAD "sni = a.example\nsni = a b c\nsni = a_b.c zz\n" TAIL,
+                  {4, "sni", "expected HOST POOL"}, {5, "sni", "expected HOST POOL"});
+    static const char *const bad_hosts[] = {"*", "*.", "a.*.com", "**.a", "*a.com", "a..b",
+                                            ".a", "a/b", "a:443", "[::1]"};
+    char text[512];
+    for (size_t i = 0; i < UNIT_LEN(bad_hosts); i++) {
+        snprintf(text, sizeof(text), SNI_HEAD "sni = %s zz\nsni_default = zz\n" TAIL,
+                 bad_hosts[i]);
+        EXPECT_ERRORS(text, {4, "sni", "is not a host name or *.NAME"});
+    }
+    EXPECT_ERRORS(SNI_HEAD "sni = a.example bad/pool\nsni_default = bad/pool\n" TAIL,
+                  {4, "sni", "not a valid pool name"}, {5, "sni_default", "not a valid pool name"},
+                  {1, "sni", "no sni rule"});
+    EXPECT_ERRORS(SNI_HEAD "route = sni\nsni = a.example zz\n" TAIL,
+                  {4, "route", "set twice"});
+    EXPECT_ERRORS(SNI_HEAD "sni_default = zz\nsni_timeout = 0\n" TAIL,
+                  {5, "sni_timeout", "at least 1ms"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:8443\nroute = tls\npool = zz\n" TAIL,
+                  {3, "route", "not one of pool, sni"});
+#undef SNI_HEAD
+    /* Rules on a route = pool listener would be silently ignored: an error. */
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nsni = a.example zz\n"
+                  "sni_default = zz\n" TAIL,
+                  {4, "sni", "sni rules need route = sni"},
+                  {5, "sni_default", "sni_default needs route = sni"});
+    /* sni belongs to listeners only. */
+    EXPECT_ERRORS("[pool p]\nserver = a 127.0.0.1:1\nsni = a.example p\n" TAIL,
+                  {3, "sni", "belongs in [listener NAME]"});
 }
 
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
@@ -1404,4 +1519,4 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_load_file), TEST(test_registry_counts), TEST(test_registry_direct),
           TEST(test_inline_comments), TEST(test_key_hints), TEST(test_error_order_and_values),
           TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_keepalive),
-          TEST(test_dump_round_trip))
+          TEST(test_dump_round_trip), TEST(test_sni_rules), TEST(test_error_sni))
