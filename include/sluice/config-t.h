@@ -37,6 +37,7 @@ enum check_kind {
 };
 
 struct balance_state; /* per worker, see balance.c */
+struct pool_queue;    /* queue-t.h */
 
 struct pool_conf {
     char *name;
@@ -58,6 +59,9 @@ struct pool_conf {
     size_t check_send_len;
     char *check_expect;
     size_t check_expect_len;
+    int max_queue;            /* sessions that may wait for a full pool; 0 = none */
+    int64_t queue_timeout_ms; /* how long one may wait (-1 while parsing: connect_timeout) */
+    struct pool_queue *q;     /* runtime state, attached by config_attach_runtime */
     /* Balancer state, one per worker, made lazily by that worker only. */
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };
