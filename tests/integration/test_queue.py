@@ -382,3 +382,18 @@ def test_every_end_reason_is_documented(sluice, backend, port, sockdir):
     assert documented_reasons(st.REPO / "docs" / "operations.md", "\n## End reasons") == served
     assert documented_reasons(st.REPO / "docs" / "architecture.md", "\n### End reasons") == served
     s.stop()
+
+
+def test_graceful_stop_ends_waiters_with_shutdown(sluice, backend, port, sockdir):
+    """SIGTERM: queued clients wait like live sessions, and at
+    shutdown_timeout (2s here) end with reason shutdown; sluice exits 0."""
+    a = backend(Gate().handler, "a")
+    sock = str(sockdir / "admin.sock")
+    s = sluice(queue_config(port, [f"a {a.addr} max_conns=1"], sock, queue_timeout="60s"))
+    held = hold_all(port, 1, [a])
+    waiters = [st.connect(port) for _ in range(3)]
+    st.wait_for(lambda: pool_stats(sock)["queue"] == 3, 5.0 * st.SLOW, "3 clients queued")
+    s.stop()
+    assert sorted(e["reason"] for e in s.access()) == ["shutdown"] * 4, s.access()
+    for c in held + waiters:
+        c.close()
