@@ -49,7 +49,8 @@ const char *backend_state_str(const struct backend *b, int64_t now_ms)
     return "up";
 }
 
-bool backend_usable(const struct server_conf *s, int64_t now_ms)
+/* Usable but for max_conns. */
+static bool usable_ignoring_limit(const struct server_conf *s, int64_t now_ms)
 {
     const struct backend *b = s->be;
     if (atomic_load_explicit(&b->admin, memory_order_relaxed) != ADMIN_ENABLED)
@@ -60,9 +61,23 @@ bool backend_usable(const struct server_conf *s, int64_t now_ms)
         return false;
     if (now_ms < atomic_load_explicit(&b->down_until_ms, memory_order_relaxed))
         return false;
-    if (s->max_conns > 0 && atomic_load_explicit(&b->active, memory_order_relaxed) >= s->max_conns)
-        return false;
     return true;
+}
+
+static bool full(const struct server_conf *s)
+{
+    return s->max_conns > 0 &&
+           atomic_load_explicit(&s->be->active, memory_order_relaxed) >= s->max_conns;
+}
+
+bool backend_usable(const struct server_conf *s, int64_t now_ms)
+{
+    return usable_ignoring_limit(s, now_ms) && !full(s);
+}
+
+bool backend_usable_but_full(const struct server_conf *s, int64_t now_ms)
+{
+    return usable_ignoring_limit(s, now_ms) && full(s);
 }
 
 bool backend_reserve(const struct server_conf *s)

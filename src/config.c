@@ -5,6 +5,7 @@
  * (inih does not report empty sections). Every error is collected; a config
  * with any error is freed and never seen by anyone. */
 #include "sluice/config.h"
+#include "sluice/queue.h"
 #include "sluice/registry.h"
 #include "sluice/addr.h"
 #include "sluice/log.h"
@@ -276,6 +277,7 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         p->check_interval_ms = 2000;
         p->check_timeout_ms = 1000;
         keepalive_defaults(&p->keepalive);
+        p->queue_timeout_ms = -1; /* connect_timeout, resolved by validate() */
         c->kind = SEC_POOL;
         c->cur = i;
     }
@@ -457,7 +459,7 @@ static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
     "check_send", "check_expect", "send_proxy", "tcp_keepalive", "keepalive_idle",
-    "keepalive_interval", "keepalive_count"};
+    "keepalive_interval", "keepalive_count", "max_queue", "queue_timeout"};
 
 const char *const *config_section_keys(enum config_section sec, size_t *n)
 {
@@ -852,6 +854,10 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
         val_int(c, key, v, 0, 16, &p->retries);
     } else if (strcmp(key, "fall") == 0) {
         val_int(c, key, v, 1, 1000, &p->fall);
+    } else if (strcmp(key, "max_queue") == 0) {
+        val_int(c, key, v, 0, 1000000, &p->max_queue);
+    } else if (strcmp(key, "queue_timeout") == 0) {
+        val_duration(c, key, v, 1, &p->queue_timeout_ms);
     } else if (strcmp(key, "send_proxy") == 0) {
         if ((p->send_proxy = proxy_version(v)) < 0) {
             p->send_proxy = 0;
@@ -1098,6 +1104,8 @@ static void validate(struct parse_ctx *c)
                       p->name);
         for (int j = 0; j < p->nservers; j++)
             p->servers[j].pool = p;
+        if (p->queue_timeout_ms < 0)
+            p->queue_timeout_ms = p->connect_timeout_ms;
     }
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
@@ -1280,6 +1288,10 @@ int config_attach_runtime(struct config *cfg)
     char key[2 * NAME_MAX_CHARS + 2];
     for (int i = 0; i < cfg->npools; i++) {
         struct pool_conf *p = &cfg->pools[i];
+        p->q = (struct pool_queue *)registry_get(&queue_registry, p->name,
+                                                 sizeof(struct pool_queue), queue_obj_init);
+        if (p->q == NULL)
+            return -1;
         for (int j = 0; j < p->nservers; j++) {
             struct server_conf *s = &p->servers[j];
             snprintf(key, sizeof(key), "%s/%s", p->name, s->name);
@@ -1333,6 +1345,8 @@ static void config_free(struct config *cfg)
             if (p->servers[j].be)
                 registry_put(&backend_registry, &p->servers[j].be->obj);
         }
+        if (p->q)
+            registry_put(&queue_registry, &p->q->obj);
         for (int w = 0; w < SLUICE_MAX_WORKERS; w++)
             free(p->wstate[w]);
         free(p->servers);

@@ -154,6 +154,8 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
     fprintf(out, "fall = %d\n", p->fall);
     fprintf(out, "rise = %d\n", p->rise);
     put_duration(out, "fail_timeout", p->fail_timeout_ms);
+    fprintf(out, "max_queue = %d\n", p->max_queue);
+    put_duration(out, "queue_timeout", p->queue_timeout_ms);
     fprintf(out, "send_proxy = %s\n", proxy_str(p->send_proxy));
     put_keepalive(out, &p->keepalive);
     fprintf(out, "check = %s\n", check_str(p->check));

@@ -11,6 +11,7 @@
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
 #include "sluice/limits.h"
+#include "sluice/queue.h"
 #include "sluice/relay.h"
 #include "sluice/splice.h"
 #include "sluice/tls_hello.h"
@@ -29,8 +30,8 @@
  * starve the others on its worker. */
 #define PUMP_ROUNDS 8
 
-static const char *const state_names[] = {"proxy_header", "tls_hello", "connecting",
-                                          "relaying",     "half_closed", "closing"};
+static const char *const state_names[] = {"proxy_header", "tls_hello",   "connecting", "relaying",
+                                          "half_closed",  "closing",     "queued"};
 static const char *const reason_names[] = {
 #define X(name) #name,
     END_REASONS(X)
@@ -54,7 +55,9 @@ static void session_set_state(struct session *s, enum session_state to)
     bool ok = (from == SS_PROXY_HEADER &&
                (to == SS_TLS_HELLO || to == SS_CONNECTING || to == SS_CLOSING)) ||
               (from == SS_TLS_HELLO && (to == SS_CONNECTING || to == SS_CLOSING)) ||
-              (from == SS_CONNECTING && (to == SS_RELAYING || to == SS_CLOSING)) ||
+              (from == SS_CONNECTING && (to == SS_RELAYING || to == SS_QUEUED ||
+                                         to == SS_CLOSING)) ||
+              (from == SS_QUEUED && (to == SS_CONNECTING || to == SS_CLOSING)) ||
               (from == SS_RELAYING && (to == SS_HALF_CLOSED || to == SS_CLOSING)) ||
               (from == SS_HALF_CLOSED && to == SS_CLOSING);
     SLUICE_ASSERT(ok);
@@ -92,11 +95,12 @@ static void access_log(struct session *s)
     double ms = (ev_now(s->w->loop) - s->started) * 1000.0;
     int n = snprintf(line, sizeof(line),
                      "%s worker=%d listener=%s client=%s backend=%s addr=%s up=%llu down=%llu "
-                     "duration_ms=%.0f reason=%s sni=%s\n",
+                     "duration_ms=%.0f reason=%s sni=%s queued_ms=%.0f\n",
                      ts, s->w->id, s->lc->name, client, s->srv ? s->srv->name : "-",
                      s->srv ? s->srv->addr_str : "-", (unsigned long long)s->up.bytes,
                      (unsigned long long)s->down.bytes, ms < 0 ? 0 : ms,
-                     end_reason_str((enum end_reason)s->reason), s->sni ? s->sni : "-");
+                     end_reason_str((enum end_reason)s->reason), s->sni ? s->sni : "-",
+                     s->queued_ms);
     if (n > 0)
         log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -158,7 +162,21 @@ static void backend_release(struct session *s)
     if (s->holds_backend) {
         atomic_fetch_sub_explicit(&s->srv->be->active, 1, memory_order_relaxed);
         s->holds_backend = false;
+        /* Only a server with max_conns ever makes anyone wait. */
+        if (s->srv->max_conns > 0)
+            queue_kick(s->srv->pool->q);
     }
+}
+
+/* Stop waiting in the pool's queue (s->queued): account the time. Returns
+ * false when s's wake is on its way to this worker (it must stay alive
+ * until session_queue_woken() sees it). */
+static bool queue_quit(struct session *s)
+{
+    s->queued = false;
+    double ms = (ev_now(s->w->loop) - s->queued_at) * 1000.0;
+    s->queued_ms = ms > 0 ? ms : 0;
+    return queue_leave(s->pool->q, s, (uint64_t)(s->queued_ms * 1000.0)) != QS_WOKEN;
 }
 
 void session_finish(struct session *s, enum end_reason reason)
@@ -166,8 +184,11 @@ void session_finish(struct session *s, enum end_reason reason)
     if (s->state == SS_CLOSING)
         return;
     struct worker *w = s->w;
+    bool pinned = s->queued && !queue_quit(s);
     session_set_state(s, SS_CLOSING);
     s->reason = (uint8_t)reason;
+    if (pinned)
+        s->busy++; /* its wake is on its way: freed by session_queue_woken() */
     ev_timer_stop(w->loop, &s->w_timer);
     ev_io_stop(w->loop, &s->w_client);
     /* A FIN says "that was everything". When one side aborted, or bytes
@@ -529,29 +550,205 @@ static void local_connect_error(struct session *s, const char *call, int err)
     session_connect(s);
 }
 
-/* Pick a server not tried yet, reserve a slot on it and start a
- * non-blocking connect to it. */
-static void session_connect(struct session *s)
+enum pick_result { PICK_OK, PICK_NONE, PICK_OOM };
+
+/* Pick a server not tried yet and reserve a slot on it (*out). */
+static enum pick_result session_pick(struct session *s, struct server_conf **out)
 {
-    struct worker *w = s->w;
     struct pool_conf *pool = s->pool;
-    struct server_conf *srv;
     for (;;) {
-        srv = balance_pick(pool, w->id, &s->client.u.sa, &s->exclude, time_mono_ms());
-        if (srv == NULL) {
-            session_finish(s, s->attempts == 0 ? END_no_backend : END_connect_failed);
-            return;
-        }
+        struct server_conf *srv =
+            balance_pick(pool, s->w->id, &s->client.u.sa, &s->exclude, time_mono_ms());
+        if (srv == NULL)
+            return PICK_NONE;
         if (!balance_exclude_add(&s->exclude, pool, srv)) {
-            counter_add(&w->stats.alloc_failures, 1);
-            session_finish(s, END_local_error);
-            return;
+            counter_add(&s->w->stats.alloc_failures, 1);
+            return PICK_OOM;
         }
         /* Another worker may have taken the last slot since the pick. */
         fault_pick_delay();
-        if (backend_reserve(srv))
-            break;
+        if (backend_reserve(srv)) {
+            *out = srv;
+            return PICK_OK;
+        }
     }
+}
+
+/* Could waiting help: is a server with max_conns usable but for being
+ * full? (All down, disabled or draining: nothing to wait for.) */
+static bool pool_may_wait(const struct pool_conf *pool, int64_t now_ms)
+{
+    for (int i = 0; i < pool->nservers; i++)
+        if (pool->servers[i].max_conns > 0 && backend_usable_but_full(&pool->servers[i], now_ms))
+            return true;
+    return false;
+}
+
+/* Is a server of the pool usable right now (a slot is free)? */
+static bool pool_has_free_slot(const struct pool_conf *pool, int64_t now_ms)
+{
+    for (int i = 0; i < pool->nservers; i++)
+        if (backend_usable(&pool->servers[i], now_ms))
+            return true;
+    return false;
+}
+
+/* s just joined or rejoined the queue: a slot that freed up before, when
+ * the queue looked empty to the session that freed it, woke nobody, so
+ * look once more (after a full fence, see queue_kick()). */
+static void queue_recheck(struct pool_conf *pool)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (pool_has_free_slot(pool, time_mono_ms()))
+        queue_kick(pool->q);
+}
+
+static void queue_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct session *s = container_of(t, struct session, w_timer);
+    session_enter(s);
+    session_finish(s, END_queue_timeout);
+    session_leave(s);
+}
+
+/* While queued the client is read into the up chain (its bytes are kept
+ * for the server, up to max_buffer), which is how a client that gives up
+ * is noticed: an RST ends it (reset), and so does an EOF before it sent
+ * anything (client_close). An EOF after some bytes is a half-close: the
+ * request is complete, the session keeps its place and forwards the FIN
+ * once connected. */
+static void queued_client_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct session *s = container_of(io, struct session, w_client);
+    struct worker *w = s->w;
+    struct relay_dir *d = &s->up;
+    session_enter(s);
+    size_t cap = s->cfg->max_buffer;
+    bool drained;
+    ssize_t n = d->chain.len < cap
+                    ? bufchain_readv(&d->chain, &w->bufs, client_fd(s), cap - d->chain.len, &drained)
+                    : -1;
+    if (n > 0) {
+        d->splice = false; /* what is in the chain goes first */
+    } else if (n == 0) {
+        if (d->chain.len == 0) {
+            session_finish(s, END_client_close);
+            session_leave(s);
+            return;
+        }
+        d->src_eof = true;
+        s->client_eof_first = true;
+    } else if (d->chain.len < cap && errno != EAGAIN && errno != EINTR) {
+        bool local = errno == ENOMEM || errno == EMFILE || errno == ENFILE;
+        if (local)
+            counter_add(&w->stats.alloc_failures, 1);
+        session_finish(s, local ? END_local_error : END_reset);
+        session_leave(s);
+        return;
+    }
+    io_want(loop, io, !d->src_eof && d->chain.len < cap ? EV_READ : 0);
+    session_leave(s);
+}
+
+/* Every usable server is full: wait in the pool's queue for a slot, for
+ * at most queue_timeout, or end queue_full when max_queue already wait. */
+static void session_enqueue(struct session *s)
+{
+    struct worker *w = s->w;
+    struct pool_conf *pool = s->pool;
+    if (!queue_push(pool->q, s, pool->max_queue)) {
+        session_finish(s, END_queue_full);
+        return;
+    }
+    s->queued = true;
+    s->queued_at = ev_now(w->loop);
+    session_set_state(s, SS_QUEUED);
+    ev_set_cb(&s->w_timer, queue_timer_cb);
+    ev_timer_set(&s->w_timer, (ev_tstamp)pool->queue_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &s->w_timer);
+    ev_set_cb(&s->w_client, queued_client_cb);
+    io_want(w->loop, &s->w_client,
+            !s->up.src_eof && s->up.chain.len < s->cfg->max_buffer ? EV_READ : 0);
+    queue_recheck(pool);
+}
+
+static void session_connect_to(struct session *s, struct server_conf *srv);
+
+/* Connect to a server chosen by the pool's balance algorithm. The first
+ * attempt of a session may instead wait in the pool's queue: when every
+ * usable server is full, and always when others already wait (they are
+ * served first: FIFO over all workers). */
+static void session_connect(struct session *s)
+{
+    struct pool_conf *pool = s->pool;
+    bool may_queue = s->attempts == 0 && pool->max_queue > 0;
+    if (may_queue && queue_busy(pool->q) && pool_may_wait(pool, time_mono_ms())) {
+        session_enqueue(s);
+        return;
+    }
+    struct server_conf *srv = NULL;
+    switch (session_pick(s, &srv)) {
+    case PICK_OK:
+        session_connect_to(s, srv);
+        return;
+    case PICK_OOM:
+        session_finish(s, END_local_error);
+        return;
+    case PICK_NONE:
+        break;
+    }
+    if (may_queue && pool_may_wait(pool, time_mono_ms()))
+        session_enqueue(s);
+    else
+        session_finish(s, s->attempts == 0 ? END_no_backend : END_connect_failed);
+}
+
+/* s's wake has come (its worker's inbox, see queue.h). */
+void session_queue_woken(struct session *s)
+{
+    struct worker *w = s->w;
+    struct pool_conf *pool = s->pool;
+    session_enter(s);
+    if (s->state == SS_CLOSING) {
+        /* It ended while its wake was on the way: the turn goes on. */
+        queue_woken_done(pool->q, s, (uint64_t)(s->queued_ms * 1000.0));
+        s->busy--; /* the pin taken by session_finish() */
+        queue_kick(pool->q);
+        session_leave(s);
+        return;
+    }
+    struct server_conf *srv = NULL;
+    enum pick_result r = session_pick(s, &srv);
+    if (r == PICK_NONE && pool_may_wait(pool, time_mono_ms())) {
+        /* Someone else took the slot first: keep the turn. */
+        balance_exclude_free(&s->exclude);
+        queue_requeue(pool->q, s);
+        queue_recheck(pool);
+        session_leave(s);
+        return;
+    }
+    s->queued = false;
+    double ms = (ev_now(w->loop) - s->queued_at) * 1000.0;
+    s->queued_ms = ms > 0 ? ms : 0;
+    queue_woken_done(pool->q, s, (uint64_t)(s->queued_ms * 1000.0));
+    if (r != PICK_OK) {
+        session_finish(s, r == PICK_OOM ? END_local_error : END_no_backend);
+        session_leave(s);
+        return;
+    }
+    ev_timer_stop(w->loop, &s->w_timer);
+    io_want(w->loop, &s->w_client, 0);
+    ev_set_cb(&s->w_client, client_cb);
+    session_set_state(s, SS_CONNECTING);
+    session_connect_to(s, srv);
+    session_leave(s);
+}
+
+/* Start a non-blocking connect to srv, on which s holds a reserved slot. */
+static void session_connect_to(struct session *s, struct server_conf *srv)
+{
+    struct worker *w = s->w;
+    struct pool_conf *pool = s->pool;
     s->srv = srv;
     s->attempts++;
     s->holds_backend = true;

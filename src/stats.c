@@ -6,6 +6,7 @@
 #include "sluice/config.h"
 #include "sluice/control-t.h"
 #include "sluice/log.h"
+#include "sluice/queue-t.h"
 #include "sluice/session.h"
 #include "sluice/strbuf.h"
 #include "sluice/worker-t.h"
@@ -94,6 +95,11 @@ static int ival(_Atomic int *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+static unsigned long long uval(_Atomic uint64_t *v)
+{
+    return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
+}
+
 /* The one walk over every server of a config, in file order, that all the
  * renderers use: for (struct server_iter it = {.cfg = cfg}; server_next(&it);)
  * visits it.pool / it.sv. */
@@ -167,6 +173,13 @@ void stats_table(struct control *ctl, struct strbuf *out)
                       (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out,
                       check_result_str((enum check_result)ival(&b->check_result)),
                       (double)atomic_load(&b->check_us) / 1000.0);
+    }
+    strbuf_printf(out, "%-20s %7s %9s %10s %14s\n", "POOL", "QUEUE", "MAX_QUEUE", "QUEUED",
+                  "QUEUE_WAIT_MS");
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        strbuf_printf(out, "%-20s %7d %9d %10llu %14llu\n", p->name, ival(&p->q->length),
+                      p->max_queue, uval(&p->q->queued), uval(&p->q->wait_us) / 1000);
     }
 }
 
@@ -253,6 +266,17 @@ void stats_json(struct control *ctl, struct strbuf *out)
         BACKEND_COUNTERS(X)
 #undef X
         strbuf_puts(out, "}");
+    }
+    strbuf_puts(out, "],\"pools\":[");
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        strbuf_printf(out, "%s{\"name\":", i ? "," : "");
+        strbuf_json_str(out, p->name);
+        strbuf_printf(out,
+                      ",\"queue\":%d,\"max_queue\":%d,\"queue_timeout_ms\":%lld,\"queued\":%llu,"
+                      "\"queue_wait_ms\":%.3f}",
+                      ival(&p->q->length), p->max_queue, (long long)p->queue_timeout_ms,
+                      uval(&p->q->queued), (double)uval(&p->q->wait_us) / 1000.0);
     }
     strbuf_puts(out, "]}\n");
 }
@@ -344,6 +368,22 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
     }
     LISTENER_COUNTERS(X)
 #undef X
+
+    prom_header(out, "sluice_pool_queue_length", "gauge",
+                "Sessions waiting in the pool's queue for a server slot.");
+    for (int i = 0; i < cfg->npools; i++)
+        strbuf_printf(out, "sluice_pool_queue_length{pool=\"%s\"} %d\n", cfg->pools[i].name,
+                      ival(&cfg->pools[i].q->length));
+    prom_header(out, "sluice_pool_queued_total", "counter",
+                "Sessions that waited in the pool's queue.");
+    for (int i = 0; i < cfg->npools; i++)
+        strbuf_printf(out, "sluice_pool_queued_total{pool=\"%s\"} %llu\n", cfg->pools[i].name,
+                      uval(&cfg->pools[i].q->queued));
+    prom_header(out, "sluice_pool_queue_wait_seconds_total", "counter",
+                "Time spent in the pool's queue by sessions that left it.");
+    for (int i = 0; i < cfg->npools; i++)
+        strbuf_printf(out, "sluice_pool_queue_wait_seconds_total{pool=\"%s\"} %.6f\n",
+                      cfg->pools[i].name, (double)uval(&cfg->pools[i].q->wait_us) / 1e6);
 
     /* Server families: one sample per server each, so the counters are
      * summed once per server up front, then printed family by family. */

@@ -51,6 +51,31 @@ static void worker_session_gone(struct worker *w)
     worker_maybe_exit(w);
 }
 
+/* w->wake: any thread, under the pool queue's lock. */
+static void worker_wake(struct worker *w, struct session *s)
+{
+    s->wnext = NULL;
+    pthread_mutex_lock(&w->inbox_lock);
+    if (w->woken_tail)
+        w->woken_tail->wnext = s;
+    else
+        w->woken_head = s;
+    w->woken_tail = s;
+    pthread_mutex_unlock(&w->inbox_lock);
+    ev_async_send(w->loop, &w->w_inbox);
+}
+
+/* Hand every woken session of the list to the session module. */
+static void run_woken(struct session *s)
+{
+    while (s) {
+        struct session *next = s->wnext;
+        s->wnext = NULL;
+        session_queue_woken(s);
+        s = next;
+    }
+}
+
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = container_of(t, struct worker, w_resume);
@@ -209,7 +234,10 @@ static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
     pthread_mutex_lock(&w->inbox_lock);
     struct worker_msg *m = w->inbox_head;
     w->inbox_head = w->inbox_tail = NULL;
+    struct session *woken = w->woken_head;
+    w->woken_head = w->woken_tail = NULL;
     pthread_mutex_unlock(&w->inbox_lock);
+    run_woken(woken);
     while (m) {
         struct worker_msg *next = m->next;
         switch (m->type) {
@@ -248,6 +276,7 @@ int worker_init(struct worker *w, const struct worker_host *host, int id, struct
     w->id = id;
     w->host = host;
     w->session_gone = worker_session_gone;
+    w->wake = worker_wake;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
     if (w->loop == NULL)
         return -1;
@@ -328,6 +357,16 @@ void worker_destroy(struct worker *w)
         m = next;
     }
     w->inbox_head = w->inbox_tail = NULL;
+    /* Wakes that came after the last session ended: each passes its turn
+     * on to the next waiter (and frees its session). */
+    struct session *woken = w->woken_head;
+    w->woken_head = w->woken_tail = NULL;
+    run_woken(woken);
+    while (w->free_sessions) {
+        struct session *s = w->free_sessions;
+        w->free_sessions = s->next;
+        free(s);
+    }
     buf_pool_destroy(&w->bufs);
     pipe_pool_destroy(&w->pipes);
     config_unref(w->cfg);

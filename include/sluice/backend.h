@@ -19,6 +19,8 @@ const char *backend_state_str(const struct backend *b, int64_t now_ms);
 /* Up (health check and passive hold-down), enabled by admin, weight > 0
  * and below its max_conns. Safe from any thread. */
 bool backend_usable(const struct server_conf *s, int64_t now_ms);
+/* Would be usable, but is at its max_conns (a slot may free up). */
+bool backend_usable_but_full(const struct server_conf *s, int64_t now_ms);
 
 /* Take one of s's session slots: false when s is at its max_conns. The
  * check and the increment are one atomic step, so workers racing for the

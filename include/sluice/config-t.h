@@ -38,6 +38,7 @@ enum check_kind {
 };
 
 struct balance_state; /* per worker, see balance.c */
+struct pool_queue;    /* queue-t.h */
 
 struct pool_conf {
     char *name;
@@ -60,6 +61,9 @@ struct pool_conf {
     char *check_expect;
     size_t check_expect_len;
     struct keepalive_conf keepalive; /* on backend sockets (not unix: ones) */
+    int max_queue;            /* sessions that may wait for a full pool; 0 = none */
+    int64_t queue_timeout_ms; /* how long one may wait (-1 while parsing: connect_timeout) */
+    struct pool_queue *q;     /* runtime state, attached by config_attach_runtime */
     /* Balancer state, one per worker, made lazily by that worker only. */
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };

@@ -6,6 +6,7 @@
 #include "sluice/addr-t.h"
 #include "sluice/balance-t.h"
 #include "sluice/config-t.h"
+#include "sluice/queue-t.h"
 #include "sluice/relay-t.h"
 #include "sluice/splice-t.h"
 
@@ -22,6 +23,7 @@ enum session_state {
     SS_RELAYING,    /* bytes flow both ways */
     SS_HALF_CLOSED, /* one side sent EOF; the other direction still flows */
     SS_CLOSING,     /* finished; freed at the end of the outermost callback */
+    SS_QUEUED,      /* every usable server is full: waiting in the pool's queue */
 };
 
 #define END_REASONS(X)                                                         \
@@ -36,7 +38,9 @@ enum session_state {
     X(proxy_header)   /* accept_proxy: header malformed, missing or late */  \
     X(keepalive_timeout) /* tcp_keepalive: a peer stopped answering (ETIMEDOUT) */ \
     X(tls_hello)      /* route = sni: ClientHello malformed, cut or late */    \
-    X(no_route)       /* route = sni: no rule for the name, no sni_default */
+    X(no_route)       /* route = sni: no rule for the name, no sni_default */  \
+    X(queue_timeout)  /* waited queue_timeout in the pool's queue */           \
+    X(queue_full)     /* every server full and max_queue sessions waiting */
 
 enum end_reason {
 #define X(name) END_##name,
@@ -84,6 +88,14 @@ struct session {
     struct sockaddr_ip local;    /* the address it connected to */
     char *sni;                   /* route = sni: the server name asked for (NULL: none) */
     uint32_t hello_need;         /* route = sni: parse again once up holds this much */
+    /* The pool's queue (queue.h). qprev/qnext/qstate belong to the queue
+     * and are touched only under its lock; the rest is this worker's. */
+    struct session *qprev, *qnext;
+    struct session *wnext;       /* the worker's list of woken sessions */
+    uint8_t qstate;              /* enum queue_state */
+    bool queued;                 /* joined the queue and has not left it */
+    ev_tstamp queued_at;
+    double queued_ms;            /* time spent queued, for the access log */
 };
 
 #endif

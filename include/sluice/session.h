@@ -14,6 +14,12 @@ const char *end_reason_str(enum end_reason r);
 void session_start(struct worker *w, struct config *cfg, struct listener_conf *lc, int fd,
                    const struct sockaddr_ip *client);
 
+/* Worker: s (one of its sessions) was woken from its pool's queue
+ * (w->wake): it picks a server again and connects, or keeps its place at
+ * the head; if it ended meanwhile, its turn goes to the next waiter and it
+ * is freed. */
+void session_queue_woken(struct session *s);
+
 /* End a session with one reason; safe from any callback of this worker. */
 void session_finish(struct session *s, enum end_reason reason);
 

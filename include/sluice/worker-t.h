@@ -92,6 +92,10 @@ struct worker {
      * worker may exit): set by worker_init, so the session module does not
      * call into the worker module. */
     void (*session_gone)(struct worker *w);
+    /* Called from any thread by queue.c (under the pool queue's lock): s,
+     * a session of this worker, was taken off its pool's queue and may
+     * take a free slot. Set by worker_init. */
+    void (*wake)(struct worker *w, struct session *s);
     pthread_t thread;
     struct ev_loop *loop;
     struct config *cfg; /* current generation, one reference held */
@@ -99,6 +103,7 @@ struct worker {
     ev_async w_inbox;
     pthread_mutex_t inbox_lock;
     struct worker_msg *inbox_head, *inbox_tail;
+    struct session *woken_head, *woken_tail; /* under inbox_lock, see wake */
 
     ev_timer w_resume; /* re-check paused listeners */
     struct accept_pause emfile; /* after EMFILE: all listens paused until .until */

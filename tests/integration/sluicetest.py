@@ -642,7 +642,11 @@ ACCESS_RE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) worker=(?P<worker>\d+) "
     r"listener=(?P<listener>\S+) client=(?P<client>\S+) backend=(?P<backend>\S+) "
     r"addr=(?P<addr>\S+) up=(?P<up>\d+) down=(?P<down>\d+) "
-    r"duration_ms=(?P<duration_ms>\d+) reason=(?P<reason>\S+) sni=(?P<sni>\S+)$")
+    r"duration_ms=(?P<duration_ms>\d+) reason=(?P<reason>\S+)"
+    # Fields added later go at the end of the line; the ones this module
+    # knows are optional (lines of older builds lack them), unknown ones
+    # are skipped.
+    r"(?: sni=(?P<sni>\S+))?(?: queued_ms=(?P<queued_ms>\d+))?(?: [a-z_]+=\S*)*$")
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
                      "runtime error:", "ERROR: ThreadSanitizer")

@@ -153,6 +153,8 @@ static void test_defaults(void)
     CHECK_EQ_INT(p->fail_timeout_ms, 10000);
     CHECK_EQ_INT(p->retries, 2);
     CHECK_EQ_INT(p->fall, 3);
+    CHECK_EQ_INT(p->max_queue, 0);
+    CHECK_EQ_INT(p->queue_timeout_ms, 3000);
     REQUIRE_EQ_INT(p->nservers, 1);
     struct server_conf *s = &p->servers[0];
     CHECK_STR(s->name, "a");
@@ -441,6 +443,27 @@ static void test_durations(void)
     config_unref(cfg);
     EXPECT_ERRORS("[pool d]\nserver = a 1.2.3.4:5\nconnect_timeout = 0\nidle_timeout = 0ms\n" TAIL,
                   {3, "connect_timeout", "at least 1ms"}, {4, "idle_timeout", "at least 1ms"});
+}
+
+/* max_queue and queue_timeout: queue_timeout follows connect_timeout
+ * unless set, wherever connect_timeout is in the section. */
+static void test_queue_keys(void)
+{
+    struct config *cfg = load_ok("[pool d]\nserver = a 1.2.3.4:5 max_conns=2\nmax_queue = 500\n"
+                                 "connect_timeout = 700ms\n"
+                                 "[pool e]\nserver = a 1.2.3.4:5\nqueue_timeout = 2s\n"
+                                 "connect_timeout = 1s\n" TAIL);
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->pools[0].max_queue, 500);
+        CHECK_EQ_INT(cfg->pools[0].queue_timeout_ms, 700);
+        CHECK_EQ_INT(cfg->pools[1].max_queue, 0);
+        CHECK_EQ_INT(cfg->pools[1].queue_timeout_ms, 2000);
+    }
+    config_unref(cfg);
+    EXPECT_ERRORS("[pool d]\nserver = a 1.2.3.4:5\nmax_queue = -1\nqueue_timeout = 0\n" TAIL,
+                  {3, "max_queue", "not a number"}, {4, "queue_timeout", "at least 1ms"});
+    EXPECT_ERRORS("[pool d]\nserver = a 1.2.3.4:5\nmax_queue = 1000001\n" TAIL,
+                  {3, "max_queue", "not a number"});
 }
 
 static void test_sizes(void)
@@ -1509,7 +1532,7 @@ static void test_error_sni(void)
 }
 
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
-          TEST(test_numbers), TEST(test_durations), TEST(test_sizes), TEST(test_keys_in_progress),
+          TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys), TEST(test_sizes), TEST(test_keys_in_progress),
           TEST(test_admin_http_vs_bind), TEST(test_error_sections), TEST(test_error_keys),
           TEST(test_error_servers), TEST(test_error_listeners),
           TEST(test_error_bind_in_two_listeners), TEST(test_error_pools),
