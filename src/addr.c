@@ -5,6 +5,9 @@
 #include "sluice/parse.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <string.h>
@@ -170,4 +173,32 @@ unsigned long long addr_hash_ip(const struct sockaddr *sa)
         h = hash_mix64(hash_mix64(h ^ p[0]) ^ p[1]);
     }
     return h;
+}
+
+bool addr_parse_host(const char *s, char *host, size_t size, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || (size_t)(colon - s) > 253 || (size_t)(colon - s) >= size)
+        return false;
+    bool letter = false;
+    for (const char *p = s; p < colon; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (isalpha(ch))
+            letter = true;
+        else if (!isdigit(ch) && ch != '-' && ch != '_' && ch != '.')
+            return false;
+    }
+    if (!letter || s[0] == '.' || s[0] == '-')
+        return false;
+    char *end;
+    errno = 0;
+    long n = strtol(colon + 1, &end, 10);
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || n < 1 || n > 65535)
+        return false;
+    size_t len = (size_t)(colon - s);
+    for (size_t i = 0; i < len; i++)
+        host[i] = (char)tolower((unsigned char)s[i]);
+    host[len] = '\0';
+    *port = (int)n;
+    return true;
 }

@@ -3,6 +3,7 @@
 #include "sluice/log.h"
 
 #include <errno.h>
+#include <string.h>
 
 const char *backend_health_str(enum backend_health h)
 {
@@ -44,9 +45,62 @@ const char *backend_state_str(const struct backend *b, int64_t now_ms)
         return "down";
     if (now_ms < atomic_load_explicit(&b->down_until_ms, memory_order_relaxed))
         return "down";
+    if (!atomic_load_explicit(&b->addr_valid, memory_order_acquire))
+        return "down";
     if (admin == ADMIN_DRAINING)
         return atomic_load_explicit(&b->active, memory_order_relaxed) > 0 ? "draining" : "drained";
     return "up";
+}
+
+const char *dns_result_str(enum dns_result r)
+{
+    static const char *const names[] = {"none", "ok", "NXDOMAIN", "no address", "timeout",
+                                        "refused", "servfail", "unreachable", "error"};
+    return (unsigned)r < ARRAY_SIZE(names) ? names[r] : "?";
+}
+
+/* A seqlock over atomic words: every access is atomic (seq_cst), so the
+ * reader's retry loop is all the synchronisation there is. Addresses
+ * change seldom; a reader retries only while a store is in progress. */
+void addr_cell_load(struct addr_cell *cell, struct sockaddr_any *out)
+{
+    uint64_t w[4];
+    unsigned s1, s2;
+    do {
+        while ((s1 = atomic_load(&cell->seq)) & 1u)
+            ;
+        for (int i = 0; i < 4; i++)
+            w[i] = atomic_load(&cell->w[i]);
+        s2 = atomic_load(&cell->seq);
+    } while (s1 != s2);
+    memset(out, 0, sizeof(*out));
+    memcpy(&out->u.in6, w, sizeof(out->u.in6));
+    out->len = out->u.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in);
+}
+
+void addr_cell_store(struct addr_cell *cell, const struct sockaddr_any *a)
+{
+    uint64_t w[4] = {0};
+    _Static_assert(sizeof(struct sockaddr_in6) <= sizeof(w), "sockaddr_in6 fits the cell");
+    memcpy(w, &a->u.in6, a->u.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                       : sizeof(struct sockaddr_in));
+    atomic_fetch_add(&cell->seq, 1);
+    for (int i = 0; i < 4; i++)
+        atomic_store(&cell->w[i], w[i]);
+    atomic_fetch_add(&cell->seq, 1);
+}
+
+bool backend_addr(const struct server_conf *s, struct sockaddr_any *out)
+{
+    if (s->host == NULL) {
+        *out = s->addr;
+        return true;
+    }
+    if (!atomic_load_explicit(&s->be->addr_valid, memory_order_acquire))
+        return false;
+    addr_cell_load(&s->be->addr, out);
+    return true;
 }
 
 /* Usable but for max_conns. */
@@ -60,6 +114,8 @@ static bool usable_ignoring_limit(const struct server_conf *s, int64_t now_ms)
     if (atomic_load_explicit(&b->health, memory_order_acquire) != HEALTH_UP)
         return false;
     if (now_ms < atomic_load_explicit(&b->down_until_ms, memory_order_relaxed))
+        return false;
+    if (!atomic_load_explicit(&b->addr_valid, memory_order_acquire))
         return false;
     return true;
 }

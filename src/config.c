@@ -57,6 +57,7 @@ struct parse_ctx {
     int admin_http_line;
     int identity_line;      /* last user or group line */
     int user_line;
+    int resolve_line; /* last resolve_interval_min/max line */
     gid_t user_primary_gid; /* the group used when only user is set */
 };
 
@@ -86,6 +87,18 @@ static void add_error(struct parse_ctx *c, int line, const char *key, const char
     c->errs->lines = lines;
     c->errs->msgs[c->errs->n] = msg;
     c->errs->lines[c->errs->n++] = line;
+}
+
+void config_errors_add(struct config_errors *errs, const char *file, int line, const char *key,
+                       const char *fmt, ...)
+{
+    struct parse_ctx c = {.name = file, .errs = errs};
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    add_error(&c, line, key, "%s", reason);
 }
 
 /* Errors come from the line pass and from the checks after it: put them in
@@ -278,6 +291,8 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         p->check_timeout_ms = 1000;
         keepalive_defaults(&p->keepalive);
         p->queue_timeout_ms = -1; /* connect_timeout, resolved by validate() */
+        p->resolve_interval_ms = -2; /* [global]'s, resolved by validate() */
+        p->resolve_hold_ms = -2;
         c->kind = SEC_POOL;
         c->cur = i;
     }
@@ -448,7 +463,10 @@ static const char *const global_keys[] = {"workers",     "log_level",    "access
                                           "max_conns",   "shutdown_timeout", "buffer_size",
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http",  "user",         "group",
-                                          "allow_root",  "pid_file"};
+                                          "allow_root",  "pid_file",
+                                          "resolvers",   "resolve_interval",
+                                          "resolve_interval_min", "resolve_interval_max",
+                                          "resolve_hold"};
 static const char *const listener_keys[] = {
     "bind",          "pool",           "max_conns",     "backlog",
     "relay",         "accept_proxy",   "proxy_timeout", "bind_mode",
@@ -459,7 +477,8 @@ static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
     "check_send", "check_expect", "send_proxy", "tcp_keepalive", "keepalive_idle",
-    "keepalive_interval", "keepalive_count", "max_queue", "queue_timeout"};
+    "keepalive_interval", "keepalive_count", "max_queue", "queue_timeout",
+    "resolve_interval", "resolve_hold"};
 
 const char *const *config_section_keys(enum config_section sec, size_t *n)
 {
@@ -490,6 +509,36 @@ static bool set_string(struct parse_ctx *c, char **field, const char *v)
     free(*field);
     *field = dup;
     return true;
+}
+
+/* resolve_interval: "ttl" (-1: the answer's TTL) or a duration. */
+static void val_resolve_interval(struct parse_ctx *c, const char *key, const char *v, int64_t *out)
+{
+    if (strcmp(v, "ttl") == 0)
+        *out = -1;
+    else
+        val_duration(c, key, v, 100, out);
+}
+
+/* resolvers = IP:PORT ...: kept as c-ares' "IP:PORT,[V6]:PORT" list. */
+static void handle_resolvers(struct parse_ctx *c, const char *v)
+{
+    char buf[INI_MAX_LINE], csv[INI_MAX_LINE] = "";
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        struct sockaddr_any a;
+        const char *why = addr_parse(tok, 0, &a);
+        if (why != NULL) {
+            add_error(c, c->lineno, "resolvers", "'%s': %s (expected IP:PORT ...)", tok, why);
+            return;
+        }
+        char one[ADDR_STRLEN];
+        addr_format(&a.u.sa, a.len, one, sizeof(one));
+        size_t len = strlen(csv);
+        snprintf(csv + len, sizeof(csv) - len, "%s%s", len ? "," : "", one);
+    }
+    set_string(c, &c->cfg->resolvers, csv);
 }
 
 /* user / group: resolved now, so a name the system does not know is a
@@ -577,6 +626,18 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
     } else if (strcmp(key, "allow_root") == 0) {
         if (!parse_bool(v, &cfg->allow_root))
             add_error(c, c->lineno, key, "'%s' is not yes or no", v);
+    } else if (strcmp(key, "resolvers") == 0) {
+        handle_resolvers(c, v);
+    } else if (strcmp(key, "resolve_interval") == 0) {
+        val_resolve_interval(c, key, v, &cfg->resolve_interval_ms);
+    } else if (strcmp(key, "resolve_interval_min") == 0) {
+        val_duration(c, key, v, 100, &cfg->resolve_interval_min_ms);
+        c->resolve_line = c->lineno;
+    } else if (strcmp(key, "resolve_interval_max") == 0) {
+        val_duration(c, key, v, 100, &cfg->resolve_interval_max_ms);
+        c->resolve_line = c->lineno;
+    } else if (strcmp(key, "resolve_hold") == 0) {
+        val_duration(c, key, v, 0, &cfg->resolve_hold_ms);
     }
 }
 
@@ -790,12 +851,20 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
         }
     }
     struct server_conf s = {.weight = 1, .line = c->lineno, .send_proxy = -1};
+    char host[ADDR_STRLEN - 8]; /* room for ":PORT" in addr_str */
     const char *why = addr_parse(addr, ADDR_ALLOW_UNIX, &s.addr);
+    if (why != NULL && addr_parse_host(addr, host, sizeof(host), &s.port)) {
+        why = NULL;
+        snprintf(s.addr_str, sizeof(s.addr_str), "%s:%d", host, s.port & 0xffff);
+    } else {
+        host[0] = '\0';
+        addr_format(&s.addr.u.sa, s.addr.len, s.addr_str, sizeof(s.addr_str));
+    }
     if (why != NULL) {
         add_error(c, c->lineno, "server", "'%s': %s", addr, why);
         return;
     }
-    addr_format(&s.addr.u.sa, s.addr.len, s.addr_str, sizeof(s.addr_str));
+    bool dns_opt = false;
     char *opt;
     while ((opt = strtok_r(NULL, " \t", &save)) != NULL) {
         long n;
@@ -814,6 +883,36 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             s.max_conns = (int)n;
         } else if (strcmp(opt, "backup") == 0) {
             s.backup = true;
+        } else if (strncmp(opt, "resolve=", 8) == 0) {
+            dns_opt = true;
+            if (strcmp(opt + 8, "first") != 0) {
+                add_error(c, c->lineno, "server",
+                          "%s: resolve must be first (all and srv are not implemented yet), not '%s'",
+                          name, opt + 8);
+                return;
+            }
+        } else if (strncmp(opt, "family=", 7) == 0) {
+            dns_opt = true;
+            static const char *const fam[] = {[FAMILY_ANY] = "any", [FAMILY_IPV4] = "ipv4",
+                                              [FAMILY_IPV6] = "ipv6"};
+            int k = -1;
+            for (int f = 0; f < (int)ARRAY_SIZE(fam); f++)
+                if (strcmp(opt + 7, fam[f]) == 0)
+                    k = f;
+            if (k < 0) {
+                add_error(c, c->lineno, "server", "%s: family must be any, ipv4 or ipv6, not '%s'",
+                          name, opt + 7);
+                return;
+            }
+            s.family = (enum dns_family)k;
+        } else if (strncmp(opt, "init_addr=", 10) == 0) {
+            dns_opt = true;
+            if (strcmp(opt + 10, "none") != 0) {
+                add_error(c, c->lineno, "server", "%s: init_addr must be none, not '%s'", name,
+                          opt + 10);
+                return;
+            }
+            s.init_addr_none = true;
         } else if (strncmp(opt, "send_proxy=", 11) == 0) {
             if ((s.send_proxy = proxy_version(opt + 11)) < 0) {
                 add_error(c, c->lineno, "server", "%s: send_proxy must be off, v1 or v2, not '%s'", name,
@@ -825,8 +924,17 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             return;
         }
     }
+    if (dns_opt && host[0] == '\0') {
+        add_error(c, c->lineno, "server", "%s: resolve, family and init_addr need a host name, not '%s'",
+                  name, addr);
+        return;
+    }
     int i = grow((void **)&p->servers, &p->nservers, sizeof(s));
-    if (i < 0 || (s.name = strdup(name)) == NULL) {
+    if (i < 0 || (s.name = strdup(name)) == NULL || (host[0] && (s.host = strdup(host)) == NULL)) {
+        if (i >= 0) {
+            free(s.name);
+            p->nservers--;
+        }
         c->oom = true;
         return;
     }
@@ -858,6 +966,10 @@ static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
         val_int(c, key, v, 0, 1000000, &p->max_queue);
     } else if (strcmp(key, "queue_timeout") == 0) {
         val_duration(c, key, v, 1, &p->queue_timeout_ms);
+    } else if (strcmp(key, "resolve_interval") == 0) {
+        val_resolve_interval(c, key, v, &p->resolve_interval_ms);
+    } else if (strcmp(key, "resolve_hold") == 0) {
+        val_duration(c, key, v, 0, &p->resolve_hold_ms);
     } else if (strcmp(key, "send_proxy") == 0) {
         if ((p->send_proxy = proxy_version(v)) < 0) {
             p->send_proxy = 0;
@@ -1087,6 +1199,9 @@ static void validate(struct parse_ctx *c)
             cfg->user_default = true;
         }
     }
+    if (cfg->resolve_interval_max_ms < cfg->resolve_interval_min_ms)
+        add_error(c, c->resolve_line, "resolve_interval_max", "%lldms must be at least resolve_interval_min (%lldms)",
+                  (long long)cfg->resolve_interval_max_ms, (long long)cfg->resolve_interval_min_ms);
     if (cfg->max_buffer < cfg->buffer_size)
         add_error(c, c->global_line, "max_buffer", "%u must be at least buffer_size (%u)",
                   cfg->max_buffer, cfg->buffer_size);
@@ -1102,8 +1217,15 @@ static void validate(struct parse_ctx *c)
         if (p->check != CHECK_SEND_EXPECT && (p->check_send || p->check_expect))
             add_error(c, p->line, "check_send", "pool '%s': check_send/check_expect need check = send-expect",
                       p->name);
-        for (int j = 0; j < p->nservers; j++)
+        if (p->resolve_interval_ms == -2)
+            p->resolve_interval_ms = cfg->resolve_interval_ms;
+        if (p->resolve_hold_ms == -2)
+            p->resolve_hold_ms = cfg->resolve_hold_ms;
+        for (int j = 0; j < p->nservers; j++) {
             p->servers[j].pool = p;
+            p->servers[j].resolve_interval_ms = p->resolve_interval_ms;
+            p->servers[j].resolve_hold_ms = p->resolve_hold_ms;
+        }
         if (p->queue_timeout_ms < 0)
             p->queue_timeout_ms = p->connect_timeout_ms;
     }
@@ -1176,6 +1298,10 @@ struct config *config_load_buffer(const char *data, size_t len, const char *name
     cfg->buffer_size = 16 * 1024;
     cfg->max_buffer = 256 * 1024;
     cfg->admin_mode = 0600;
+    cfg->resolve_interval_ms = -1;
+    cfg->resolve_interval_min_ms = 1000;
+    cfg->resolve_interval_max_ms = 300 * 1000;
+    cfg->resolve_hold_ms = 10 * 60 * 1000;
     cfg->path = strdup(name);
     struct parse_ctx c = {
         .name = name, .data = data, .len = len, .cfg = cfg, .errs = errs,
@@ -1246,6 +1372,8 @@ static void backend_init(struct registry_obj *o)
     struct backend *b = (struct backend *)o;
     atomic_init(&b->health, HEALTH_UP);
     atomic_init(&b->admin, ADMIN_ENABLED);
+    atomic_init(&b->addr_valid, true); /* resolver_adopt() sets it for names */
+    atomic_flag_clear(&b->addr.wlock);
 }
 
 /* Make sure chunks of per-worker counters exist for workers 0..workers-1
@@ -1342,6 +1470,7 @@ static void config_free(struct config *cfg)
         struct pool_conf *p = &cfg->pools[i];
         for (int j = 0; j < p->nservers; j++) {
             free(p->servers[j].name);
+            free(p->servers[j].host);
             if (p->servers[j].be)
                 registry_put(&backend_registry, &p->servers[j].be->obj);
         }
@@ -1374,6 +1503,7 @@ static void config_free(struct config *cfg)
     free(cfg->access_log);
     free(cfg->admin_socket);
     free(cfg->pid_file);
+    free(cfg->resolvers);
     free(cfg->user);
     free(cfg->group);
     free(cfg->path);

@@ -3,6 +3,7 @@
  * config_load_file() reads back to the same configuration. */
 #include "sluice/config.h"
 #include "sluice/addr.h"
+#include <string.h>
 #include "sluice/log.h"
 
 #include <grp.h>
@@ -84,6 +85,14 @@ static void put_keepalive(FILE *out, const struct keepalive_conf *ka)
     fprintf(out, "keepalive_count = %d\n", ka->count);
 }
 
+static void put_interval(FILE *out, const char *key, int64_t ms)
+{
+    if (ms < 0)
+        fprintf(out, "%s = ttl\n", key);
+    else
+        put_duration(out, key, ms);
+}
+
 static void dump_global(const struct config *cfg, FILE *out)
 {
     fprintf(out, "[global]\n");
@@ -101,6 +110,21 @@ static void dump_global(const struct config *cfg, FILE *out)
     else
         fprintf(out, "admin_http = off\n");
     fprintf(out, "pid_file = %s\n", cfg->pid_file ? cfg->pid_file : "off");
+    if (cfg->resolvers != NULL) {
+        fprintf(out, "resolvers =");
+        for (const char *p = cfg->resolvers; *p != '\0';) {
+            size_t n = strcspn(p, ",");
+            fprintf(out, " %.*s", (int)n, p);
+            p += n + (p[n] == ',');
+        }
+        fprintf(out, "\n");
+    } else {
+        fprintf(out, "; resolvers = (none: the nameservers of /etc/resolv.conf)\n");
+    }
+    put_interval(out, "resolve_interval", cfg->resolve_interval_ms);
+    put_duration(out, "resolve_interval_min", cfg->resolve_interval_min_ms);
+    put_duration(out, "resolve_interval_max", cfg->resolve_interval_max_ms);
+    put_duration(out, "resolve_hold", cfg->resolve_hold_ms);
     if (cfg->user != NULL) {
         if (cfg->user_default)
             fprintf(out, "; no user in the file: a root start drops to this default one\n");
@@ -161,6 +185,8 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
     fprintf(out, "check = %s\n", check_str(p->check));
     put_duration(out, "check_interval", p->check_interval_ms);
     put_duration(out, "check_timeout", p->check_timeout_ms);
+    put_interval(out, "resolve_interval", p->resolve_interval_ms);
+    put_duration(out, "resolve_hold", p->resolve_hold_ms);
     if (p->check_send != NULL)
         put_escaped(out, "check_send", p->check_send, p->check_send_len);
     if (p->check_expect != NULL)
@@ -171,6 +197,11 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
                 s->max_conns);
         if (s->send_proxy >= 0)
             fprintf(out, " send_proxy=%s", proxy_str(s->send_proxy));
+        if (s->host != NULL) {
+            static const char *const fam[] = {"any", "ipv4", "ipv6"};
+            fprintf(out, " resolve=first family=%s%s", fam[s->family],
+                    s->init_addr_none ? " init_addr=none" : "");
+        }
         fprintf(out, "%s\n", s->backup ? " backup" : "");
     }
 }

@@ -5,6 +5,7 @@
 #include "sluice/config.h"
 #include "sluice/fault.h"
 #include "sluice/health.h"
+#include "sluice/resolver.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/notify.h"
@@ -564,6 +565,18 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
         snprintf(p->err, sizeof(p->err), "out of memory");
         return -1;
     }
+    /* New host names only (a name the running generation follows keeps
+     * its answer); bounded, on this thread: workers never wait. */
+    if (resolver_resolve_config(cfg, &errs) > 0) {
+        for (int i = 0; i < errs.n; i++) {
+            log_error("%s", errs.msgs[i]);
+            strbuf_printf(report, "%s\n", errs.msgs[i]);
+        }
+        snprintf(p->err, sizeof(p->err), "%d host name%s did not resolve", errs.n,
+                 errs.n == 1 ? "" : "s");
+        config_errors_free(&errs);
+        return -1;
+    }
     if (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group)) {
         /* The process switched identity at start and cannot switch back. */
         log_warn("reload: user/group changes take effect at the next restart");
@@ -678,6 +691,8 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
 {
     struct config *cfg = p->cfg, *old = p->old;
     ctl->generation = cfg->generation;
+    /* Before any worker sees cfg: new host names get their answers. */
+    resolver_adopt(cfg);
     unix_binds_commit(ctl, p);
     for (int i = 0; i < p->new_n; i++) {
         struct worker_msg *m = p->msgs[i];
@@ -703,6 +718,7 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
         log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
                   strerror(errno));
     health_update(cfg);
+    resolver_update(cfg);
     admin_commit(ctl, cfg, &p->admin);
     config_unref(old);
 }
@@ -892,6 +908,7 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("out of memory");
         goto out;
     }
+    resolver_adopt(cfg); /* main.c resolved its host names */
     if (privilege_check(cfg, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
@@ -957,6 +974,11 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("cannot start the health-check thread");
         goto out;
     }
+    if (resolver_start(cfg) < 0) {
+        log_error("cannot start the resolver thread");
+        health_stop();
+        goto out;
+    }
     for (int i = 0; i < ctl->nworkers; i++) {
         if (worker_start(ctl->workers[i]) < 0) {
             log_error("worker %d: cannot start thread: %s", i, strerror(errno));
@@ -982,6 +1004,7 @@ int control_run(struct config *cfg, const char *config_path)
             worker_destroy(w);
         atomic_store(&w->joined, true);
     }
+    resolver_stop();
     health_stop();
     if (rc == 0)
         log_info("exit: all sessions closed");

@@ -185,13 +185,19 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     c->running = true;
     c->started = ev_time();
     c->sent = c->got = 0;
-    c->fd = socket(s->addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_any to;
+    if (!backend_addr(s, &to)) {
+        /* A name without an answer: down already (backend_usable()). */
+        check_done(H, c, CHECK_RESULT_ERROR);
+        return;
+    }
+    c->fd = socket(to.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         c->err = errno;
         check_done(H, c, CHECK_RESULT_ERROR);
         return;
     }
-    if (connect(c->fd, &s->addr.u.sa, s->addr.len) < 0 && errno != EINPROGRESS) {
+    if (connect(c->fd, &to.u.sa, to.len) < 0 && errno != EINPROGRESS) {
         c->err = errno;
         check_done(H, c, backend_errno_is_local(errno) ? CHECK_RESULT_ERROR : CHECK_RESULT_REFUSED);
         return;

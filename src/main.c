@@ -3,6 +3,7 @@
 #include "sluice/control.h"
 #include "sluice/log.h"
 #include "sluice/privilege.h"
+#include "sluice/resolver.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -77,6 +78,15 @@ int main(int argc, char **argv)
     struct config *cfg = config_load_reporting(path, "sluice");
     if (cfg == NULL)
         return 1;
+    /* Host names of servers (bounded; -t too, so it says which failed). */
+    struct config_errors errs = {0};
+    if (resolver_resolve_config(cfg, &errs) > 0) {
+        config_errors_print(&errs, stderr);
+        fprintf(stderr, "sluice: %d error%s in %s\n", errs.n, errs.n == 1 ? "" : "s", path);
+        config_errors_free(&errs);
+        config_unref(cfg);
+        return 1;
+    }
     if (check_only) {
         /* What would stop a start is an error here too (ExecStartPre=). */
         char why[300];

@@ -754,7 +754,15 @@ static void session_connect_to(struct session *s, struct server_conf *srv)
     s->holds_backend = true;
     counter_add(&backend_ws(srv->be, w->id)->connect_attempts, 1);
 
-    int family = srv->addr.u.sa.sa_family;
+    /* A server given by host name: the address last published by the
+     * resolver thread (a lock-free copy). */
+    struct sockaddr_any to;
+    if (!backend_addr(srv, &to)) {
+        /* Its answer expired since the pick: as unreachable as it gets. */
+        connect_failed(s, EHOSTUNREACH);
+        return;
+    }
+    int family = to.u.sa.sa_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         local_connect_error(s, "socket()", errno);
@@ -771,7 +779,7 @@ static void session_connect_to(struct session *s, struct server_conf *srv)
     }
     ev_io_set(&s->w_backend, fd, EV_WRITE);
     ev_set_cb(&s->w_backend, connect_cb);
-    if (connect(fd, &srv->addr.u.sa, srv->addr.len) == 0) {
+    if (connect(fd, &to.u.sa, to.len) == 0) {
         session_connected(s);
         return;
     }

@@ -183,6 +183,19 @@ void stats_table(struct control *ctl, struct strbuf *out)
     }
 }
 
+/* The address sv connects to now: its literal, the resolved one, or "-"
+ * for a name without an answer. */
+static void current_addr(const struct server_conf *sv, char *buf, size_t size)
+{
+    struct sockaddr_any a;
+    if (sv->host == NULL)
+        snprintf(buf, size, "%s", sv->addr_str);
+    else if (backend_addr(sv, &a))
+        addr_format(&a.u.sa, a.len, buf, size);
+    else
+        snprintf(buf, size, "-");
+}
+
 void stats_json(struct control *ctl, struct strbuf *out)
 {
     struct config *cfg = ctl->cfg;
@@ -248,8 +261,20 @@ void stats_json(struct control *ctl, struct strbuf *out)
         strbuf_json_str(out, it.pool->name);
         strbuf_puts(out, ",\"name\":");
         strbuf_json_str(out, sv->name);
+        char cur[ADDR_STRLEN];
+        current_addr(sv, cur, sizeof(cur));
         strbuf_puts(out, ",\"address\":");
-        strbuf_json_str(out, sv->addr_str);
+        strbuf_json_str(out, cur);
+        if (sv->host != NULL) {
+            strbuf_puts(out, ",\"host\":");
+            strbuf_json_str(out, sv->addr_str);
+            strbuf_printf(out, ",\"dns\":\"%s\",\"dns_resolutions\":%lld,\"dns_failures\":%lld,"
+                          "\"dns_changes\":%lld",
+                          dns_result_str((enum dns_result)ival(&b->dns_result)),
+                          (long long)atomic_load(&b->dns_resolutions),
+                          (long long)atomic_load(&b->dns_failures),
+                          (long long)atomic_load(&b->dns_changes));
+        }
         strbuf_printf(out,
                       ",\"state\":\"%s\",\"admin\":\"%s\",\"backup\":%s,\"weight\":%d,"
                       "\"active\":%d,\"check\":\"%s\",\"check_ms\":%.3f,\"checks_total\":%lld,"
@@ -301,13 +326,21 @@ void stats_backends(struct control *ctl, struct strbuf *out)
         else if (now < atomic_load(&b->down_until_ms))
             snprintf(why, sizeof(why), "passive (connect failures), retry in %lldms",
                      (long long)(atomic_load(&b->down_until_ms) - now));
+        else if (!atomic_load(&b->addr_valid))
+            snprintf(why, sizeof(why), "dns: %s",
+                     dns_result_str((enum dns_result)ival(&b->dns_result)));
         else if (admin == ADMIN_DRAINING)
             snprintf(why, sizeof(why), "admin: draining, %d sessions left", ival(&b->active));
         else if (ival(&b->weight) == 0)
             snprintf(why, sizeof(why), "weight 0: no new sessions");
-        strbuf_printf(out, "%-24s %-22s %-8s %-9s %s%s\n", b->obj.key, sv->addr_str, state,
+        char cur[ADDR_STRLEN], dns[ADDR_STRLEN + 64] = "";
+        current_addr(sv, cur, sizeof(cur));
+        if (sv->host != NULL)
+            snprintf(dns, sizeof(dns), " [dns %s: %s]", sv->addr_str,
+                     dns_result_str((enum dns_result)ival(&b->dns_result)));
+        strbuf_printf(out, "%-24s %-22s %-8s %-9s %s%s%s\n", b->obj.key, cur, state,
                       backend_admin_str((enum backend_admin)admin), why,
-                      sv->backup ? " [backup]" : "");
+                      sv->backup ? " [backup]" : "", dns);
     }
 }
 
@@ -411,6 +444,15 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
                   ival(&it.sv->be->active))
     SERVER_FAMILY("sluice_server_check_duration_seconds", "gauge", "Duration of the last check.",
                   "%.6f", (double)atomic_load(&it.sv->be->check_us) / 1e6)
+    SERVER_FAMILY("sluice_server_dns_resolutions_total", "counter",
+                  "Resolutions of the server's host name (0 for an address literal).", "%lld",
+                  (long long)atomic_load(&it.sv->be->dns_resolutions))
+    SERVER_FAMILY("sluice_server_dns_failures_total", "counter",
+                  "Resolutions of the server's host name that failed.", "%lld",
+                  (long long)atomic_load(&it.sv->be->dns_failures))
+    SERVER_FAMILY("sluice_server_dns_changes_total", "counter",
+                  "Times a resolution changed the server's address.", "%lld",
+                  (long long)atomic_load(&it.sv->be->dns_changes))
 #define X(ctr)                                                                                    \
     SERVER_FAMILY("sluice_server_" #ctr "_total", "counter", "Per server: " #ctr ".", "%llu",     \
                   (unsigned long long)sums[k].ctr)

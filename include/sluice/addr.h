@@ -17,6 +17,11 @@ enum addr_flags {
 /* Parse into out. Returns NULL on success or a static reason string. */
 const char *addr_parse(const char *s, int flags, struct sockaddr_any *out);
 
+/* "NAME:PORT" with NAME a DNS host name (letters, digits, '-', '_', '.',
+ * at least one letter, at most 253 characters): NAME (lower case) into
+ * host, PORT into *port. false when s is not of that form. */
+bool addr_parse_host(const char *s, char *host, size_t size, int *port);
+
 /* A Unix socket path (absolute, fits sun_path) into out: the one parser
  * behind "unix:/path" addresses and admin_socket. NULL or a reason. */
 const char *addr_parse_unix_path(const char *path, struct sockaddr_any *out);

@@ -5,6 +5,7 @@
 
 #include "sluice/common.h"
 #include "sluice/registry-t.h"
+#include "sluice/resolver-t.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +61,21 @@ struct backend {
     int rise_count, fall_count; /* health thread's private streaks */
     bool seen_up;               /* health thread: state at its last check */
     bool weight_set;            /* control thread: initial weight applied */
+    /* A server given by host name (server_conf.host): its resolved address
+     * and the last resolution. The resolver thread writes them; the main
+     * thread too when a generation with a new name is started or
+     * committed (resolver_adopt(), under addr.wlock). addr_valid is false
+     * only for a name without a usable answer: the server is then down
+     * (backend_usable()); it is true for address literals. */
+    struct addr_cell addr;
+    _Atomic bool addr_valid;
+    _Atomic uint64_t dns_key;      /* hash of host, port and family the address is for; 0: literal */
+    _Atomic int dns_result;        /* enum dns_result of the last resolution */
+    _Atomic int64_t dns_ok_ms;     /* last good answer, CLOCK_MONOTONIC ms */
+    _Atomic int64_t dns_next_ms;   /* next resolution due, CLOCK_MONOTONIC ms */
+    _Atomic int64_t dns_resolutions; /* resolutions done (at load and while running) */
+    _Atomic int64_t dns_failures;    /* ... that failed */
+    _Atomic int64_t dns_changes;     /* times the address changed */
     /* Counters of workers w*SLUICE_WS_CHUNK .. +SLUICE_WS_CHUNK-1 (NULL
      * until a config with that many workers references this server). The
      * control thread allocates a chunk before any worker of that index

@@ -22,6 +22,16 @@ bool backend_usable(const struct server_conf *s, int64_t now_ms);
 /* Would be usable, but is at its max_conns (a slot may free up). */
 bool backend_usable_but_full(const struct server_conf *s, int64_t now_ms);
 
+/* The address to connect to s now: its literal, or for a server given by
+ * host name the last resolved one (lock-free, any thread). false when a
+ * named server has no address (then it is not usable either). */
+bool backend_addr(const struct server_conf *s, struct sockaddr_any *out);
+/* Read / publish a resolved address (AF_INET or AF_INET6). Store only
+ * while holding cell->wlock (resolver_adopt() and the resolver thread). */
+void addr_cell_load(struct addr_cell *cell, struct sockaddr_any *out);
+void addr_cell_store(struct addr_cell *cell, const struct sockaddr_any *a);
+const char *dns_result_str(enum dns_result r);
+
 /* Take one of s's session slots: false when s is at its max_conns. The
  * check and the increment are one atomic step, so workers racing for the
  * last slot never overshoot the limit. */

@@ -27,6 +27,17 @@ struct server_conf {
     int send_proxy;    /* PROXY header to this server: 0 off, 1 or 2; -1 = the pool's */
     bool backup;
     int line;
+    /* Given by host name ("NAME:PORT"): host is set, addr is the answer
+     * found at load time (dns_init says how that went) and the running
+     * address lives in be->addr (backend_addr()). NULL: addr is a literal. */
+    char *host;
+    int port;
+    enum dns_family family;
+    bool init_addr_none;        /* init_addr=none: unresolvable at load starts down */
+    enum dns_result dns_init;   /* the load-time resolution */
+    int dns_ttl;                /* its TTL in seconds */
+    int64_t resolve_interval_ms; /* -1: the answer's TTL, clamped (pool's, else global) */
+    int64_t resolve_hold_ms;     /* pool's, else global */
     struct pool_conf *pool;
     struct backend *be; /* runtime state, attached by config_attach_runtime */
 };
@@ -64,6 +75,8 @@ struct pool_conf {
     int max_queue;            /* sessions that may wait for a full pool; 0 = none */
     int64_t queue_timeout_ms; /* how long one may wait (-1 while parsing: connect_timeout) */
     struct pool_queue *q;     /* runtime state, attached by config_attach_runtime */
+    int64_t resolve_interval_ms; /* -1: the TTL; -2 while parsing: [global]'s */
+    int64_t resolve_hold_ms;     /* -2 while parsing: [global]'s */
     /* Balancer state, one per worker, made lazily by that worker only. */
     struct balance_state *wstate[SLUICE_MAX_WORKERS];
 };
@@ -131,6 +144,11 @@ struct config {
     gid_t gid;
     bool allow_root;        /* run as root without user */
     bool user_default;      /* user/group chosen by sluice: none in the file */
+    char *resolvers;        /* "IP:PORT,..." for c-ares; NULL: /etc/resolv.conf */
+    int64_t resolve_interval_ms;     /* -1: the answer's TTL, clamped to min..max */
+    int64_t resolve_interval_min_ms;
+    int64_t resolve_interval_max_ms;
+    int64_t resolve_hold_ms;
 
     struct listener_conf *listeners;
     int nlisteners;

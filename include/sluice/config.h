@@ -26,6 +26,10 @@ void config_errors_print(const struct config_errors *errs, FILE *out);
  * ("PROG: N errors in PATH") on stderr; NULL then. */
 struct config *config_load_reporting(const char *path, const char *prog);
 void config_errors_free(struct config_errors *errs);
+/* Append "FILE:LINE: key: reason" (checks after the load, such as the
+ * resolution of host names, report through it). */
+void config_errors_add(struct config_errors *errs, const char *file, int line, const char *key,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Link every server and listener to its runtime state, creating state that
  * does not exist yet; returns -1 on allocation failure. Changes nothing a

@@ -151,7 +151,8 @@ def parser_keys(tmp_path):
     sets the keys -T only prints when set (and a route = sni listener, for
     sni and sni_default)."""
     cfg = tmp_path / "all.ini"
-    cfg.write_text(st.make_config(st.free_port(), ["a 127.0.0.1:9"], glob={"user": "nobody"},
+    cfg.write_text(st.make_config(st.free_port(), ["a 127.0.0.1:9"],
+                                  glob={"user": "nobody", "resolvers": "127.0.0.1:53"},
                                   listener={"bind_owner": "nobody"},
                                   pool={"check": "send-expect", "check_send": "x",
                                         "check_expect": "y"})

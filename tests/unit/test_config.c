@@ -708,7 +708,12 @@ static void test_error_servers(void)
         {"a 127.0.0.1:1 weight", "unknown option"},
         {"a", "expected NAME ADDRESS"},
         {"a/b 127.0.0.1:1", "not a valid server name"},
-        {"a localhost:80", "bad IPv4 address"},
+        {"a localhost:0", "bad IPv4 address"},
+        {"a -x.test:80", "bad IPv4 address"},
+        {"a api.test:80 resolve=all", "resolve must be first (all and srv are not implemented yet)"},
+        {"a api.test:80 family=v4", "family must be any, ipv4 or ipv6"},
+        {"a api.test:80 init_addr=last", "init_addr must be none"},
+        {"a 127.0.0.1:1 family=ipv4", "need a host name"},
         {"a 127.0.0.1:0", "port"},
         {"a 127.0.0.1", NULL},
         {"a ::1:80", "[addr]:port"},
@@ -1381,7 +1386,8 @@ static void check_round_trip(int at, const char *text)
             bool optional = strcmp(keys[k], "check_send") == 0 || strcmp(keys[k], "check_expect") == 0 ||
                             ((strcmp(keys[k], "user") == 0 || strcmp(keys[k], "group") == 0) &&
                              a->user == NULL) ||
-                            (strcmp(keys[k], "bind_owner") == 0 && a->listeners[0].bind_owner == NULL);
+                            (strcmp(keys[k], "bind_owner") == 0 && a->listeners[0].bind_owner == NULL) ||
+                            (strcmp(keys[k], "resolvers") == 0 && a->resolvers == NULL);
             /* A listener has either pool (route = pool) or sni rules and
              * maybe sni_default (route = sni): each only where it is set. */
             if (strcmp(keys[k], "pool") == 0 || strcmp(keys[k], "sni") == 0 ||
