@@ -885,10 +885,10 @@ int control_run(struct config *cfg, const char *config_path)
     ctl->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
     if (ctl->loop == NULL) {
         log_error("cannot create the event loop");
+        config_unref(cfg);
         return 1;
     }
-    config_ref(cfg);
-    ctl->cfg = cfg;
+    ctl->cfg = cfg; /* the caller's reference: gone with the first reload */
     ctl->config_path = config_path;
     ctl->worker_host = (struct worker_host){
         .loop = ctl->loop, .exited = &ctl->w_worker_exit, .limits = &ctl->limits};
