@@ -843,10 +843,11 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
         add_error(c, c->lineno, "server", "'%s' is not a valid server name", name);
         return;
     }
-    for (int i = 0; i < p->nservers; i++) {
-        if (strcmp(p->servers[i].name, name) == 0) {
+    for (int i = 0; i < p->nservers + p->nnamed; i++) {
+        const struct server_conf *o = i < p->nservers ? &p->servers[i] : &p->named[i - p->nservers];
+        if (strcmp(o->name, name) == 0) {
             add_error(c, c->lineno, "server", "duplicate server '%s' in pool '%s' (first at line %d)",
-                      name, p->name, p->servers[i].line);
+                      name, p->name, o->line);
             return;
         }
     }
@@ -860,11 +861,7 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
         host[0] = '\0';
         addr_format(&s.addr.u.sa, s.addr.len, s.addr_str, sizeof(s.addr_str));
     }
-    if (why != NULL) {
-        add_error(c, c->lineno, "server", "'%s': %s", addr, why);
-        return;
-    }
-    bool dns_opt = false;
+    bool dns_opt = false, weight_opt = false;
     char *opt;
     while ((opt = strtok_r(NULL, " \t", &save)) != NULL) {
         long n;
@@ -874,6 +871,7 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
                 return;
             }
             s.weight = (int)n;
+            weight_opt = true;
         } else if (strncmp(opt, "max_conns=", 10) == 0) {
             if (!parse_int_range(opt + 10, 0, 1000000, &n)) {
                 add_error(c, c->lineno, "server", "%s: max_conns must be 0..1000000, not '%s'", name,
@@ -885,12 +883,18 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             s.backup = true;
         } else if (strncmp(opt, "resolve=", 8) == 0) {
             dns_opt = true;
-            if (strcmp(opt + 8, "first") != 0) {
-                add_error(c, c->lineno, "server",
-                          "%s: resolve must be first (all and srv are not implemented yet), not '%s'",
+            static const char *const modes[] = {[RESOLVE_FIRST] = "first", [RESOLVE_ALL] = "all",
+                                                [RESOLVE_SRV] = "srv"};
+            int k = -1;
+            for (int m = 0; m < (int)ARRAY_SIZE(modes); m++)
+                if (strcmp(opt + 8, modes[m]) == 0)
+                    k = m;
+            if (k < 0) {
+                add_error(c, c->lineno, "server", "%s: resolve must be first, all or srv, not '%s'",
                           name, opt + 8);
                 return;
             }
+            s.resolve = (enum resolve_mode)k;
         } else if (strncmp(opt, "family=", 7) == 0) {
             dns_opt = true;
             static const char *const fam[] = {[FAMILY_ANY] = "any", [FAMILY_IPV4] = "ipv4",
@@ -924,21 +928,51 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             return;
         }
     }
+    if (s.resolve == RESOLVE_SRV) {
+        /* The SRV records give the ports: the name stands alone. */
+        char tmp[ADDR_STRLEN + 4];
+        if (host[0] != '\0' || strlen(addr) >= sizeof(tmp) - 2) {
+            add_error(c, c->lineno, "server",
+                      "%s: resolve=srv takes a name without a port (the SRV records give them), not '%s'",
+                      name, addr);
+            return;
+        }
+        snprintf(tmp, sizeof(tmp), "%s:1", addr);
+        if (!addr_parse_host(tmp, host, sizeof(host), &s.port)) {
+            add_error(c, c->lineno, "server", "%s: '%s' is not a host name", name, addr);
+            return;
+        }
+        s.port = 0;
+        why = NULL;
+        snprintf(s.addr_str, sizeof(s.addr_str), "%s", host);
+        if (weight_opt) {
+            add_error(c, c->lineno, "server", "%s: resolve=srv takes each weight from its SRV record",
+                      name);
+            return;
+        }
+    }
+    if (why != NULL) {
+        add_error(c, c->lineno, "server", "'%s': %s", addr, why);
+        return;
+    }
     if (dns_opt && host[0] == '\0') {
         add_error(c, c->lineno, "server", "%s: resolve, family and init_addr need a host name, not '%s'",
                   name, addr);
         return;
     }
-    int i = grow((void **)&p->servers, &p->nservers, sizeof(s));
+    /* resolve=all/srv: a template; its servers come from the answers. */
+    struct server_conf **arr = s.resolve != RESOLVE_FIRST ? &p->named : &p->servers;
+    int *n = s.resolve != RESOLVE_FIRST ? &p->nnamed : &p->nservers;
+    int i = grow((void **)arr, n, sizeof(s));
     if (i < 0 || (s.name = strdup(name)) == NULL || (host[0] && (s.host = strdup(host)) == NULL)) {
         if (i >= 0) {
             free(s.name);
-            p->nservers--;
+            (*n)--;
         }
         c->oom = true;
         return;
     }
-    p->servers[i] = s;
+    (*arr)[i] = s;
 }
 
 static void handle_pool(struct parse_ctx *c, const char *key, const char *v)
@@ -1209,7 +1243,7 @@ static void validate(struct parse_ctx *c)
         add_error(c, c->lineno > 0 ? c->lineno : 1, "listener", "no [listener NAME] section");
     for (int i = 0; i < cfg->npools; i++) {
         struct pool_conf *p = &cfg->pools[i];
-        if (p->nservers == 0)
+        if (p->nservers == 0 && p->nnamed == 0)
             add_error(c, p->line, "server", "pool '%s' has no servers", p->name);
         if (p->check == CHECK_SEND_EXPECT && p->check_expect == NULL)
             add_error(c, p->line, "check_expect", "pool '%s': check = send-expect needs check_expect",
@@ -1221,10 +1255,11 @@ static void validate(struct parse_ctx *c)
             p->resolve_interval_ms = cfg->resolve_interval_ms;
         if (p->resolve_hold_ms == -2)
             p->resolve_hold_ms = cfg->resolve_hold_ms;
-        for (int j = 0; j < p->nservers; j++) {
-            p->servers[j].pool = p;
-            p->servers[j].resolve_interval_ms = p->resolve_interval_ms;
-            p->servers[j].resolve_hold_ms = p->resolve_hold_ms;
+        for (int j = 0; j < p->nservers + p->nnamed; j++) {
+            struct server_conf *sv = j < p->nservers ? &p->servers[j] : &p->named[j - p->nservers];
+            sv->pool = p;
+            sv->resolve_interval_ms = p->resolve_interval_ms;
+            sv->resolve_hold_ms = p->resolve_hold_ms;
         }
         if (p->queue_timeout_ms < 0)
             p->queue_timeout_ms = p->connect_timeout_ms;
@@ -1322,6 +1357,18 @@ struct config *config_load_buffer(const char *data, size_t len, const char *name
     if (c.oom)
         add_error(&c, c.lineno, "config", "out of memory");
     errors_sort(errs);
+    bool named = false;
+    for (int i = 0; i < cfg->npools; i++)
+        named |= cfg->pools[i].nnamed > 0;
+    if (errs->n == 0 && named) {
+        if ((cfg->text = malloc(len + 1)) == NULL) {
+            add_error(&c, 1, "config", "out of memory");
+        } else {
+            memcpy(cfg->text, data, len);
+            cfg->text[len] = '\0';
+            cfg->text_len = len;
+        }
+    }
     if (errs->n > 0) {
         config_free(cfg);
         return NULL;
@@ -1404,6 +1451,7 @@ static void ws_free(void **chunks)
 static void backend_fini(struct registry_obj *o)
 {
     ws_free(((struct backend *)o)->ws);
+    free(((struct backend *)o)->dns_set);
 }
 
 static void listener_fini(struct registry_obj *o)
@@ -1411,29 +1459,39 @@ static void listener_fini(struct registry_obj *o)
     ws_free(((struct listener_state *)o)->ws);
 }
 
+/* Link s (of pool p) to its struct backend "POOL/NAME". */
+static int attach_server(const struct config *cfg, const struct pool_conf *p, struct server_conf *s)
+{
+    char key[2 * NAME_MAX_CHARS + 16];
+    snprintf(key, sizeof(key), "%s/%s", p->name, s->name);
+    s->be = (struct backend *)registry_get(&backend_registry, key, sizeof(struct backend),
+                                           backend_init);
+    if (s->be == NULL || ws_reserve(s->be->ws, sizeof(struct backend_wstats), cfg->workers) < 0)
+        return -1;
+    if (!s->be->weight_set) {
+        /* A new server starts with its weight from the file; known
+         * ones get it in config_apply_weights() at commit. */
+        atomic_store(&s->be->weight, s->weight);
+        s->be->weight_set = true;
+    }
+    return 0;
+}
+
 int config_attach_runtime(struct config *cfg)
 {
-    char key[2 * NAME_MAX_CHARS + 2];
     for (int i = 0; i < cfg->npools; i++) {
         struct pool_conf *p = &cfg->pools[i];
         p->q = (struct pool_queue *)registry_get(&queue_registry, p->name,
                                                  sizeof(struct pool_queue), queue_obj_init);
         if (p->q == NULL)
             return -1;
-        for (int j = 0; j < p->nservers; j++) {
-            struct server_conf *s = &p->servers[j];
-            snprintf(key, sizeof(key), "%s/%s", p->name, s->name);
-            s->be = (struct backend *)registry_get(&backend_registry, key, sizeof(struct backend),
-                                                   backend_init);
-            if (s->be == NULL || ws_reserve(s->be->ws, sizeof(struct backend_wstats), cfg->workers) < 0)
+        for (int j = 0; j < p->nservers; j++)
+            if (attach_server(cfg, p, &p->servers[j]) < 0)
                 return -1;
-            if (!s->be->weight_set) {
-                /* A new server starts with its weight from the file; known
-                 * ones get it in config_apply_weights() at commit. */
-                atomic_store(&s->be->weight, s->weight);
-                s->be->weight_set = true;
-            }
-        }
+        /* A template's backend holds its name's resolution, never sessions. */
+        for (int j = 0; j < p->nnamed; j++)
+            if (attach_server(cfg, p, &p->named[j]) < 0)
+                return -1;
     }
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
@@ -1444,6 +1502,39 @@ int config_attach_runtime(struct config *cfg)
     }
     cfg->runtime_attached = true;
     return 0;
+}
+
+struct server_conf *config_add_server(struct config *cfg, struct pool_conf *p,
+                                      const struct server_conf *tmpl, int num,
+                                      const struct dns_target *t)
+{
+    char name[NAME_MAX_CHARS + 16];
+    snprintf(name, sizeof(name), "%s#%d", tmpl->name, num);
+    struct server_conf *arr = realloc(p->servers, sizeof(*arr) * (size_t)(p->nservers + 1));
+    if (arr == NULL)
+        return NULL;
+    p->servers = arr;
+    struct server_conf *s = &arr[p->nservers];
+    *s = (struct server_conf){
+        .addr = t->addr, .weight = t->weight, .max_conns = tmpl->max_conns,
+        .send_proxy = tmpl->send_proxy, .backup = t->backup, .line = tmpl->line,
+        .resolve_interval_ms = tmpl->resolve_interval_ms, .resolve_hold_ms = tmpl->resolve_hold_ms,
+        .pool = p, .tmpl = tmpl,
+    };
+    addr_format(&t->addr.u.sa, t->addr.len, s->addr_str, sizeof(s->addr_str));
+    if ((s->name = strdup(name)) == NULL)
+        return NULL;
+    p->nservers++;
+    if (attach_server(cfg, p, s) < 0)
+        return NULL; /* config_free() puts what was attached */
+    return s;
+}
+
+bool config_server_known(const struct pool_conf *p, const char *name)
+{
+    char key[2 * NAME_MAX_CHARS + 16];
+    snprintf(key, sizeof(key), "%s/%s", p->name, name);
+    return registry_has(&backend_registry, key);
 }
 
 void config_apply_weights(struct config *cfg)
@@ -1474,6 +1565,14 @@ static void config_free(struct config *cfg)
             if (p->servers[j].be)
                 registry_put(&backend_registry, &p->servers[j].be->obj);
         }
+        for (int j = 0; j < p->nnamed; j++) {
+            free(p->named[j].name);
+            free(p->named[j].host);
+            free(p->named[j].dns_init_set);
+            if (p->named[j].be)
+                registry_put(&backend_registry, &p->named[j].be->obj);
+        }
+        free(p->named);
         if (p->q)
             registry_put(&queue_registry, &p->q->obj);
         for (int w = 0; w < SLUICE_MAX_WORKERS; w++)
@@ -1507,5 +1606,6 @@ static void config_free(struct config *cfg)
     free(cfg->user);
     free(cfg->group);
     free(cfg->path);
+    free(cfg->text);
     free(cfg);
 }

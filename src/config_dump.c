@@ -191,15 +191,22 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
         put_escaped(out, "check_send", p->check_send, p->check_send_len);
     if (p->check_expect != NULL)
         put_escaped(out, "check_expect", p->check_expect, p->check_expect_len);
-    for (int i = 0; i < p->nservers; i++) {
-        const struct server_conf *s = &p->servers[i];
-        fprintf(out, "server = %s %s weight=%d max_conns=%d", s->name, s->addr_str, s->weight,
-                s->max_conns);
+    /* The server lines: servers made from a resolve=all/srv answer are
+     * not lines, their template is (after the others). */
+    for (int i = 0; i < p->nservers + p->nnamed; i++) {
+        const struct server_conf *s = i < p->nservers ? &p->servers[i] : &p->named[i - p->nservers];
+        if (s->tmpl != NULL)
+            continue;
+        fprintf(out, "server = %s %s", s->name, s->addr_str);
+        if (s->resolve != RESOLVE_SRV)
+            fprintf(out, " weight=%d", s->weight);
+        fprintf(out, " max_conns=%d", s->max_conns);
         if (s->send_proxy >= 0)
             fprintf(out, " send_proxy=%s", proxy_str(s->send_proxy));
         if (s->host != NULL) {
             static const char *const fam[] = {"any", "ipv4", "ipv6"};
-            fprintf(out, " resolve=first family=%s%s", fam[s->family],
+            static const char *const mode[] = {"first", "all", "srv"};
+            fprintf(out, " resolve=%s family=%s%s", mode[s->resolve], fam[s->family],
                     s->init_addr_none ? " init_addr=none" : "");
         }
         fprintf(out, "%s\n", s->backup ? " backup" : "");

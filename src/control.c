@@ -537,6 +537,7 @@ struct reload_plan {
     struct worker_msg *msgs[SLUICE_MAX_WORKERS];
     int inited;  /* new slots old_n..inited-1 have a loop (slot_init) */
     int started; /* new slots old_n..started-1 have a thread */
+    bool dns;    /* a DNS change: the running text with new answers */
     char err[300];
 };
 
@@ -548,7 +549,12 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
     struct config_errors errs = {0};
     p->old = ctl->cfg;
     p->old_n = ctl->nworkers;
-    p->cfg = config_load_file(ctl->config_path, &errs);
+    /* A DNS change re-parses the running generation's text, not the file
+     * (which may have been edited since): only the answers differ. */
+    if (p->dns)
+        p->cfg = config_load_buffer(p->old->text, p->old->text_len, p->old->path, &errs);
+    else
+        p->cfg = config_load_file(ctl->config_path, &errs);
     if (p->cfg == NULL) {
         for (int i = 0; i < errs.n; i++) {
             log_error("%s", errs.msgs[i]);
@@ -575,6 +581,11 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
         snprintf(p->err, sizeof(p->err), "%d host name%s did not resolve", errs.n,
                  errs.n == 1 ? "" : "s");
         config_errors_free(&errs);
+        return -1;
+    }
+    /* resolve=all/srv: one server per address, names kept from old. */
+    if (resolver_expand(cfg, old) < 0) {
+        snprintf(p->err, sizeof(p->err), "out of memory");
         return -1;
     }
     if (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group)) {
@@ -693,6 +704,7 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
     ctl->generation = cfg->generation;
     /* Before any worker sees cfg: new host names get their answers. */
     resolver_adopt(cfg);
+    resolver_log_changes(old, cfg);
     unix_binds_commit(ctl, p);
     for (int i = 0; i < p->new_n; i++) {
         struct worker_msg *m = p->msgs[i];
@@ -711,7 +723,12 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
     }
     ctl->nworkers = p->new_n;
     ctl->cfg = cfg;
-    config_apply_weights(cfg);
+    /* A DNS update re-parses the same text: applying its weights would
+     * undo `set weight`. Only an SRV weight that changed is applied. */
+    if (p->dns)
+        resolver_apply_weights(old, cfg);
+    else
+        config_apply_weights(cfg);
     atomic_store(&ctl->limits.max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
     if (strcmp(old->access_log, cfg->access_log) != 0 && access_log_open(ctl, cfg->access_log) < 0)
@@ -759,6 +776,51 @@ int control_reload(struct control *ctl, struct strbuf *report)
     int rc = reload(ctl, report);
     notify_send(rc == 0 ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload failed, old config kept");
     return rc;
+}
+
+/* A resolve=all/srv answer changed a pool's server set: the same path as
+ * a reload (prepare from the running generation's text, commit or
+ * abort), so workers adopt the new server list between events and
+ * servers that stay keep their runtime state. Not a reload for `show
+ * info` (dns_updates) nor for systemd. On failure the running generation
+ * stays and the next answer tries again. */
+static void dns_update(struct control *ctl)
+{
+    struct reload_plan *p = calloc(1, sizeof(*p));
+    struct strbuf report;
+    strbuf_init(&report);
+    if (p == NULL) {
+        ctl->dns_updates_failed++;
+        log_error("dns: cannot build a generation: out of memory");
+        return;
+    }
+    p->dns = true;
+    if (reload_prepare(ctl, p, &report) < 0) {
+        reload_abort(ctl, p);
+        ctl->dns_updates_failed++;
+        log_error("dns: cannot build a generation for the new answers: %s; still running "
+                  "generation %llu", p->err, (unsigned long long)ctl->generation);
+    } else {
+        reload_commit(ctl, p);
+        ctl->dns_updates++;
+        log_info("dns: generation %llu with the new answers", (unsigned long long)ctl->generation);
+    }
+    strbuf_free(&report);
+    free(p);
+}
+
+/* Resolver thread: an answer arrived. */
+static void dns_notify(void *arg)
+{
+    struct control *ctl = arg;
+    ev_async_send(ctl->loop, &ctl->w_dns);
+}
+
+static void dns_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct control *ctl = container_of(a, struct control, w_dns);
+    if (!ctl->stopping && resolver_stale(ctl->cfg))
+        dns_update(ctl);
 }
 
 /* Every worker's listening sockets at start. They are created with the
@@ -885,10 +947,10 @@ int control_run(struct config *cfg, const char *config_path)
     ctl->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
     if (ctl->loop == NULL) {
         log_error("cannot create the event loop");
+        config_unref(cfg);
         return 1;
     }
-    config_ref(cfg);
-    ctl->cfg = cfg;
+    ctl->cfg = cfg; /* the caller's reference: gone with the first reload */
     ctl->config_path = config_path;
     ctl->worker_host = (struct worker_host){
         .loop = ctl->loop, .exited = &ctl->w_worker_exit, .limits = &ctl->limits};
@@ -908,7 +970,13 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("out of memory");
         goto out;
     }
-    resolver_adopt(cfg); /* main.c resolved its host names */
+    /* main.c resolved its host names: one server per address of a
+     * resolve=all/srv name, then every answer to its backend. */
+    if (resolver_expand(cfg, NULL) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
+    resolver_adopt(cfg);
     if (privilege_check(cfg, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
@@ -931,6 +999,8 @@ int control_run(struct config *cfg, const char *config_path)
     ev_async_start(ctl->loop, &ctl->w_worker_exit);
     ev_async_init(&ctl->w_fanout_done, fanout_done_cb);
     ev_async_start(ctl->loop, &ctl->w_fanout_done);
+    ev_async_init(&ctl->w_dns, dns_cb);
+    ev_async_start(ctl->loop, &ctl->w_dns);
     ev_init(&ctl->w_shutdown, shutdown_timeout_cb);
     ev_signal_init(&ctl->w_sigterm, stop_cb, SIGTERM);
     ev_signal_init(&ctl->w_sigint, stop_cb, SIGINT);
@@ -974,7 +1044,7 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("cannot start the health-check thread");
         goto out;
     }
-    if (resolver_start(cfg) < 0) {
+    if (resolver_start(cfg, dns_notify, ctl) < 0) {
         log_error("cannot start the resolver thread");
         health_stop();
         goto out;

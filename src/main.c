@@ -106,7 +106,5 @@ int main(int argc, char **argv)
         config_unref(cfg);
         return 0;
     }
-    int rc = control_run(cfg, path);
-    config_unref(cfg);
-    return rc;
+    return control_run(cfg, path); /* takes the reference */
 }

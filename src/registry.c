@@ -40,6 +40,16 @@ struct registry_obj *registry_get(struct registry *reg, const char *key, size_t 
     return o;
 }
 
+bool registry_has(struct registry *reg, const char *key)
+{
+    pthread_mutex_lock(&registry_lock);
+    struct registry_obj *o = reg->head;
+    while (o != NULL && strcmp(o->key, key) != 0)
+        o = o->next;
+    pthread_mutex_unlock(&registry_lock);
+    return o != NULL;
+}
+
 void registry_put(struct registry *reg, struct registry_obj *obj)
 {
     if (obj == NULL)

@@ -12,6 +12,7 @@
 #include "sluice/thread.h"
 
 #include <ares.h>
+#include <arpa/nameser.h>
 #include <ev.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -23,15 +24,31 @@ struct rsock {
     struct rsock *next;
 };
 
+struct rquery;
+
+/* resolve=srv: the address lookup of one SRV target. */
+struct srv_sub {
+    struct rquery *q;
+    int port, weight, prio;
+};
+
 struct rquery {
     struct resolver *r;
     struct server_conf *srv;
     ev_timer w_timer; /* thread: the next resolution */
     bool running;
-    /* The answer (load time). */
+    /* The answer (first: addr; all/srv: set, at load time). */
     enum dns_result res;
     struct sockaddr_any addr;
     int ttl;
+    struct dns_set *set;
+    /* all/srv: addresses gathered so far; srv: target lookups running. */
+    struct dns_target *acc;
+    int nacc, cap;
+    struct srv_sub *subs;
+    int subs_pending;
+    bool destroyed;
+    enum dns_result sub_res; /* srv: the last target lookup's failure */
 };
 
 struct resolver {
@@ -46,6 +63,8 @@ struct resolver {
     int pending;   /* load time: queries without an answer yet */
     bool threaded; /* answers go to struct backend and are re-scheduled */
     /* The thread. */
+    void (*notify)(void *); /* a resolve=all/srv answer arrived */
+    void *notify_arg;
     pthread_t thread;
     ev_async w_wake;
     pthread_mutex_t lock;
@@ -54,6 +73,13 @@ struct resolver {
 };
 
 static struct resolver *R;
+
+/* family= as getaddrinfo() hints. */
+static const int families[] = {[FAMILY_ANY] = AF_UNSPEC, [FAMILY_IPV4] = AF_INET,
+                               [FAMILY_IPV6] = AF_INET6};
+
+/* Guards every backend's dns_set (resolver thread vs main thread). */
+static pthread_mutex_t set_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void ares_rearm(struct resolver *r)
 {
@@ -262,6 +288,272 @@ static void answer_apply(struct resolver *r, struct rquery *q)
     query_schedule(r, q, next);
 }
 
+static void set_free_acc(struct rquery *q)
+{
+    free(q->acc);
+    q->acc = NULL;
+    q->nacc = q->cap = 0;
+}
+
+/* Add one address of an answer (port in host order); duplicates keep the
+ * first. -1 on allocation failure. */
+static int acc_add(struct rquery *q, const struct sockaddr *sa, size_t len, int port, int weight,
+                   int prio)
+{
+    struct dns_target t = {.weight = weight, .prio = prio};
+    if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) || len > sizeof(t.addr.u.in6))
+        return 0;
+    memcpy(&t.addr.u, sa, len);
+    t.addr.len = (socklen_t)len;
+    if (sa->sa_family == AF_INET)
+        t.addr.u.in4.sin_port = htons((uint16_t)port);
+    else
+        t.addr.u.in6.sin6_port = htons((uint16_t)port);
+    for (int i = 0; i < q->nacc; i++)
+        if (addr_equal(&q->acc[i].addr, &t.addr))
+            return 0;
+    if (q->nacc == q->cap) {
+        int cap = q->cap ? q->cap * 2 : 8;
+        struct dns_target *a = realloc(q->acc, sizeof(*a) * (size_t)cap);
+        if (a == NULL)
+            return -1;
+        q->acc = a;
+        q->cap = cap;
+    }
+    q->acc[q->nacc++] = t;
+    return 0;
+}
+
+static int target_cmp(const void *a, const void *b)
+{
+    const struct dns_target *x = a, *y = b;
+    if (x->addr.len != y->addr.len)
+        return x->addr.len < y->addr.len ? -1 : 1;
+    return memcmp(&x->addr.u, &y->addr.u, x->addr.len);
+}
+
+/* The gathered addresses as a set (sorted; srv: the lowest priority
+ * present is primary, higher ones backup). NULL on allocation failure. */
+static struct dns_set *acc_to_set(struct rquery *q)
+{
+    struct dns_set *set = malloc(sizeof(*set) + sizeof(set->t[0]) * (size_t)q->nacc);
+    if (set == NULL)
+        return NULL;
+    set->n = q->nacc;
+    int minprio = 0;
+    for (int i = 0; i < q->nacc; i++)
+        if (i == 0 || q->acc[i].prio < minprio)
+            minprio = q->acc[i].prio;
+    for (int i = 0; i < q->nacc; i++) {
+        set->t[i] = q->acc[i];
+        set->t[i].backup = q->acc[i].prio > minprio;
+    }
+    qsort(set->t, (size_t)set->n, sizeof(set->t[0]), target_cmp);
+    return set;
+}
+
+static struct dns_set *set_copy(const struct dns_set *s)
+{
+    int n = s ? s->n : 0;
+    struct dns_set *c = malloc(sizeof(*c) + sizeof(c->t[0]) * (size_t)n);
+    if (c != NULL) {
+        c->n = n;
+        if (n > 0)
+            memcpy(c->t, s->t, sizeof(c->t[0]) * (size_t)n);
+    }
+    return c;
+}
+
+static bool set_equal(const struct dns_set *a, const struct dns_set *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    if (a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++)
+        if (!addr_equal(&a->t[i].addr, &b->t[i].addr) || a->t[i].weight != b->t[i].weight ||
+            a->t[i].backup != b->t[i].backup)
+            return false;
+    return true;
+}
+
+/* Thread: publish a resolve=all/srv answer (set, owned) in the template's
+ * backend, schedule the next one and tell the main thread, which builds
+ * a generation with the new server list if it differs. */
+static void set_apply(struct resolver *r, struct rquery *q, struct dns_set *set)
+{
+    struct server_conf *s = q->srv;
+    struct backend *b = s->be;
+    int64_t now = time_mono_ms();
+    atomic_fetch_add_explicit(&b->dns_resolutions, 1, memory_order_relaxed);
+    if (q->res != DNS_OK)
+        atomic_fetch_add_explicit(&b->dns_failures, 1, memory_order_relaxed);
+    cell_lock(b);
+    if (atomic_load(&b->dns_key) != server_key(s)) {
+        cell_unlock(b); /* a newer generation follows another name */
+        free(set);
+        return;
+    }
+    enum dns_result prev = (enum dns_result)atomic_load(&b->dns_result);
+    atomic_store(&b->dns_result, q->res);
+    struct dns_set *old = NULL;
+    if (q->res == DNS_OK && set != NULL) {
+        pthread_mutex_lock(&set_lock);
+        if (!set_equal(b->dns_set, set)) {
+            old = b->dns_set;
+            b->dns_set = set;
+            set = NULL;
+            atomic_fetch_add_explicit(&b->dns_changes, 1, memory_order_relaxed);
+            log_info("%s: dns: %s now has %d address%s", b->obj.key, s->addr_str, b->dns_set->n,
+                     b->dns_set->n == 1 ? "" : "es");
+        }
+        pthread_mutex_unlock(&set_lock);
+        atomic_store(&b->dns_ok_ms, now);
+    } else if (now - atomic_load(&b->dns_ok_ms) >= s->resolve_hold_ms) {
+        pthread_mutex_lock(&set_lock);
+        if (b->dns_set != NULL && b->dns_set->n > 0) { /* NULL: never had one */
+            struct dns_set *none = set_copy(NULL);
+            if (none != NULL) {
+                old = b->dns_set;
+                b->dns_set = none;
+                atomic_fetch_add_explicit(&b->dns_changes, 1, memory_order_relaxed);
+                log_warn("%s: dns: %s for %s, and the last good answer is older than "
+                         "resolve_hold: its servers leave the pool",
+                         b->obj.key, dns_result_str(q->res), s->addr_str);
+            }
+        }
+        pthread_mutex_unlock(&set_lock);
+    } else if (prev == DNS_OK) {
+        log_warn("%s: dns: %s for %s: keeping the last good answer for up to resolve_hold",
+                 b->obj.key, dns_result_str(q->res), s->addr_str);
+    }
+    free(old);
+    free(set);
+    int64_t next = next_after(r->cfg, s, q->res, q->ttl);
+    atomic_store(&b->dns_next_ms, now + next);
+    cell_unlock(b);
+    query_schedule(r, q, next);
+    if (r->notify)
+        r->notify(r->notify_arg);
+}
+
+/* An all/srv query has its whole answer in q->acc. */
+static void set_done(struct resolver *r, struct rquery *q)
+{
+    q->running = false;
+    struct dns_set *set = NULL;
+    if (q->res == DNS_OK && (set = acc_to_set(q)) == NULL)
+        q->res = DNS_ERROR; /* out of memory: retried like a failure */
+    set_free_acc(q);
+    if (r->threaded) {
+        set_apply(r, q, set);
+    } else {
+        free(q->set);
+        q->set = set;
+        if (--r->pending == 0)
+            ev_break(r->loop, EVBREAK_ONE);
+    }
+}
+
+static void ttl_min(struct rquery *q, int ttl)
+{
+    if (q->nacc <= 1 || ttl < q->ttl)
+        q->ttl = ttl;
+}
+
+/* resolve=all: every address of the name. */
+static void gai_all_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct rquery *q = arg;
+    if (status == ARES_EDESTRUCTION) {
+        q->running = false;
+        set_free_acc(q);
+        ares_freeaddrinfo(res);
+        return;
+    }
+    q->res = map_status(status);
+    q->ttl = 0;
+    for (struct ares_addrinfo_node *n = res ? res->nodes : NULL; n != NULL; n = n->ai_next) {
+        if (acc_add(q, n->ai_addr, n->ai_addrlen, q->srv->port, q->srv->weight, 0) < 0)
+            q->res = DNS_ERROR;
+        ttl_min(q, n->ai_ttl);
+    }
+    if (q->res == DNS_OK && q->nacc == 0)
+        q->res = DNS_NODATA;
+    ares_freeaddrinfo(res);
+    set_done(q->r, q);
+}
+
+/* resolve=srv: the addresses of one target. */
+static void srv_sub_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct srv_sub *sub = arg;
+    struct rquery *q = sub->q;
+    if (status == ARES_EDESTRUCTION)
+        q->destroyed = true;
+    else if (status != ARES_SUCCESS)
+        q->sub_res = map_status(status);
+    for (struct ares_addrinfo_node *n = res ? res->nodes : NULL; n != NULL; n = n->ai_next) {
+        if (acc_add(q, n->ai_addr, n->ai_addrlen, sub->port, sub->weight, sub->prio) < 0)
+            q->sub_res = DNS_ERROR;
+        ttl_min(q, n->ai_ttl);
+    }
+    ares_freeaddrinfo(res);
+    if (--q->subs_pending > 0)
+        return;
+    free(q->subs);
+    q->subs = NULL;
+    if (q->destroyed) {
+        q->running = false;
+        set_free_acc(q);
+        return;
+    }
+    q->res = q->nacc > 0 ? DNS_OK : q->sub_res != DNS_NONE ? q->sub_res : DNS_NODATA;
+    set_done(q->r, q);
+}
+
+static void srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct rquery *q = arg;
+    if (status == ARES_EDESTRUCTION) {
+        q->running = false;
+        return;
+    }
+    struct ares_srv_reply *reply = NULL;
+    q->res = map_status(status);
+    q->ttl = 0;
+    q->sub_res = DNS_NONE;
+    q->destroyed = false;
+    if (q->res == DNS_OK && ares_parse_srv_reply(abuf, alen, &reply) != ARES_SUCCESS)
+        q->res = DNS_ERROR;
+    int n = 0;
+    for (struct ares_srv_reply *x = reply; x != NULL; x = x->next)
+        n++;
+    if (q->res == DNS_OK && n == 0)
+        q->res = DNS_NODATA;
+    if (q->res == DNS_OK && (q->subs = calloc((size_t)n, sizeof(*q->subs))) == NULL)
+        q->res = DNS_ERROR;
+    if (q->res != DNS_OK) {
+        if (reply)
+            ares_free_data(reply);
+        set_done(q->r, q);
+        return;
+    }
+    /* Every lookup is counted before the first starts: one may answer at
+     * once (from the hosts file). */
+    q->subs_pending = n;
+    struct ares_addrinfo_hints hints = {.ai_family = families[q->srv->family]};
+    struct srv_sub *subs = q->subs;
+    int i = 0;
+    for (struct ares_srv_reply *x = reply; x != NULL; x = x->next, i++) {
+        /* RFC 2782: weight 0 is a small share, not none; sluice's are 0..256. */
+        int weight = x->weight < 1 ? 1 : x->weight > 256 ? 256 : x->weight;
+        subs[i] = (struct srv_sub){.q = q, .port = x->port, .prio = x->priority, .weight = weight};
+        ares_getaddrinfo(q->r->ch, x->host, NULL, &hints, srv_sub_cb, &subs[i]);
+    }
+    ares_free_data(reply);
+}
+
 static void gai_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
     struct rquery *q = arg;
@@ -303,11 +595,19 @@ static void gai_cb(void *arg, int status, int timeouts, struct ares_addrinfo *re
 
 static void query_start(struct resolver *r, struct rquery *q)
 {
-    static const int families[] = {[FAMILY_ANY] = AF_UNSPEC, [FAMILY_IPV4] = AF_INET,
-                                   [FAMILY_IPV6] = AF_INET6};
     struct ares_addrinfo_hints hints = {.ai_family = families[q->srv->family]};
     q->running = true;
-    ares_getaddrinfo(r->ch, q->srv->host, NULL, &hints, gai_cb, q);
+    switch (q->srv->resolve) {
+    case RESOLVE_FIRST:
+        ares_getaddrinfo(r->ch, q->srv->host, NULL, &hints, gai_cb, q);
+        break;
+    case RESOLVE_ALL:
+        ares_getaddrinfo(r->ch, q->srv->host, NULL, &hints, gai_all_cb, q);
+        break;
+    case RESOLVE_SRV:
+        ares_query(r->ch, q->srv->host, ns_c_in, ns_t_srv, srv_cb, q);
+        break;
+    }
     ares_rearm(r);
 }
 
@@ -325,12 +625,26 @@ static void query_schedule(struct resolver *r, struct rquery *q, int64_t delay_m
     ev_timer_start(r->loop, &q->w_timer);
 }
 
-static int count_named(const struct config *cfg)
+/* The j-th server of p that has a host name to follow: the resolve=first
+ * servers, then the resolve=all/srv templates. NULL past the end. */
+static struct server_conf *named_at(struct pool_conf *p, int j)
+{
+    if (j < p->nservers)
+        return p->servers[j].host != NULL ? &p->servers[j] : NULL;
+    return j - p->nservers < p->nnamed ? &p->named[j - p->nservers] : NULL;
+}
+
+#define FOR_NAMED(cfg, s)                                                                   \
+    for (int i_ = 0; i_ < (cfg)->npools; i_++)                                              \
+        for (int j_ = 0; j_ < (cfg)->pools[i_].nservers + (cfg)->pools[i_].nnamed; j_++)    \
+            if (((s) = named_at(&(cfg)->pools[i_], j_)) != NULL)
+
+static int count_named(struct config *cfg)
 {
     int n = 0;
-    for (int i = 0; i < cfg->npools; i++)
-        for (int j = 0; j < cfg->pools[i].nservers; j++)
-            n += cfg->pools[i].servers[j].host != NULL;
+    struct server_conf *s;
+    FOR_NAMED(cfg, s)
+        n++;
     return n;
 }
 
@@ -361,22 +675,18 @@ int resolver_resolve_config(struct config *cfg, struct config_errors *errs)
         nerr++;
         goto out;
     }
-    for (int i = 0; i < cfg->npools; i++) {
-        for (int j = 0; j < cfg->pools[i].nservers; j++) {
-            struct server_conf *s = &cfg->pools[i].servers[j];
-            if (s->host == NULL)
-                continue;
-            if (s->be != NULL && atomic_load(&s->be->dns_key) == server_key(s)) {
-                s->dns_init = DNS_NONE; /* the running answer stays */
-                continue;
-            }
-            struct rquery *q = &r.queries[r.nqueries++];
-            q->r = &r;
-            q->srv = s;
-            q->res = DNS_TIMEOUT;
-            r.pending++;
-            query_start(&r, q);
+    struct server_conf *ns;
+    FOR_NAMED(cfg, ns) {
+        if (ns->be != NULL && atomic_load(&ns->be->dns_key) == server_key(ns)) {
+            ns->dns_init = DNS_NONE; /* the running answer stays */
+            continue;
         }
+        struct rquery *q = &r.queries[r.nqueries++];
+        q->r = &r;
+        q->srv = ns;
+        q->res = DNS_TIMEOUT;
+        r.pending++;
+        query_start(&r, q);
     }
     if (r.pending > 0) {
         ev_timer bound;
@@ -392,8 +702,14 @@ int resolver_resolve_config(struct config *cfg, struct config_errors *errs)
         struct server_conf *s = q->srv;
         s->dns_init = q->res;
         s->dns_ttl = q->ttl;
+        if (s->resolve != RESOLVE_FIRST) {
+            free(s->dns_init_set);
+            s->dns_init_set = q->set;
+            q->set = NULL;
+        }
         if (q->res == DNS_OK) {
-            s->addr = q->addr;
+            if (s->resolve == RESOLVE_FIRST)
+                s->addr = q->addr;
         } else if (s->init_addr_none) {
             log_warn("%s:%d: server: %s: %s: dns: %s (init_addr=none: starts down)", cfg->path,
                      s->line, s->name, s->addr_str, dns_result_str(q->res));
@@ -406,6 +722,11 @@ int resolver_resolve_config(struct config *cfg, struct config_errors *errs)
     }
 out:
     channel_close(&r);
+    for (int i = 0; i < r.nqueries; i++) {
+        free(r.queries[i].set);
+        free(r.queries[i].acc);
+        free(r.queries[i].subs);
+    }
     ev_loop_destroy(r.loop);
     free(r.queries);
     return nerr;
@@ -415,8 +736,9 @@ void resolver_adopt(struct config *cfg)
 {
     int64_t now = time_mono_ms();
     for (int i = 0; i < cfg->npools; i++) {
-        for (int j = 0; j < cfg->pools[i].nservers; j++) {
-            struct server_conf *s = &cfg->pools[i].servers[j];
+        for (int j = 0; j < cfg->pools[i].nservers + cfg->pools[i].nnamed; j++) {
+            struct pool_conf *p = &cfg->pools[i];
+            struct server_conf *s = j < p->nservers ? &p->servers[j] : &p->named[j - p->nservers];
             struct backend *b = s->be;
             uint64_t key = s->host ? server_key(s) : 0;
             if (atomic_load(&b->dns_key) == key)
@@ -431,8 +753,17 @@ void resolver_adopt(struct config *cfg)
             }
             atomic_store(&b->dns_result, s->dns_init);
             atomic_fetch_add_explicit(&b->dns_resolutions, 1, memory_order_relaxed);
+            if (s->resolve != RESOLVE_FIRST) {
+                /* The load-time answer moves to the backend (NULL: none). */
+                pthread_mutex_lock(&set_lock);
+                free(b->dns_set);
+                b->dns_set = s->dns_init_set;
+                s->dns_init_set = NULL;
+                pthread_mutex_unlock(&set_lock);
+            }
             if (s->dns_init == DNS_OK) {
-                addr_cell_store(&b->addr, &s->addr);
+                if (s->resolve == RESOLVE_FIRST)
+                    addr_cell_store(&b->addr, &s->addr);
                 atomic_store(&b->dns_ok_ms, now);
             } else {
                 atomic_fetch_add_explicit(&b->dns_failures, 1, memory_order_relaxed);
@@ -449,8 +780,11 @@ void resolver_adopt(struct config *cfg)
 static void plan(struct resolver *r, struct config *cfg)
 {
     channel_close(r);
-    for (int i = 0; i < r->nqueries; i++)
+    for (int i = 0; i < r->nqueries; i++) {
         ev_timer_stop(r->loop, &r->queries[i].w_timer);
+        free(r->queries[i].acc);
+        free(r->queries[i].subs);
+    }
     free(r->queries);
     r->queries = NULL;
     r->nqueries = 0;
@@ -466,17 +800,13 @@ static void plan(struct resolver *r, struct config *cfg)
         return;
     }
     int64_t now = time_mono_ms();
-    for (int i = 0; i < cfg->npools; i++) {
-        for (int j = 0; j < cfg->pools[i].nservers; j++) {
-            struct server_conf *s = &cfg->pools[i].servers[j];
-            if (s->host == NULL)
-                continue;
-            struct rquery *q = &r->queries[r->nqueries++];
-            q->r = r;
-            q->srv = s;
-            ev_init(&q->w_timer, query_timer_cb);
-            query_schedule(r, q, atomic_load(&s->be->dns_next_ms) - now);
-        }
+    struct server_conf *s;
+    FOR_NAMED(cfg, s) {
+        struct rquery *q = &r->queries[r->nqueries++];
+        q->r = r;
+        q->srv = s;
+        ev_init(&q->w_timer, query_timer_cb);
+        query_schedule(r, q, atomic_load(&s->be->dns_next_ms) - now);
     }
     log_debug("resolver: following %d host names", r->nqueries);
 }
@@ -506,7 +836,7 @@ static void *resolver_main(void *arg)
     return NULL;
 }
 
-int resolver_start(struct config *cfg)
+int resolver_start(struct config *cfg, void (*notify)(void *), void *arg)
 {
     struct resolver *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -517,6 +847,8 @@ int resolver_start(struct config *cfg)
         return -1;
     }
     r->threaded = true;
+    r->notify = notify;
+    r->notify_arg = arg;
     pthread_mutex_init(&r->lock, NULL);
     ev_init(&r->w_ares, ares_timer_cb);
     ev_async_init(&r->w_wake, wake_cb);
@@ -561,6 +893,10 @@ void resolver_stop(void)
     pthread_mutex_unlock(&r->lock);
     ev_async_send(r->loop, &r->w_wake);
     pthread_join(r->thread, NULL);
+    for (int i = 0; i < r->nqueries; i++) {
+        free(r->queries[i].acc);
+        free(r->queries[i].subs);
+    }
     config_unref(r->next);
     config_unref(r->cfg);
     free(r->queries);
@@ -568,4 +904,185 @@ void resolver_stop(void)
     pthread_mutex_destroy(&r->lock);
     free(r);
     R = NULL;
+}
+
+/* The answer template t stands for in cfg: the running one in its backend
+ * when that follows t's name, else the load-time one. A copy (NULL: no
+ * answer yet, or out of memory with *oom set). */
+static struct dns_set *template_set(const struct server_conf *t, bool *oom)
+{
+    struct dns_set *set = NULL;
+    if (atomic_load(&t->be->dns_key) == server_key(t)) {
+        pthread_mutex_lock(&set_lock);
+        if (t->be->dns_set != NULL)
+            set = set_copy(t->be->dns_set);
+        *oom = t->be->dns_set != NULL && set == NULL;
+        pthread_mutex_unlock(&set_lock);
+    } else if (t->dns_init_set != NULL) {
+        *oom = (set = set_copy(t->dns_init_set)) == NULL;
+    }
+    return set;
+}
+
+static const struct pool_conf *pool_find(const struct config *cfg, const char *name)
+{
+    for (int i = 0; cfg != NULL && i < cfg->npools; i++)
+        if (strcmp(cfg->pools[i].name, name) == 0)
+            return &cfg->pools[i];
+    return NULL;
+}
+
+/* What the server for address a of template t gets in t's generation:
+ * resolve=all takes weight and backup from the line (which a reload may
+ * have changed since the answer), resolve=srv from the records. */
+static struct dns_target target_of(const struct server_conf *t, const struct dns_target *a)
+{
+    struct dns_target x = *a;
+    if (t->resolve == RESOLVE_ALL)
+        x.weight = t->weight;
+    x.backup = t->backup || (t->resolve == RESOLVE_SRV && a->backup);
+    return x;
+}
+
+/* The number of a server made from template t ("T#N"). */
+static int server_num(const struct server_conf *s)
+{
+    const char *h = strrchr(s->name, '#');
+    return h ? atoi(h + 1) : 0;
+}
+
+static bool from_template(const struct server_conf *s, const struct server_conf *t)
+{
+    return s->tmpl != NULL && strcmp(s->tmpl->name, t->name) == 0;
+}
+
+int resolver_expand(struct config *cfg, const struct config *old)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        const struct pool_conf *op = pool_find(old, p->name);
+        for (int k = 0; k < p->nnamed; k++) {
+            const struct server_conf *t = &p->named[k];
+            bool oom = false;
+            struct dns_set *set = template_set(t, &oom);
+            if (oom)
+                return -1;
+            if (set == NULL)
+                continue;
+            int *num = calloc((size_t)set->n + 1, sizeof(int));
+            if (num == NULL) {
+                free(set);
+                return -1;
+            }
+            /* An address that stays keeps its name (and so its runtime
+             * state and sessions). */
+            for (int a = 0; a < set->n; a++)
+                for (int j = 0; op != NULL && j < op->nservers && num[a] == 0; j++)
+                    if (from_template(&op->servers[j], t) &&
+                        addr_equal(&op->servers[j].addr, &set->t[a].addr))
+                        num[a] = server_num(&op->servers[j]);
+            /* A new one takes the lowest number no generation still uses:
+             * a removed server's state is never handed to another address
+             * while its sessions finish. */
+            for (int a = 0; a < set->n; a++) {
+                if (num[a] != 0)
+                    continue;
+                for (int n = 1; num[a] == 0; n++) {
+                    bool taken = false;
+                    for (int b = 0; b < set->n && !taken; b++)
+                        taken = num[b] == n;
+                    char name[128]; /* names are at most 64 characters */
+                    snprintf(name, sizeof(name), "%s#%d", t->name, n);
+                    if (!taken && !config_server_known(p, name))
+                        num[a] = n;
+                }
+            }
+            for (int a = 0; a < set->n; a++) {
+                struct dns_target x = target_of(t, &set->t[a]);
+                if (config_add_server(cfg, p, t, num[a], &x) == NULL) {
+                    free(num);
+                    free(set);
+                    return -1;
+                }
+            }
+            free(num);
+            free(set);
+        }
+    }
+    return 0;
+}
+
+bool resolver_stale(const struct config *cfg)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct pool_conf *p = &cfg->pools[i];
+        for (int k = 0; k < p->nnamed; k++) {
+            const struct server_conf *t = &p->named[k];
+            if (atomic_load(&t->be->dns_key) != server_key(t))
+                continue;
+            bool stale = false;
+            pthread_mutex_lock(&set_lock);
+            const struct dns_set *set = t->be->dns_set;
+            int have = 0;
+            for (int j = 0; j < p->nservers; j++) {
+                const struct server_conf *s = &p->servers[j];
+                if (s->tmpl != t)
+                    continue;
+                have++;
+                bool found = false;
+                for (int a = 0; set != NULL && a < set->n && !found; a++) {
+                    struct dns_target x = target_of(t, &set->t[a]);
+                    found = addr_equal(&s->addr, &x.addr) && s->weight == x.weight &&
+                            s->backup == x.backup;
+                }
+                stale |= !found;
+            }
+            stale |= have != (set ? set->n : 0);
+            pthread_mutex_unlock(&set_lock);
+            if (stale)
+                return true;
+        }
+    }
+    return false;
+}
+
+void resolver_log_changes(const struct config *old, const struct config *cfg)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct pool_conf *p = &cfg->pools[i];
+        const struct pool_conf *op = pool_find(old, p->name);
+        for (int j = 0; j < p->nservers; j++) {
+            const struct server_conf *s = &p->servers[j];
+            bool known = false;
+            for (int k = 0; s->tmpl != NULL && op != NULL && k < op->nservers && !known; k++)
+                known = strcmp(op->servers[k].name, s->name) == 0;
+            if (s->tmpl != NULL && !known)
+                log_info("%s: added (dns: %s is %s)", s->be->obj.key, s->tmpl->addr_str,
+                         s->addr_str);
+        }
+        for (int k = 0; op != NULL && k < op->nservers; k++) {
+            const struct server_conf *s = &op->servers[k];
+            bool kept = false;
+            for (int j = 0; s->tmpl != NULL && j < p->nservers && !kept; j++)
+                kept = strcmp(p->servers[j].name, s->name) == 0;
+            if (s->tmpl != NULL && !kept)
+                log_info("%s: removed (dns: %s no longer has %s); %d sessions finish on it",
+                         s->be->obj.key, s->tmpl->addr_str, s->addr_str,
+                         atomic_load(&s->be->active));
+        }
+    }
+}
+
+void resolver_apply_weights(const struct config *old, struct config *cfg)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct pool_conf *p = &cfg->pools[i];
+        const struct pool_conf *op = pool_find(old, p->name);
+        for (int j = 0; op != NULL && j < p->nservers; j++) {
+            const struct server_conf *s = &p->servers[j];
+            for (int k = 0; s->tmpl != NULL && k < op->nservers; k++)
+                if (strcmp(op->servers[k].name, s->name) == 0 && op->servers[k].weight != s->weight)
+                    atomic_store(&s->be->weight, s->weight);
+        }
+    }
 }

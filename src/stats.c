@@ -135,12 +135,14 @@ void stats_info(struct control *ctl, struct strbuf *out)
     strbuf_printf(out,
                   "version: %s\npid: %d\nuptime_seconds: %.0f\nworkers: %d\nconfig: %s\n"
                   "generation: %llu\nreloads_ok: %llu\nreloads_failed: %llu\n"
-                  "last_reload: %s\nlast_reload_result: %s\nsessions_active: %d\n"
+                  "last_reload: %s\nlast_reload_result: %s\ndns_updates: %llu\n"
+                  "dns_updates_failed: %llu\nsessions_active: %d\n"
                   "sessions_total: %llu\nmax_conns: %d\n",
                   SLUICE_VERSION, (int)getpid(), ev_time() - ctl->started, ctl->nworkers,
                   ctl->config_path, (unsigned long long)ctl->generation,
                   (unsigned long long)ctl->reloads_ok, (unsigned long long)ctl->reloads_failed,
                   last, ctl->last_reload_result[0] ? ctl->last_reload_result : "-",
+                  (unsigned long long)ctl->dns_updates, (unsigned long long)ctl->dns_updates_failed,
                   ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
 }
 
@@ -213,6 +215,8 @@ void stats_json(struct control *ctl, struct strbuf *out)
                   (unsigned long long)ctl->generation, (unsigned long long)ctl->reloads_ok,
                   (unsigned long long)ctl->reloads_failed, ctl->last_reload);
     strbuf_json_str(out, ctl->last_reload_result);
+    strbuf_printf(out, ",\"dns_updates\":%llu,\"dns_updates_failed\":%llu",
+                  (unsigned long long)ctl->dns_updates, (unsigned long long)ctl->dns_updates_failed);
     strbuf_printf(out, ",\"sessions_active\":%d,\"sessions_total\":%llu,\"max_conns\":%d},",
                   ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
     strbuf_puts(out, "\"process\":{");
@@ -274,6 +278,17 @@ void stats_json(struct control *ctl, struct strbuf *out)
                           (long long)atomic_load(&b->dns_resolutions),
                           (long long)atomic_load(&b->dns_failures),
                           (long long)atomic_load(&b->dns_changes));
+        }
+        if (sv->tmpl != NULL) {
+            /* A server of a resolve=all/srv name: the name's resolution. */
+            struct backend *tb = sv->tmpl->be;
+            strbuf_puts(out, ",\"from\":");
+            strbuf_json_str(out, sv->tmpl->name);
+            strbuf_puts(out, ",\"host\":");
+            strbuf_json_str(out, sv->tmpl->addr_str);
+            strbuf_printf(out, ",\"resolve\":\"%s\",\"dns\":\"%s\"",
+                          sv->tmpl->resolve == RESOLVE_SRV ? "srv" : "all",
+                          dns_result_str((enum dns_result)ival(&tb->dns_result)));
         }
         strbuf_printf(out,
                       ",\"state\":\"%s\",\"admin\":\"%s\",\"backup\":%s,\"weight\":%d,"
@@ -338,6 +353,10 @@ void stats_backends(struct control *ctl, struct strbuf *out)
         if (sv->host != NULL)
             snprintf(dns, sizeof(dns), " [dns %s: %s]", sv->addr_str,
                      dns_result_str((enum dns_result)ival(&b->dns_result)));
+        else if (sv->tmpl != NULL)
+            snprintf(dns, sizeof(dns), " [dns %s resolve=%s: %s]", sv->tmpl->addr_str,
+                     sv->tmpl->resolve == RESOLVE_SRV ? "srv" : "all",
+                     dns_result_str((enum dns_result)ival(&sv->tmpl->be->dns_result)));
         strbuf_printf(out, "%-24s %-22s %-8s %-9s %s%s%s\n", b->obj.key, cur, state,
                       backend_admin_str((enum backend_admin)admin), why,
                       sv->backup ? " [backup]" : "", dns);
@@ -368,6 +387,12 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
                   (unsigned long long)ctl->reloads_ok);
     strbuf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
                   (unsigned long long)ctl->reloads_failed);
+    prom_header(out, "sluice_dns_updates_total", "counter",
+                "Generations built because a resolve=all/srv answer changed a pool, by result.");
+    strbuf_printf(out, "sluice_dns_updates_total{result=\"ok\"} %llu\n",
+                  (unsigned long long)ctl->dns_updates);
+    strbuf_printf(out, "sluice_dns_updates_total{result=\"failed\"} %llu\n",
+                  (unsigned long long)ctl->dns_updates_failed);
     prom_header(out, "sluice_sessions_active", "gauge", "Live sessions.");
     strbuf_printf(out, "sluice_sessions_active %d\n", ival(&ctl->limits.active));
     prom_header(out, "sluice_sessions_total", "counter", "Connections accepted.");

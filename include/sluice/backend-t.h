@@ -75,7 +75,10 @@ struct backend {
     _Atomic int64_t dns_next_ms;   /* next resolution due, CLOCK_MONOTONIC ms */
     _Atomic int64_t dns_resolutions; /* resolutions done (at load and while running) */
     _Atomic int64_t dns_failures;    /* ... that failed */
-    _Atomic int64_t dns_changes;     /* times the address changed */
+    _Atomic int64_t dns_changes;     /* times the address (all/srv: the address set) changed */
+    /* resolve=all/srv template: the latest answer, replaced whole under
+     * the resolver's set lock (resolver thread; main thread at commit). */
+    struct dns_set *dns_set;
     /* Counters of workers w*SLUICE_WS_CHUNK .. +SLUICE_WS_CHUNK-1 (NULL
      * until a config with that many workers references this server). The
      * control thread allocates a chunk before any worker of that index

@@ -33,6 +33,11 @@ struct server_conf {
     char *host;
     int port;
     enum dns_family family;
+    enum resolve_mode resolve;  /* all/srv: a template in pool_conf.named */
+    struct dns_set *dns_init_set; /* all/srv: the load-time answer (NULL: none) */
+    /* A server made from a resolve=all/srv template ("NAME#N"): its
+     * address is the literal addr; tmpl is the template (same generation). */
+    const struct server_conf *tmpl;
     bool init_addr_none;        /* init_addr=none: unresolvable at load starts down */
     enum dns_result dns_init;   /* the load-time resolution */
     int dns_ttl;                /* its TTL in seconds */
@@ -57,6 +62,10 @@ struct pool_conf {
     enum balance_algo balance;
     struct server_conf *servers;
     int nservers;
+    /* resolve=all/srv lines: templates, never picked. Each answer's
+     * addresses are added to servers as "NAME#N" (resolver_expand()). */
+    struct server_conf *named;
+    int nnamed;
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
     int64_t fail_timeout_ms;
@@ -124,6 +133,11 @@ struct config {
     _Atomic int refs;
     uint64_t generation;
     char *path;
+    /* The file's text as parsed, kept when a pool has resolve=all/srv
+     * servers: a DNS change re-parses it, not the file (which may have
+     * been edited since). */
+    char *text;
+    size_t text_len;
 
     /* [global] */
     int workers;            /* resolved: auto -> online CPUs */

@@ -35,6 +35,17 @@ void config_errors_add(struct config_errors *errs, const char *file, int line, c
  * does not exist yet; returns -1 on allocation failure. Changes nothing a
  * running generation sees (new servers only get their initial weight). */
 int config_attach_runtime(struct config *cfg);
+/* While preparing a generation (after config_attach_runtime()): append
+ * a server "TMPL#num" for the answer t of template tmpl (in p->named) to
+ * p->servers and attach it. p->servers moves: no pointer into it may be
+ * kept across calls. NULL on allocation failure (cfg is then only fit to
+ * be freed). */
+struct server_conf *config_add_server(struct config *cfg, struct pool_conf *p,
+                                      const struct server_conf *tmpl, int num,
+                                      const struct dns_target *t);
+/* Whether the runtime state of server `name` of pool p still exists (a
+ * generation, running or still finishing sessions, has it). */
+bool config_server_known(const struct pool_conf *p, const char *name);
 /* Commit the file's weights to the runtime state (a reload that went
  * through overrides `set weight`). */
 void config_apply_weights(struct config *cfg);

@@ -51,6 +51,10 @@ struct control {
 
     uint64_t generation;
     uint64_t reloads_ok, reloads_failed;
+    /* Generations built because a resolve=all/srv answer changed (not
+     * counted as reloads). */
+    uint64_t dns_updates, dns_updates_failed;
+    ev_async w_dns; /* the resolver thread: an answer arrived */
     ev_tstamp last_reload;
     char last_reload_result[512];
 

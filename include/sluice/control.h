@@ -5,7 +5,9 @@
 
 #include "sluice/control-t.h"
 
-/* Run sluice with a loaded config until stopped; returns the exit code. */
+/* Run sluice with a loaded config until stopped; returns the exit code.
+ * Takes the caller's reference to cfg (so the first generation is freed
+ * once a reload replaced it and its last session ended). */
 int control_run(struct config *cfg, const char *config_path);
 
 /* Re-read the config file and apply it. On error nothing changes and

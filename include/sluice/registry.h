@@ -10,6 +10,7 @@
 
 #include "sluice/registry-t.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Find the object called key or create one of `size` bytes (zeroed, the
@@ -17,6 +18,8 @@
  * reference. Returns NULL on allocation failure. */
 struct registry_obj *registry_get(struct registry *reg, const char *key, size_t size,
                                   void (*init)(struct registry_obj *));
+/* Whether an object called key exists (some generation still holds it). */
+bool registry_has(struct registry *reg, const char *key);
 /* Drop a reference; at zero the registry's fini runs and the object is
  * freed with free(). */
 void registry_put(struct registry *reg, struct registry_obj *obj);

@@ -4,9 +4,11 @@
 #ifndef SLUICE_RESOLVER_T_H
 #define SLUICE_RESOLVER_T_H
 
+#include "sluice/addr-t.h"
 #include "sluice/common.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The outcome of one resolution (shown as "dns: NAME"). */
@@ -24,6 +26,25 @@ enum dns_result {
 
 /* server option family= */
 enum dns_family { FAMILY_ANY = 0, FAMILY_IPV4, FAMILY_IPV6 };
+
+/* server option resolve=: one server for the first address, one per
+ * address (A/AAAA), or one per address of every SRV target. */
+enum resolve_mode { RESOLVE_FIRST = 0, RESOLVE_ALL, RESOLVE_SRV };
+
+/* One address of a resolve=all/srv answer and what its server gets. */
+struct dns_target {
+    struct sockaddr_any addr;
+    int weight;  /* the template's (all) or the SRV weight clamped to 1..256 */
+    int prio;    /* SRV priority (0 for all) */
+    bool backup; /* srv: a priority above the lowest in the answer */
+};
+
+/* A whole answer of a resolve=all/srv name: addresses unique, sorted.
+ * Immutable once built; n may be 0 (the name has no address). */
+struct dns_set {
+    int n;
+    struct dns_target t[];
+};
 
 /* A resolved IPv4 or IPv6 socket address (a sockaddr_in6 is 28 bytes),
  * published by one writer at a time (wlock) and read lock-free by any

@@ -25,9 +25,33 @@ int resolver_resolve_config(struct config *cfg, struct config_errors *errs);
  * answer; an address literal clears what a name left behind. */
 void resolver_adopt(struct config *cfg);
 
+/* While preparing cfg (after config_attach_runtime() and
+ * resolver_resolve_config()): add a server "NAME#N" to its pool for every
+ * address of every resolve=all/srv template, from the running answer
+ * (the template's backend follows the name) or the load-time one. An
+ * address that old (the running generation, or NULL) has as a server of
+ * the same template keeps that server's name, and with it the runtime
+ * state; a new address takes the lowest N that no generation holds.
+ * -1 on allocation failure. */
+int resolver_expand(struct config *cfg, const struct config *old);
+/* Main thread: whether some template's running answer differs from the
+ * servers cfg made of it (a DNS-driven generation is then due). */
+bool resolver_stale(const struct config *cfg);
+/* Main thread, at commit: log the servers from templates that cfg adds
+ * to or removes from old. */
+void resolver_log_changes(const struct config *old, const struct config *cfg);
+
+/* Main thread, at the commit of a DNS update (instead of
+ * config_apply_weights(), which would undo `set weight`): a server from
+ * a template whose weight differs from old's (an SRV weight changed)
+ * gets it. */
+void resolver_apply_weights(const struct config *old, struct config *cfg);
+
 /* Start the resolver thread for the named servers of cfg (takes a
- * reference); -1 when it cannot. */
-int resolver_start(struct config *cfg);
+ * reference); -1 when it cannot. notify(arg) is called on the resolver
+ * thread after each resolve=all/srv answer (resolver_stale() says
+ * whether it changed anything). */
+int resolver_start(struct config *cfg, void (*notify)(void *), void *arg);
 /* Hand the thread a new generation (takes a reference): it re-plans,
  * keeping each server's answer and its next due time (struct backend). */
 void resolver_update(struct config *cfg);

@@ -684,6 +684,32 @@ static void test_error_keys(void)
     config_unref(ind);
 }
 
+/* resolve=all/srv lines are templates: kept apart from the servers, the
+ * file's text kept for DNS updates; a pool of templates only is valid. */
+static void test_resolve_templates(void)
+{
+    struct config *cfg = load_ok("[pool p]\nserver = a api.test:80 resolve=all weight=3 backup\n"
+                                 "server = b _x._tcp.api.test resolve=srv\n" TAIL);
+    if (cfg == NULL)
+        return;
+    struct pool_conf *p = &cfg->pools[0];
+    CHECK_EQ_INT(p->nservers, 0);
+    CHECK_EQ_INT(p->nnamed, 2);
+    CHECK_EQ_INT(p->named[0].resolve, RESOLVE_ALL);
+    CHECK_EQ_INT(p->named[0].weight, 3);
+    CHECK(p->named[0].backup);
+    CHECK_STR(p->named[0].addr_str, "api.test:80");
+    CHECK_EQ_INT(p->named[1].resolve, RESOLVE_SRV);
+    CHECK_STR(p->named[1].host, "_x._tcp.api.test");
+    CHECK(cfg->text != NULL && cfg->text_len > 0);
+    config_unref(cfg);
+    /* Without templates the text is not kept. */
+    cfg = load_ok(TAIL);
+    if (cfg != NULL)
+        CHECK(cfg->text == NULL);
+    config_unref(cfg);
+}
+
 static void test_error_servers(void)
 {
     EXPECT_ERRORS(
@@ -710,7 +736,13 @@ static void test_error_servers(void)
         {"a/b 127.0.0.1:1", "not a valid server name"},
         {"a localhost:0", "bad IPv4 address"},
         {"a -x.test:80", "bad IPv4 address"},
-        {"a api.test:80 resolve=all", "resolve must be first (all and srv are not implemented yet)"},
+        {"a api.test:80 resolve=any", "resolve must be first, all or srv"},
+        {"a 127.0.0.1:80 resolve=all", "need a host name"},
+        {"a _x._tcp.api.test:80 resolve=srv", "resolve=srv takes a name without a port"},
+        {"a _x._tcp.api.test resolve=srv weight=2", "each weight from its SRV record"},
+        {"a 127.0.0.1 resolve=srv", "is not a host name"},
+        {"ok api.test:80 resolve=all", "duplicate server"},
+        {"a#1 api.test:80", "not a valid server name"},
         {"a api.test:80 family=v4", "family must be any, ipv4 or ipv6"},
         {"a api.test:80 init_addr=last", "init_addr must be none"},
         {"a 127.0.0.1:1 family=ipv4", "need a host name"},
@@ -1540,7 +1572,7 @@ static void test_error_sni(void)
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
           TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys), TEST(test_sizes), TEST(test_keys_in_progress),
           TEST(test_admin_http_vs_bind), TEST(test_error_sections), TEST(test_error_keys),
-          TEST(test_error_servers), TEST(test_error_listeners),
+          TEST(test_resolve_templates), TEST(test_error_servers), TEST(test_error_listeners),
           TEST(test_error_bind_in_two_listeners), TEST(test_error_pools),
           TEST(test_error_max_buffer), TEST(test_error_no_listener), TEST(test_error_long_lines),
           TEST(test_error_syntax), TEST(test_error_all_reported),
