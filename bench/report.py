@@ -22,6 +22,10 @@ import sys
 PEERS = ("haproxy", "nginx")
 ALL = ("direct", "sluice", "haproxy", "nginx")
 PROXIES = ("sluice", "haproxy", "nginx")
+# cps-tls: every proxy as plain TCP passthrough and as PROXY-sni, routing on
+# the TLS ClientHello's server name (sluice route = sni, HAProxy req.ssl_sni,
+# nginx ssl_preread).
+TLS_TARGETS = ("direct", "sluice", "sluice-sni", "haproxy", "haproxy-sni", "nginx", "nginx-sni")
 
 
 # ------------------------------------------------------------------ parsing
@@ -145,7 +149,7 @@ def parse_run(d, env):
         if cpu is not None:
             run["raw"]["cpu_s"] = cpu
             m["cpu_s_per_gb"] = cpu / (r["bytes"] / 1e9) if r["bytes"] else None
-    elif case in ("rr", "cps", "scaling-rr", "scaling-cps"):
+    elif case in ("rr", "cps", "cps-tls", "scaling-rr", "scaling-cps"):
         r = parse_wrk(os.path.join(d, "wrk.txt"))
         run["raw"].update(r)
         m["rps"] = r["rps"]
@@ -204,16 +208,32 @@ def parse_run(d, env):
 
 # -------------------------------------------------------------- aggregation
 
+# Same-repetition ratios: (case, target, over, metric) -> metric "METRIC_vs_pass"
+# of target, the ratio of target's figure to over's in the same repetition
+# (the same round), so that the median and range are of the ratio itself.
+PAIRS = [("cps-tls", f"{p}-sni", p, m) for p in PROXIES for m in ("rps", "cpu_us")]
+
+
 def summarize(runs):
     """{case: {target: {metric: {median, half_range, min, max, n, values}}}}"""
     acc = {}
+    by_rep = {}
     for r in runs:
         if r["status"] != "ok":
             continue
+        by_rep[(r["case"], r["target"], r["rep"])] = r["metrics"]
         for k, v in r["metrics"].items():
             if v is None:
                 continue
             acc.setdefault(r["case"], {}).setdefault(r["target"], {}).setdefault(k, []).append(v)
+    for case, target, over, metric in PAIRS:
+        for (c, t, rep), m in sorted(by_rep.items(), key=lambda kv: kv[0][2]):
+            if (c, t) != (case, target):
+                continue
+            o = by_rep.get((case, over, rep), {})
+            if m.get(metric) is not None and o.get(metric):
+                acc.setdefault(case, {}).setdefault(target, {}).setdefault(
+                    metric + "_vs_pass", []).append(m[metric] / o[metric])
     out = {}
     for case, ts in acc.items():
         for t, ms in ts.items():
@@ -228,9 +248,12 @@ def get(summary, case, target, metric, field="median"):
     return summary.get(case, {}).get(target, {}).get(metric, {}).get(field)
 
 
-def best_peer(summary, case, metric, better):
-    # The zero-copy workload compares sluice's splice relay with HAProxy's.
+def best_peer(summary, case, metric, better, target=None):
+    # The zero-copy workload compares sluice's splice relay with HAProxy's;
+    # in cps-tls, routing by SNI is compared with the peers' SNI routing.
     peers = ("haproxy-splice",) if case.startswith("splice-") else PEERS
+    if case == "cps-tls" and target and target.endswith("-sni"):
+        peers = tuple(p + "-sni" for p in PEERS)
     vals = [get(summary, case, p, metric) for p in peers]
     vals = [v for v in vals if v is not None]
     if not vals or better not in ("high", "low"):
@@ -270,7 +293,7 @@ def cell(summary, case, target, metric, better):
     txt = fmt(s["median"], count)
     if s["n"] > 1:
         txt += f" ±{fmt(s['half_range'], count and s['half_range'].is_integer())}"
-    best = best_peer(summary, case, metric, better)
+    best = best_peer(summary, case, metric, better, target)
     if best:
         txt += f" ({s['median'] / best:.2f}×)"
     return txt
@@ -303,7 +326,36 @@ TABLES = [
         ("p99 ms", "cps", "p99_ms", "low"),
         ("CPU µs/conn", "cps", "cpu_us", "low"),
     ]),
+    ("cps-tls", "TLS, new connection per request, full handshake each (wrk -t2 -c50, "
+     "https, Connection: close), passed through or routed by SNI", TLS_TARGETS, [
+        ("conn/s", "cps-tls", "rps", "high"),
+        ("p50 ms", "cps-tls", "p50_ms", "low"),
+        ("p99 ms", "cps-tls", "p99_ms", "low"),
+        ("CPU µs/conn", "cps-tls", "cpu_us", "low"),
+    ]),
 ]
+
+
+SNI_LABELS = {"sluice": "sluice: route = sni ÷ route = pool",
+              "haproxy": "haproxy: req.ssl_sni ÷ tcp passthrough",
+              "nginx": "nginx: ssl_preread + map ÷ passthrough"}
+
+
+def sni_cost_lines(summary):
+    """The cost of routing by SNI: each proxy against itself, same repetition."""
+    lines = ["| proxy | conn/s | CPU µs/conn |", "|---|---:|---:|"]
+    have = False
+    for p in PROXIES:
+        cells = []
+        for metric in ("rps_vs_pass", "cpu_us_vs_pass"):
+            s = summary.get("cps-tls", {}).get(f"{p}-sni", {}).get(metric)
+            if s:
+                have = True
+                cells.append(f"{s['median']:.3f}×" + (f" ±{s['half_range']:.3f}" if s["n"] > 1 else ""))
+            else:
+                cells.append("—")
+        lines.append(f"| {SNI_LABELS[p]} | " + " | ".join(cells) + " |")
+    return lines if have else []
 
 
 def idle_table(summary, ns):
@@ -524,6 +576,22 @@ def charts(out, summary, ns, env):
             (f"{case}: proxy CPU per {'request' if case == 'rr' else 'connection'}", "µs",
              one, list(PROXIES), None, vals(c, "cpu_us", PROXIES, one)),
         ])
+    tcats = ["TCP passthrough", "routed by SNI"]
+
+    def tls_vals(metric, targets):
+        d = {}
+        for t in targets:
+            for cat, name in zip(tcats, (t, f"{t}-sni")):
+                s = summary.get("cps-tls", {}).get(name, {}).get(metric)
+                if s:
+                    d[(t, cat)] = (s["median"], s["half_range"])
+        return d
+    page("cps-tls", [
+        ("cps-tls: throughput (full TLS handshake per connection)", "conn/s", tcats, list(ALL),
+         None, tls_vals("rps", ALL)),
+        ("cps-tls: proxy CPU per connection", "µs", tcats, list(PROXIES), None,
+         tls_vals("cpu_us", PROXIES)),
+    ])
     icats = [f"{n} conns" for n in ns]
     page("idle", [
         ("Idle: proxy RSS per held connection", "KiB per connection", icats, list(PROXIES),
@@ -608,7 +676,17 @@ def markdown(summary, env, runs, ns, img_prefix, made):
                               f"{p} {int(v)}" for p, v in crashes.items() if v) + ".", ""]
         if spec[0] == "bulk" and "bulk.png" in made:
             lines += [f"![bulk]({img_prefix}bulk.png)", ""]
-        if spec[0] in ("rr", "cps", "idle") and f"{spec[0]}.png" in made:
+        if spec[0] == "cps-tls":
+            lines += ["In parentheses: the passthrough rows (and direct) against the better "
+                      "of haproxy and nginx, the -sni rows against the better of haproxy-sni "
+                      "and nginx-sni.", ""]
+            cost = sni_cost_lines(summary)
+            if cost:
+                lines += ["Cost of routing by SNI: each proxy routing by the server name "
+                          "÷ the same proxy passing through, computed per repetition "
+                          "(the same round), median ±half-range over repetitions "
+                          "(conn/s below 1× and CPU above 1× are the cost).", ""] + cost + [""]
+        if spec[0] in ("rr", "cps", "cps-tls", "idle") and f"{spec[0]}.png" in made:
             lines += [f"![{spec[0]}]({img_prefix}{spec[0]}.png)", ""]
         if spec[0] == "reload-cps" and "reload.png" in made:
             lines += [f"![reload]({img_prefix}reload.png)", ""]
@@ -676,6 +754,40 @@ DOC_METHOD = """## How it is measured
   proxy CPU µs per request.
 * **cps.** The same with `-H 'Connection: close'`: a new connection (client
   side and backend side) per request. conn/s, p99, CPU µs per connection.
+* **cps-tls.** What routing by SNI costs on connection rate. The nginx
+  backend also serves HTTPS, same 64-byte body, with a self-signed P-256
+  certificate the script makes for the run; TLS 1.2 and 1.3 allowed (1.3 is
+  negotiated), and session tickets and the session cache off
+  (`ssl_session_tickets off; ssl_session_cache off;`): wrk would otherwise
+  resume its previous session, so with them off every connection is a full
+  handshake. `wrk -t2 -c50 -d{secs}s --latency -H 'Connection: close'
+  https://localhost:PORT/` (OpenSSL sends the SNI `localhost`, which is
+  127.0.0.1 here). Each proxy runs twice: as plain TCP passthrough (sluice
+  `route = pool`, HAProxy `mode tcp` with `default_backend`, nginx
+  `proxy_pass` to the address) and routing by the ClientHello's server
+  name, with one rule for `localhost` and no default, so any other name is
+  closed: sluice `route = sni` with `sni = localhost p` (`sluice-sni`);
+  HAProxy `tcp-request inspect-delay 5s`,
+  `tcp-request content accept if {{ req.ssl_hello_type 1 }}` and
+  `use_backend p if {{ req.ssl_sni -i localhost }}` (`haproxy-sni`); nginx
+  `ssl_preread on` (`preread_timeout 5s`) with
+  `map $ssl_preread_server_name` giving the address to `proxy_pass`
+  (`nginx-sni`). Plus direct. Before its warm-up each `-sni` target is
+  checked with `openssl s_client`: SNI `localhost` gets an answer,
+  `other.invalid` does not. No proxy terminates TLS: only wrk and the
+  backend do handshakes and encryption, the same work whatever target sits
+  between them, and that work dominates the machine's CPU (conn/s is far
+  below cps's, and the proxies' differences weigh less). What SNI routing
+  adds in the proxy is reading and parsing the ClientHello, and the backend
+  connect can only start once it is in (with passthrough it starts at
+  accept). conn/s, p50, p99, proxy CPU µs per connection; in parentheses,
+  passthrough rows (and direct) against the better of HAProxy's and nginx's
+  passthrough, `-sni` rows against the better of `haproxy-sni` and
+  `nginx-sni`. The cost table divides each proxy's SNI-routed figure by its
+  own passthrough figure from the same round, median
+  ±half-range over repetitions; for sluice, route = sni ÷ route = pool is
+  the price of the option: conn/s below 1× and CPU µs/conn above 1× are
+  what it costs.
 * **idle.** A separate client process (`bench/idle.py`) opens N connections
   through the proxy to an echo backend (another process), checks each with a
   unique line, and holds them. RSS per connection = (summed RSS of the
@@ -709,7 +821,7 @@ scripts/bench --quick    # 1 rep, short runs; results dir only (add --docs to re
 scripts/bench --smoke    # a few seconds per workload; checks only that everything runs and parses
 ```
 
-Options: `--reps N`, `--workers N`, `--workloads bulk,splice,rr,cps,idle,reload,scaling`,
+Options: `--reps N`, `--workers N`, `--workloads bulk,splice,rr,cps,cps-tls,idle,reload,scaling`,
 `--keep` (keep the temp dir with every generated config and log). Every
 repetition, the versions and the settings are in
 `bench/results/<timestamp>/results.json`; raw tool outputs in `raw/` beside it.
@@ -754,7 +866,7 @@ def main():
         problems.append(f"charts: {e}")
     if a.strict:
         wl = env.get("workloads", "").split(",")
-        want = {"bulk": "bulk", "rr": "rr", "cps": "cps", "idle": "idle",
+        want = {"bulk": "bulk", "rr": "rr", "cps": "cps", "cps-tls": "cps-tls", "idle": "idle",
                 "reload": "reload", "scaling": "scaling"}
         for w in wl:
             if w in want and f"{want[w]}.png" not in made:
