@@ -361,6 +361,24 @@ void stats_backends(struct control *ctl, struct strbuf *out)
                       backend_admin_str((enum backend_admin)admin), why,
                       sv->backup ? " [backup]" : "", dns);
     }
+    /* A resolve=all/srv name whose answer has no address has no server to
+     * show above: one line for it, so the name and its last result stay
+     * visible while its pool is without it. */
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct pool_conf *p = &cfg->pools[i];
+        for (int k = 0; k < p->nnamed; k++) {
+            const struct server_conf *t = &p->named[k];
+            bool built = false;
+            for (int j = 0; j < p->nservers && !built; j++)
+                built = p->servers[j].tmpl == t;
+            if (built)
+                continue;
+            const char *res = dns_result_str((enum dns_result)ival(&t->be->dns_result));
+            strbuf_printf(out, "%-24s %-22s %-8s %-9s dns: %s, no address [dns %s resolve=%s: %s]\n",
+                          t->be->obj.key, "-", "down", "-", res, t->addr_str,
+                          t->resolve == RESOLVE_SRV ? "srv" : "all", res);
+        }
+    }
 }
 
 static void prom_header(struct strbuf *out, const char *name, const char *type, const char *help)

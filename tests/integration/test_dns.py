@@ -433,6 +433,9 @@ def test_resolve_all_nxdomain_empties_the_pool(sluice, dns, trio, port, sockdir)
     s.wait_log("its servers leave the pool", timeout=8.0 * st.SLOW)
     st.wait_for(lambda: servers_of(sock) == {}, 5.0 * st.SLOW, "no server left")
     assert try_pick(port) is None
+    # The name itself stays visible, with its last result.
+    row = backend_row(sock, "main/api ")
+    assert "down" in row and "no address" in row and "NXDOMAIN" in row, row
     d.set_hosts("127.0.0.3 api.test\n", "api.test", ["127.0.0.3"])
     st.wait_for(lambda: list(servers_of(sock)) == ["api#1"], 5.0 * st.SLOW,
                 lambda: f"the name back: {servers_of(sock)}")
