@@ -239,6 +239,34 @@ static void cell_unlock(struct backend *b)
 
 static void query_schedule(struct resolver *r, struct rquery *q, int64_t delay_ms);
 
+/* Thread: count q's answer in its backend and take the backend's cell
+ * lock. False, with the lock released, when a newer generation follows
+ * another name: the caller drops the answer. */
+static bool answer_begin(struct rquery *q)
+{
+    struct backend *b = q->srv->be;
+    atomic_fetch_add_explicit(&b->dns_resolutions, 1, memory_order_relaxed);
+    if (q->res != DNS_OK)
+        atomic_fetch_add_explicit(&b->dns_failures, 1, memory_order_relaxed);
+    cell_lock(b);
+    if (atomic_load(&b->dns_key) != server_key(q->srv)) {
+        cell_unlock(b); /* a newer generation follows another name */
+        return false;
+    }
+    return true;
+}
+
+/* Thread: after answer_begin() returned true: note when q's next query
+ * runs, release the cell lock and schedule it. */
+static void answer_end(struct resolver *r, struct rquery *q, int64_t now)
+{
+    struct backend *b = q->srv->be;
+    int64_t next = next_after(r->cfg, q->srv, q->res, q->ttl);
+    atomic_store(&b->dns_next_ms, now + next);
+    cell_unlock(b);
+    query_schedule(r, q, next);
+}
+
 /* Thread: publish q's answer in its backend and schedule the next one. */
 static void answer_apply(struct resolver *r, struct rquery *q)
 {
@@ -246,14 +274,8 @@ static void answer_apply(struct resolver *r, struct rquery *q)
     struct backend *b = s->be;
     int64_t now = time_mono_ms();
     char a[ADDR_STRLEN];
-    atomic_fetch_add_explicit(&b->dns_resolutions, 1, memory_order_relaxed);
-    if (q->res != DNS_OK)
-        atomic_fetch_add_explicit(&b->dns_failures, 1, memory_order_relaxed);
-    cell_lock(b);
-    if (atomic_load(&b->dns_key) != server_key(s)) {
-        cell_unlock(b); /* a newer generation follows another name */
+    if (!answer_begin(q))
         return;
-    }
     bool valid = atomic_load(&b->addr_valid);
     enum dns_result prev = (enum dns_result)atomic_load(&b->dns_result);
     atomic_store(&b->dns_result, q->res);
@@ -282,10 +304,7 @@ static void answer_apply(struct resolver *r, struct rquery *q)
         log_warn("%s: dns: %s for %s: keeping the last good answer for up to resolve_hold",
                  b->obj.key, dns_result_str(q->res), s->addr_str);
     }
-    int64_t next = next_after(r->cfg, s, q->res, q->ttl);
-    atomic_store(&b->dns_next_ms, now + next);
-    cell_unlock(b);
-    query_schedule(r, q, next);
+    answer_end(r, q, now);
 }
 
 static void set_free_acc(struct rquery *q)
@@ -385,12 +404,7 @@ static void set_apply(struct resolver *r, struct rquery *q, struct dns_set *set)
     struct server_conf *s = q->srv;
     struct backend *b = s->be;
     int64_t now = time_mono_ms();
-    atomic_fetch_add_explicit(&b->dns_resolutions, 1, memory_order_relaxed);
-    if (q->res != DNS_OK)
-        atomic_fetch_add_explicit(&b->dns_failures, 1, memory_order_relaxed);
-    cell_lock(b);
-    if (atomic_load(&b->dns_key) != server_key(s)) {
-        cell_unlock(b); /* a newer generation follows another name */
+    if (!answer_begin(q)) {
         free(set);
         return;
     }
@@ -429,10 +443,7 @@ static void set_apply(struct resolver *r, struct rquery *q, struct dns_set *set)
     }
     free(old);
     free(set);
-    int64_t next = next_after(r->cfg, s, q->res, q->ttl);
-    atomic_store(&b->dns_next_ms, now + next);
-    cell_unlock(b);
-    query_schedule(r, q, next);
+    answer_end(r, q, now);
     if (r->notify)
         r->notify(r->notify_arg);
 }
