@@ -37,12 +37,8 @@ struct check {
 };
 
 struct health {
-    pthread_t thread;
     struct ev_loop *loop;
-    ev_async w_wake;
-    pthread_mutex_t lock;
-    struct config *pending; /* new generation, under lock */
-    bool stop;              /* under lock */
+    struct thread_mailbox mbox; /* a new generation (struct config), stop */
     struct config *cfg;     /* the generation being checked */
     struct check *checks;
     int nchecks;
@@ -269,12 +265,9 @@ static void checks_plan(struct health *h, struct config *cfg)
 
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
-    struct health *h = container_of(a, struct health, w_wake);
-    pthread_mutex_lock(&h->lock);
-    struct config *next = h->pending;
-    h->pending = NULL;
-    bool stop = h->stop;
-    pthread_mutex_unlock(&h->lock);
+    struct health *h = container_of(a, struct health, mbox.w_wake);
+    bool stop;
+    struct config *next = thread_mailbox_take(&h->mbox, &stop);
     if (next)
         checks_plan(h, next);
     if (stop) {
@@ -283,11 +276,13 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
-static void *health_main(void *arg)
+/* After the thread has ended, or if it never started. */
+static void health_free(struct health *h)
 {
-    struct health *h = arg;
-    ev_run(h->loop, 0);
-    return NULL;
+    checks_clear(h);
+    thread_mailbox_destroy(&h->mbox);
+    free(h);
+    H = NULL;
 }
 
 int health_start(struct config *cfg)
@@ -295,24 +290,17 @@ int health_start(struct config *cfg)
     struct health *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return -1;
-    h->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
-    if (h->loop == NULL) {
+    if (thread_mailbox_init(&h->mbox, wake_cb) != 0) {
         free(h);
         return -1;
     }
+    h->loop = h->mbox.loop;
     h->rng = 0x2545F4914F6CDD1DULL ^ (uint64_t)getpid() ^ (uint64_t)(ev_time() * 1e6);
-    pthread_mutex_init(&h->lock, NULL);
-    ev_async_init(&h->w_wake, wake_cb);
-    ev_async_start(h->loop, &h->w_wake);
     config_ref(cfg);
     checks_plan(h, cfg);
     H = h;
-    int rc = thread_start(&h->thread, health_main, h);
-    if (rc != 0) {
-        checks_clear(h);
-        ev_loop_destroy(h->loop);
-        free(h);
-        H = NULL;
+    if (thread_mailbox_run(&h->mbox) != 0) {
+        health_free(h);
         return -1;
     }
     return 0;
@@ -320,31 +308,14 @@ int health_start(struct config *cfg)
 
 void health_update(struct config *cfg)
 {
-    struct health *h = H;
-    if (h == NULL)
-        return;
-    config_ref(cfg);
-    pthread_mutex_lock(&h->lock);
-    struct config *old = h->pending;
-    h->pending = cfg;
-    pthread_mutex_unlock(&h->lock);
-    config_unref(old);
-    ev_async_send(h->loop, &h->w_wake);
+    if (H != NULL)
+        config_post(&H->mbox, cfg);
 }
 
 void health_stop(void)
 {
-    struct health *h = H;
-    if (h == NULL)
+    if (H == NULL)
         return;
-    pthread_mutex_lock(&h->lock);
-    h->stop = true;
-    pthread_mutex_unlock(&h->lock);
-    ev_async_send(h->loop, &h->w_wake);
-    pthread_join(h->thread, NULL);
-    config_unref(h->pending);
-    ev_loop_destroy(h->loop);
-    pthread_mutex_destroy(&h->lock);
-    free(h);
-    H = NULL;
+    config_unref(thread_mailbox_stop(&H->mbox));
+    health_free(H);
 }

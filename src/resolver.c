@@ -65,11 +65,7 @@ struct resolver {
     /* The thread. */
     void (*notify)(void *); /* a resolve=all/srv answer arrived */
     void *notify_arg;
-    pthread_t thread;
-    ev_async w_wake;
-    pthread_mutex_t lock;
-    struct config *next; /* under lock */
-    bool stop;           /* under lock */
+    struct thread_mailbox mbox; /* a new generation (struct config), stop */
 };
 
 static struct resolver *R;
@@ -788,7 +784,9 @@ void resolver_adopt(struct config *cfg)
 
 /* Thread: drop the running plan (cancelling its queries) and follow the
  * named servers of cfg, each at the due time kept in its backend. */
-static void plan(struct resolver *r, struct config *cfg)
+/* Stop following names: close the channel, drop the queries and the
+ * generation they came from. */
+static void plan_clear(struct resolver *r)
 {
     channel_close(r);
     for (int i = 0; i < r->nqueries; i++) {
@@ -800,6 +798,12 @@ static void plan(struct resolver *r, struct config *cfg)
     r->queries = NULL;
     r->nqueries = 0;
     config_unref(r->cfg);
+    r->cfg = NULL;
+}
+
+static void plan(struct resolver *r, struct config *cfg)
+{
+    plan_clear(r);
     r->cfg = cfg;
     int n = count_named(cfg);
     if (n == 0)
@@ -824,12 +828,9 @@ static void plan(struct resolver *r, struct config *cfg)
 
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
-    struct resolver *r = container_of(a, struct resolver, w_wake);
-    pthread_mutex_lock(&r->lock);
-    struct config *next = r->next;
-    r->next = NULL;
-    bool stop = r->stop;
-    pthread_mutex_unlock(&r->lock);
+    struct resolver *r = container_of(a, struct resolver, mbox.w_wake);
+    bool stop;
+    struct config *next = thread_mailbox_take(&r->mbox, &stop);
     if (next)
         plan(r, next);
     if (stop) {
@@ -840,11 +841,13 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
-static void *resolver_main(void *arg)
+/* After the thread has ended, or if it never started. */
+static void resolver_free(struct resolver *r)
 {
-    struct resolver *r = arg;
-    ev_run(r->loop, 0);
-    return NULL;
+    plan_clear(r);
+    thread_mailbox_destroy(&r->mbox);
+    free(r);
+    R = NULL;
 }
 
 int resolver_start(struct config *cfg, void (*notify)(void *), void *arg)
@@ -852,29 +855,20 @@ int resolver_start(struct config *cfg, void (*notify)(void *), void *arg)
     struct resolver *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return -1;
-    r->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
-    if (r->loop == NULL) {
+    if (thread_mailbox_init(&r->mbox, wake_cb) != 0) {
         free(r);
         return -1;
     }
+    r->loop = r->mbox.loop;
     r->threaded = true;
     r->notify = notify;
     r->notify_arg = arg;
-    pthread_mutex_init(&r->lock, NULL);
     ev_init(&r->w_ares, ares_timer_cb);
-    ev_async_init(&r->w_wake, wake_cb);
-    ev_async_start(r->loop, &r->w_wake);
     config_ref(cfg);
     plan(r, cfg);
     R = r;
-    if (thread_start(&r->thread, resolver_main, r) != 0) {
-        channel_close(r);
-        config_unref(r->cfg);
-        free(r->queries);
-        ev_loop_destroy(r->loop);
-        pthread_mutex_destroy(&r->lock);
-        free(r);
-        R = NULL;
+    if (thread_mailbox_run(&r->mbox) != 0) {
+        resolver_free(r);
         return -1;
     }
     return 0;
@@ -882,39 +876,16 @@ int resolver_start(struct config *cfg, void (*notify)(void *), void *arg)
 
 void resolver_update(struct config *cfg)
 {
-    struct resolver *r = R;
-    if (r == NULL)
-        return;
-    config_ref(cfg);
-    pthread_mutex_lock(&r->lock);
-    struct config *old = r->next;
-    r->next = cfg;
-    pthread_mutex_unlock(&r->lock);
-    config_unref(old);
-    ev_async_send(r->loop, &r->w_wake);
+    if (R != NULL)
+        config_post(&R->mbox, cfg);
 }
 
 void resolver_stop(void)
 {
-    struct resolver *r = R;
-    if (r == NULL)
+    if (R == NULL)
         return;
-    pthread_mutex_lock(&r->lock);
-    r->stop = true;
-    pthread_mutex_unlock(&r->lock);
-    ev_async_send(r->loop, &r->w_wake);
-    pthread_join(r->thread, NULL);
-    for (int i = 0; i < r->nqueries; i++) {
-        free(r->queries[i].acc);
-        free(r->queries[i].subs);
-    }
-    config_unref(r->next);
-    config_unref(r->cfg);
-    free(r->queries);
-    ev_loop_destroy(r->loop);
-    pthread_mutex_destroy(&r->lock);
-    free(r);
-    R = NULL;
+    config_unref(thread_mailbox_stop(&R->mbox));
+    resolver_free(R);
 }
 
 /* The answer template t stands for in cfg: the running one in its backend
