@@ -434,20 +434,69 @@ static bool val_size(struct parse_ctx *c, const char *key, const char *v, uint64
     return true;
 }
 
+/* v's index in words[n], else -1; on -1, list holds the words joined by
+ * ", " ("a, b, c") or, with last_or, as "a, b or c". */
+static int word_index(const char *v, const char *const *words, size_t n, bool last_or, char *list,
+                      size_t size)
+{
+    list[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v, words[i]) == 0)
+            return (int)i;
+        size_t len = strlen(list);
+        const char *sep = i == 0 ? "" : last_or && i == n - 1 ? " or " : ", ";
+        snprintf(list + len, size - len, "%s%s", sep, words[i]);
+    }
+    return -1;
+}
+
 /* One of a list of words: its index in *out, else an error naming them all. */
 static bool val_word(struct parse_ctx *c, const char *key, const char *v, const char *const *words,
                      size_t n, int *out)
 {
-    char list[256] = "";
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(v, words[i]) == 0) {
-            *out = (int)i;
-            return true;
-        }
-        size_t len = strlen(list);
-        snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", words[i]);
-    }
+    char list[256];
+    if ((*out = word_index(v, words, n, false, list, sizeof(list))) >= 0)
+        return true;
     add_error(c, c->lineno, key, "'%s' is not one of %s", v, list);
+    return false;
+}
+
+/* The word-valued server options, all about resolving a host name. */
+enum server_dns_opt { SDNS_RESOLVE, SDNS_FAMILY, SDNS_INIT_ADDR };
+static const char *const resolve_words[] = {[RESOLVE_FIRST] = "first", [RESOLVE_ALL] = "all",
+                                            [RESOLVE_SRV] = "srv"};
+static const char *const family_words[] = {[FAMILY_ANY] = "any", [FAMILY_IPV4] = "ipv4",
+                                           [FAMILY_IPV6] = "ipv6"};
+static const char *const init_addr_words[] = {"none"};
+static const struct {
+    const char *key;
+    const char *const *words;
+    size_t n;
+} server_dns_opts[] = {
+    [SDNS_RESOLVE] = {"resolve", resolve_words, ARRAY_SIZE(resolve_words)},
+    [SDNS_FAMILY] = {"family", family_words, ARRAY_SIZE(family_words)},
+    [SDNS_INIT_ADDR] = {"init_addr", init_addr_words, ARRAY_SIZE(init_addr_words)},
+};
+
+/* A server option KEY=WORD of server_dns_opts: true if opt is one, with
+ * *which set and *k the word's index, or -1 after an error naming the
+ * server and the words. False if opt is no such option. */
+static bool server_dns_word(struct parse_ctx *c, const char *name, const char *opt,
+                            enum server_dns_opt *which, int *k)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(server_dns_opts); i++) {
+        size_t len = strlen(server_dns_opts[i].key);
+        if (strncmp(opt, server_dns_opts[i].key, len) != 0 || opt[len] != '=')
+            continue;
+        char list[256];
+        *which = (enum server_dns_opt)i;
+        *k = word_index(opt + len + 1, server_dns_opts[i].words, server_dns_opts[i].n, true, list,
+                        sizeof(list));
+        if (*k < 0)
+            add_error(c, c->lineno, "server", "%s: %s must be %s, not '%s'", name,
+                      server_dns_opts[i].key, list, opt + len + 1);
+        return true;
+    }
     return false;
 }
 
@@ -704,15 +753,22 @@ static bool handle_keepalive(struct parse_ctx *c, const char *key, const char *v
     return true;
 }
 
+/* Copy v into buf (INI_MAX_LINE bytes) and take its first two words; the
+ * rest is left to strtok_r(NULL, ..., save). False if it has fewer. */
+static bool two_words(const char *v, char *buf, char **save, char **first, char **second)
+{
+    snprintf(buf, INI_MAX_LINE, "%s", v);
+    *save = NULL;
+    *first = strtok_r(buf, " \t", save);
+    *second = *first ? strtok_r(NULL, " \t", save) : NULL;
+    return *second != NULL;
+}
+
 /* "HOST POOL" or "*.HOST POOL": one rule of a route = sni listener. */
 static void handle_sni_rule(struct parse_ctx *c, struct listener_conf *l, const char *v)
 {
-    char buf[INI_MAX_LINE];
-    snprintf(buf, sizeof(buf), "%s", v);
-    char *save = NULL;
-    char *host = strtok_r(buf, " \t", &save);
-    char *pool = host ? strtok_r(NULL, " \t", &save) : NULL;
-    if (host == NULL || pool == NULL || strtok_r(NULL, " \t", &save) != NULL) {
+    char buf[INI_MAX_LINE], *save, *host, *pool;
+    if (!two_words(v, buf, &save, &host, &pool) || strtok_r(NULL, " \t", &save) != NULL) {
         add_error(c, c->lineno, "sni", "'%s': expected HOST POOL (HOST: a name or *.NAME)", v);
         return;
     }
@@ -831,12 +887,8 @@ static int proxy_version(const char *v)
 
 static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *v)
 {
-    char buf[INI_MAX_LINE];
-    snprintf(buf, sizeof(buf), "%s", v);
-    char *save = NULL;
-    char *name = strtok_r(buf, " \t", &save);
-    char *addr = name ? strtok_r(NULL, " \t", &save) : NULL;
-    if (name == NULL || addr == NULL) {
+    char buf[INI_MAX_LINE], *save, *name, *addr;
+    if (!two_words(v, buf, &save, &name, &addr)) {
         add_error(c, c->lineno, "server", "expected NAME ADDRESS [weight=N] [backup] [max_conns=N]");
         return;
     }
@@ -863,6 +915,8 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
         addr_format(&s.addr.u.sa, s.addr.len, s.addr_str, sizeof(s.addr_str));
     }
     bool dns_opt = false, weight_opt = false;
+    enum server_dns_opt which;
+    int k;
     char *opt;
     while ((opt = strtok_r(NULL, " \t", &save)) != NULL) {
         long n;
@@ -882,42 +936,16 @@ static void handle_server(struct parse_ctx *c, struct pool_conf *p, const char *
             s.max_conns = (int)n;
         } else if (strcmp(opt, "backup") == 0) {
             s.backup = true;
-        } else if (strncmp(opt, "resolve=", 8) == 0) {
-            dns_opt = true;
-            static const char *const modes[] = {[RESOLVE_FIRST] = "first", [RESOLVE_ALL] = "all",
-                                                [RESOLVE_SRV] = "srv"};
-            int k = -1;
-            for (int m = 0; m < (int)ARRAY_SIZE(modes); m++)
-                if (strcmp(opt + 8, modes[m]) == 0)
-                    k = m;
-            if (k < 0) {
-                add_error(c, c->lineno, "server", "%s: resolve must be first, all or srv, not '%s'",
-                          name, opt + 8);
+        } else if (server_dns_word(c, name, opt, &which, &k)) {
+            if (k < 0)
                 return;
-            }
-            s.resolve = (enum resolve_mode)k;
-        } else if (strncmp(opt, "family=", 7) == 0) {
             dns_opt = true;
-            static const char *const fam[] = {[FAMILY_ANY] = "any", [FAMILY_IPV4] = "ipv4",
-                                              [FAMILY_IPV6] = "ipv6"};
-            int k = -1;
-            for (int f = 0; f < (int)ARRAY_SIZE(fam); f++)
-                if (strcmp(opt + 7, fam[f]) == 0)
-                    k = f;
-            if (k < 0) {
-                add_error(c, c->lineno, "server", "%s: family must be any, ipv4 or ipv6, not '%s'",
-                          name, opt + 7);
-                return;
-            }
-            s.family = (enum dns_family)k;
-        } else if (strncmp(opt, "init_addr=", 10) == 0) {
-            dns_opt = true;
-            if (strcmp(opt + 10, "none") != 0) {
-                add_error(c, c->lineno, "server", "%s: init_addr must be none, not '%s'", name,
-                          opt + 10);
-                return;
-            }
-            s.init_addr_none = true;
+            if (which == SDNS_RESOLVE)
+                s.resolve = (enum resolve_mode)k;
+            else if (which == SDNS_FAMILY)
+                s.family = (enum dns_family)k;
+            else
+                s.init_addr_none = true;
         } else if (strncmp(opt, "send_proxy=", 11) == 0) {
             if ((s.send_proxy = proxy_version(opt + 11)) < 0) {
                 add_error(c, c->lineno, "server", "%s: send_proxy must be off, v1 or v2, not '%s'", name,
