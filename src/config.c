@@ -478,6 +478,16 @@ static const struct {
     [SDNS_INIT_ADDR] = {"init_addr", init_addr_words, ARRAY_SIZE(init_addr_words)},
 };
 
+/* One of two words: *out false for the first, true for the second. */
+static void val_word2(struct parse_ctx *c, const char *key, const char *v, const char *no,
+                      const char *yes, bool *out)
+{
+    const char *const words[] = {no, yes};
+    int k;
+    if (val_word(c, key, v, words, ARRAY_SIZE(words), &k))
+        *out = k == 1;
+}
+
 /* A server option KEY=WORD of server_dns_opts: true if opt is one, with
  * *which set and *k the word's index, or -1 after an error naming the
  * server and the words. False if opt is no such option. */
@@ -845,10 +855,7 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
     } else if (strcmp(key, "backlog") == 0) {
         val_int(c, key, v, 1, 65535, &l->backlog);
     } else if (strcmp(key, "relay") == 0) {
-        static const char *const relays[] = {"copy", "splice"};
-        int r;
-        if (val_word(c, key, v, relays, ARRAY_SIZE(relays), &r))
-            l->splice = r == 1;
+        val_word2(c, key, v, "copy", "splice", &l->splice);
     } else if (strcmp(key, "accept_proxy") == 0) {
         if (!parse_bool(v, &l->accept_proxy))
             add_error(c, c->lineno, key, "'%s' is not on or off", v);
@@ -860,10 +867,7 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
     } else if (strcmp(key, "bind_owner") == 0) {
         handle_bind_owner(c, l, key, v);
     } else if (strcmp(key, "route") == 0) {
-        static const char *const routes[] = {"pool", "sni"};
-        int r;
-        if (val_word(c, key, v, routes, ARRAY_SIZE(routes), &r))
-            l->route_sni = r == 1;
+        val_word2(c, key, v, "pool", "sni", &l->route_sni);
     } else if (strcmp(key, "sni") == 0) {
         handle_sni_rule(c, l, v);
     } else if (strcmp(key, "sni_default") == 0) {
