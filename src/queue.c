@@ -35,6 +35,25 @@ static void unlink_locked(struct pool_queue *q, struct session *s)
     atomic_fetch_sub(&q->length, 1);
 }
 
+/* Link s in as waiting, at the tail (a new waiter) or at the head (one
+ * put back); the seq_cst length increment pairs with the fence in
+ * queue_kick() (see there). */
+static void link_locked(struct pool_queue *q, struct session *s, bool at_head)
+{
+    s->qprev = at_head ? NULL : q->tail;
+    s->qnext = at_head ? q->head : NULL;
+    if (s->qprev)
+        s->qprev->qnext = s;
+    else
+        q->head = s;
+    if (s->qnext)
+        s->qnext->qprev = s;
+    else
+        q->tail = s;
+    s->qstate = QS_WAITING;
+    atomic_fetch_add(&q->length, 1);
+}
+
 bool queue_push(struct pool_queue *q, struct session *s, int max)
 {
     SLUICE_ASSERT(s->qstate == QS_NONE);
@@ -43,16 +62,7 @@ bool queue_push(struct pool_queue *q, struct session *s, int max)
         pthread_mutex_unlock(&q->lock);
         return false;
     }
-    s->qnext = NULL;
-    s->qprev = q->tail;
-    if (q->tail)
-        q->tail->qnext = s;
-    else
-        q->head = s;
-    q->tail = s;
-    s->qstate = QS_WAITING;
-    /* seq_cst: pairs with the fence in queue_kick() (see there). */
-    atomic_fetch_add(&q->length, 1);
+    link_locked(q, s, false);
     atomic_fetch_add_explicit(&q->queued, 1, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
     return true;
@@ -85,15 +95,7 @@ void queue_requeue(struct pool_queue *q, struct session *s)
 {
     pthread_mutex_lock(&q->lock);
     SLUICE_ASSERT(s->qstate == QS_WOKEN);
-    s->qprev = NULL;
-    s->qnext = q->head;
-    if (q->head)
-        q->head->qprev = s;
-    else
-        q->tail = s;
-    q->head = s;
-    s->qstate = QS_WAITING;
-    atomic_fetch_add(&q->length, 1);
+    link_locked(q, s, true);
     atomic_fetch_sub(&q->woken, 1);
     pthread_mutex_unlock(&q->lock);
 }
