@@ -541,6 +541,20 @@ struct reload_plan {
     char err[300];
 };
 
+/* reload_prepare() failed with errs: log each and put it in report, sum
+ * them up in p->err as "N WHAT[s] TAIL", free them. Returns -1. */
+static int prepare_failed(struct reload_plan *p, struct strbuf *report, struct config_errors *errs,
+                          const char *what, const char *tail)
+{
+    for (int i = 0; i < errs->n; i++) {
+        log_error("%s", errs->msgs[i]);
+        strbuf_printf(report, "%s\n", errs->msgs[i]);
+    }
+    snprintf(p->err, sizeof(p->err), "%d %s%s %s", errs->n, what, errs->n == 1 ? "" : "s", tail);
+    config_errors_free(errs);
+    return -1;
+}
+
 /* Parse, validate and open everything the new file needs, changing
  * nothing a client or worker can see. Returns -1 with p->err set (and the
  * file's errors in report); the caller then runs reload_abort(). */
@@ -555,16 +569,8 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
         p->cfg = config_load_buffer(p->old->text, p->old->text_len, p->old->path, &errs);
     else
         p->cfg = config_load_file(ctl->config_path, &errs);
-    if (p->cfg == NULL) {
-        for (int i = 0; i < errs.n; i++) {
-            log_error("%s", errs.msgs[i]);
-            strbuf_printf(report, "%s\n", errs.msgs[i]);
-        }
-        snprintf(p->err, sizeof(p->err), "%d error%s in the config file", errs.n,
-                 errs.n == 1 ? "" : "s");
-        config_errors_free(&errs);
-        return -1;
-    }
+    if (p->cfg == NULL)
+        return prepare_failed(p, report, &errs, "error", "in the config file");
     struct config *cfg = p->cfg, *old = p->old;
     p->new_n = cfg->workers;
     if (config_attach_runtime(cfg) < 0) {
@@ -573,16 +579,8 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
     }
     /* New host names only (a name the running generation follows keeps
      * its answer); bounded, on this thread: workers never wait. */
-    if (resolver_resolve_config(cfg, &errs) > 0) {
-        for (int i = 0; i < errs.n; i++) {
-            log_error("%s", errs.msgs[i]);
-            strbuf_printf(report, "%s\n", errs.msgs[i]);
-        }
-        snprintf(p->err, sizeof(p->err), "%d host name%s did not resolve", errs.n,
-                 errs.n == 1 ? "" : "s");
-        config_errors_free(&errs);
-        return -1;
-    }
+    if (resolver_resolve_config(cfg, &errs) > 0)
+        return prepare_failed(p, report, &errs, "host name", "did not resolve");
     /* resolve=all/srv: one server per address, names kept from old. */
     if (resolver_expand(cfg, old) < 0) {
         snprintf(p->err, sizeof(p->err), "out of memory");
