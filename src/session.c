@@ -796,28 +796,98 @@ static void session_connect_to(struct session *s, struct server_conf *srv)
     ev_timer_start(w->loop, &s->w_timer);
 }
 
-/* route = sni: the client's first bytes (after a PROXY header, if any)
- * must be a TLS ClientHello. They are read into the up chain, at most
- * TLS_HELLO_MAX bytes, parsed by tls_hello_parse() (src/tls_hello.c), and
- * stay there: once the pool is chosen and a server connected, the backend
- * gets every one of them, as a PROXY header's payload. */
-static void hello_reject(struct session *s, const char *why)
+/* A preface: what a session reads before it connects, a PROXY header
+ * (SS_PROXY_HEADER) or a TLS ClientHello (SS_TLS_HELLO), within a
+ * timeout; a bad one ends the session with its own reason. */
+struct preface {
+    const char *name; /* in the log line of a rejection */
+    enum end_reason reason;
+    const char *closed[2];  /* the client closed: [0] before a byte, [1] in the middle */
+    const char *expired[2]; /* the timeout expired: likewise */
+};
+
+static const struct preface prefaces[] = {
+    {"PROXY header",
+     END_proxy_header,
+     {"connection closed before a header", "connection closed in the middle of the header"},
+     {"no header within proxy_timeout", "incomplete header when proxy_timeout expired"}},
+    {"TLS ClientHello",
+     END_tls_hello,
+     {"connection closed before a ClientHello", "connection closed in the middle of the ClientHello"},
+     {"no ClientHello within sni_timeout", "incomplete ClientHello when sni_timeout expired"}},
+};
+
+static const struct preface *preface_of(const struct session *s)
 {
-    char peer[ADDR_STRLEN];
-    addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
-    log_info("worker %d: listener %s: bad TLS ClientHello from %s: %s", s->w->id, s->lc->name,
-             peer, why);
-    session_finish(s, END_tls_hello);
+    SLUICE_ASSERT(s->state == SS_PROXY_HEADER || s->state == SS_TLS_HELLO);
+    return &prefaces[s->state == SS_TLS_HELLO];
 }
 
-/* The hello is complete: pick the pool by its name and connect. */
-static void hello_route(struct session *s, const struct tls_hello *h)
+static void preface_reject(struct session *s, const char *why)
+{
+    const struct preface *p = preface_of(s);
+    char peer[ADDR_STRLEN];
+    addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
+    log_info("worker %d: listener %s: bad %s from %s: %s", s->w->id, s->lc->name, p->name, peer,
+             why);
+    session_finish(s, p->reason);
+}
+
+/* Read more of the preface into the up chain, up to max bytes in all.
+ * Returns what bufchain_readv() does; on 0 (the client closed before the
+ * preface was whole) the session has been rejected. */
+static ssize_t preface_read(struct session *s, size_t max)
+{
+    bool drained;
+    ssize_t n = bufchain_readv(&s->up.chain, &s->w->bufs, client_fd(s), max - s->up.chain.len,
+                               &drained);
+    if (n == 0)
+        preface_reject(s, preface_of(s)->closed[s->up.chain.len != 0]);
+    return n;
+}
+
+static void preface_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct session *s = container_of(t, struct session, w_timer);
+    session_enter(s);
+    preface_reject(s, preface_of(s)->expired[s->up.chain.len != 0]);
+    session_leave(s);
+}
+
+/* Read the preface with io_cb, for at most timeout_ms from now. */
+static void preface_wait(struct session *s, void (*io_cb)(struct ev_loop *, ev_io *, int),
+                         int64_t timeout_ms)
+{
+    struct worker *w = s->w;
+    ev_set_cb(&s->w_client, io_cb);
+    ev_io_set(&s->w_client, client_fd(s), EV_READ);
+    ev_io_start(w->loop, &s->w_client);
+    ev_set_cb(&s->w_timer, preface_timer_cb);
+    ev_timer_set(&s->w_timer, (ev_tstamp)timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &s->w_timer);
+}
+
+/* The preface is whole: the client's socket goes back to client_cb. */
+static void preface_done(struct session *s)
 {
     struct worker *w = s->w;
     ev_io_stop(w->loop, &s->w_client);
     ev_io_set(&s->w_client, client_fd(s), 0);
     ev_set_cb(&s->w_client, client_cb);
     ev_timer_stop(w->loop, &s->w_timer);
+}
+
+/* route = sni: the client's first bytes (after a PROXY header, if any)
+ * must be a TLS ClientHello. They are read into the up chain, at most
+ * TLS_HELLO_MAX bytes, parsed by tls_hello_parse() (src/tls_hello.c), and
+ * stay there: once the pool is chosen and a server connected, the backend
+ * gets every one of them, as a PROXY header's payload. */
+
+/* The hello is complete: pick the pool by its name and connect. */
+static void hello_route(struct session *s, const struct tls_hello *h)
+{
+    struct worker *w = s->w;
+    preface_done(s);
     if (h->sni_len > 0 && (s->sni = strdup(h->sni)) == NULL) {
         counter_add(&w->stats.alloc_failures, 1);
         session_finish(s, END_local_error);
@@ -866,7 +936,7 @@ static void hello_check(struct session *s)
         s->hello_need = (uint32_t)h.need;
         break;
     case TLS_HELLO_INVALID:
-        hello_reject(s, h.why);
+        preface_reject(s, h.why);
         break;
     case TLS_HELLO_DONE:
         hello_route(s, &h);
@@ -879,29 +949,15 @@ static void hello_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct session *s = container_of(io, struct session, w_client);
     struct worker *w = s->w;
     session_enter(s);
-    bool drained;
-    ssize_t n = bufchain_readv(&s->up.chain, &w->bufs, client_fd(s),
-                               TLS_HELLO_MAX - s->up.chain.len, &drained);
+    ssize_t n = preface_read(s, TLS_HELLO_MAX);
     if (n > 0) {
         hello_check(s);
-    } else if (n == 0) {
-        hello_reject(s, s->up.chain.len ? "connection closed in the middle of the ClientHello"
-                                        : "connection closed before a ClientHello");
-    } else if (errno == ENOMEM) {
+    } else if (n < 0 && errno == ENOMEM) {
         counter_add(&w->stats.alloc_failures, 1);
         session_finish(s, END_local_error);
-    } else if (errno != EAGAIN && errno != EINTR) {
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         session_finish(s, END_reset);
     }
-    session_leave(s);
-}
-
-static void hello_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct session *s = container_of(t, struct session, w_timer);
-    session_enter(s);
-    hello_reject(s, s->up.chain.len ? "incomplete ClientHello when sni_timeout expired"
-                                    : "no ClientHello within sni_timeout");
     session_leave(s);
 }
 
@@ -909,16 +965,10 @@ static void hello_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * with a PROXY header may hold some or all of it already. */
 static void hello_start(struct session *s)
 {
-    struct worker *w = s->w;
     if (s->state != SS_TLS_HELLO)
         session_set_state(s, SS_TLS_HELLO); /* after a PROXY header */
     s->hello_need = 0;
-    ev_set_cb(&s->w_client, hello_cb);
-    ev_io_set(&s->w_client, client_fd(s), EV_READ);
-    ev_io_start(w->loop, &s->w_client);
-    ev_set_cb(&s->w_timer, hello_timer_cb);
-    ev_timer_set(&s->w_timer, (ev_tstamp)s->lc->sni_timeout_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &s->w_timer);
+    preface_wait(s, hello_cb, s->lc->sni_timeout_ms);
     if (s->up.chain.len > 0)
         hello_check(s);
 }
@@ -927,28 +977,14 @@ static void hello_start(struct session *s)
  * read into the up chain (at most PROXY_HDR_MAX bytes, so the header sits
  * in the first block); the header is cut off and whatever payload came
  * with it stays in the chain for the backend. */
-static void proxy_reject(struct session *s, const char *why)
-{
-    char peer[ADDR_STRLEN];
-    addr_format(&s->client.u.sa, sizeof(s->client), peer, sizeof(peer));
-    log_info("worker %d: listener %s: bad PROXY header from %s: %s", s->w->id, s->lc->name, peer,
-             why);
-    session_finish(s, END_proxy_header);
-}
-
 static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct session *s = container_of(io, struct session, w_client);
     struct worker *w = s->w;
     session_enter(s);
-    bool drained;
-    ssize_t n = bufchain_readv(&s->up.chain, &w->bufs, client_fd(s),
-                               PROXY_HDR_MAX - s->up.chain.len, &drained);
+    ssize_t n = preface_read(s, PROXY_HDR_MAX);
     if (n <= 0) {
-        if (n == 0)
-            proxy_reject(s, s->up.chain.len ? "connection closed in the middle of the header"
-                                            : "connection closed before a header");
-        else if (errno != EAGAIN && errno != EINTR)
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
             session_finish(s, error_reason(s, client_fd(s), errno));
         session_leave(s);
         return;
@@ -964,7 +1000,7 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
         why = "no complete header in the first bytes";
     }
     if (r == PROXY_INVALID) {
-        proxy_reject(s, why);
+        preface_reject(s, why);
     } else if (r == PROXY_DONE) {
         bufchain_drop(&s->up.chain, &w->bufs, used);
         if (!h.local) {
@@ -976,10 +1012,7 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
          * direction copies from now on rather than splice past it. */
         if (s->up.chain.len > 0)
             s->up.splice = false;
-        ev_io_stop(w->loop, io);
-        ev_io_set(io, io->fd, 0);
-        ev_set_cb(io, client_cb);
-        ev_timer_stop(w->loop, &s->w_timer);
+        preface_done(s);
         if (s->lc->route_sni) {
             hello_start(s);
         } else {
@@ -987,15 +1020,6 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
             session_connect(s);
         }
     }
-    session_leave(s);
-}
-
-static void proxy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct session *s = container_of(t, struct session, w_timer);
-    session_enter(s);
-    proxy_reject(s, s->up.chain.len ? "incomplete header when proxy_timeout expired"
-                                    : "no header within proxy_timeout");
     session_leave(s);
 }
 
@@ -1040,12 +1064,7 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
 
     if (lc->accept_proxy) {
         s->state = SS_PROXY_HEADER;
-        ev_set_cb(&s->w_client, proxy_header_cb);
-        ev_io_set(&s->w_client, fd, EV_READ);
-        ev_io_start(w->loop, &s->w_client);
-        ev_set_cb(&s->w_timer, proxy_timer_cb);
-        ev_timer_set(&s->w_timer, (ev_tstamp)lc->proxy_timeout_ms / 1000.0, 0.);
-        ev_timer_start(w->loop, &s->w_timer);
+        preface_wait(s, proxy_header_cb, lc->proxy_timeout_ms);
         return;
     }
     if (lc->route_sni) {
