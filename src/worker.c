@@ -51,18 +51,26 @@ static void worker_session_gone(struct worker *w)
     worker_maybe_exit(w);
 }
 
+/* Any thread: append item to one of w's inbox lists (head/tail, linked
+ * through item->next) under inbox_lock, and wake w. Messages and woken
+ * sessions are two lists only because they are two types. */
+#define INBOX_APPEND(w, head, tail, item, next)                                                   \
+    do {                                                                                          \
+        (item)->next = NULL;                                                                      \
+        pthread_mutex_lock(&(w)->inbox_lock);                                                     \
+        if ((w)->tail)                                                                            \
+            (w)->tail->next = (item);                                                             \
+        else                                                                                      \
+            (w)->head = (item);                                                                   \
+        (w)->tail = (item);                                                                       \
+        pthread_mutex_unlock(&(w)->inbox_lock);                                                   \
+        ev_async_send((w)->loop, &(w)->w_inbox);                                                  \
+    } while (0)
+
 /* w->wake: any thread, under the pool queue's lock. */
 static void worker_wake(struct worker *w, struct session *s)
 {
-    s->wnext = NULL;
-    pthread_mutex_lock(&w->inbox_lock);
-    if (w->woken_tail)
-        w->woken_tail->wnext = s;
-    else
-        w->woken_head = s;
-    w->woken_tail = s;
-    pthread_mutex_unlock(&w->inbox_lock);
-    ev_async_send(w->loop, &w->w_inbox);
+    INBOX_APPEND(w, woken_head, woken_tail, s, wnext);
 }
 
 /* Hand every woken session of the list to the session module. */
@@ -400,13 +408,5 @@ int worker_send(struct worker *w, enum worker_msg_type type)
 
 void worker_post(struct worker *w, struct worker_msg *m)
 {
-    m->next = NULL;
-    pthread_mutex_lock(&w->inbox_lock);
-    if (w->inbox_tail)
-        w->inbox_tail->next = m;
-    else
-        w->inbox_head = m;
-    w->inbox_tail = m;
-    pthread_mutex_unlock(&w->inbox_lock);
-    ev_async_send(w->loop, &w->w_inbox);
+    INBOX_APPEND(w, inbox_head, inbox_tail, m, next);
 }
