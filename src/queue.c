@@ -23,14 +23,9 @@ void queue_obj_fini(struct registry_obj *o)
 
 static void unlink_locked(struct pool_queue *q, struct session *s)
 {
-    if (s->qprev)
-        s->qprev->qnext = s->qnext;
-    else
-        q->head = s->qnext;
-    if (s->qnext)
-        s->qnext->qprev = s->qprev;
-    else
+    if (s->qnext == NULL)
         q->tail = s->qprev;
+    DLIST_UNLINK(q->head, s, qprev, qnext);
     s->qprev = s->qnext = NULL;
     atomic_fetch_sub(&q->length, 1);
 }

@@ -219,12 +219,7 @@ void session_finish(struct session *s, enum end_reason reason)
 
     atomic_fetch_sub_explicit(&s->lc->st->active, 1, memory_order_relaxed);
     slot_put(&w->host->limits->active);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    DLIST_UNLINK(w->sessions, s, prev, next);
     w->nsessions--;
     if (s->busy == 0)
         session_free(s);
@@ -813,7 +808,8 @@ static const struct preface prefaces[] = {
      {"no header within proxy_timeout", "incomplete header when proxy_timeout expired"}},
     {"TLS ClientHello",
      END_tls_hello,
-     {"connection closed before a ClientHello", "connection closed in the middle of the ClientHello"},
+     {"connection closed before a ClientHello",
+      "connection closed in the middle of the ClientHello"},
      {"no ClientHello within sni_timeout", "incomplete ClientHello when sni_timeout expired"}},
 };
 

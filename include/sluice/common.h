@@ -1,4 +1,4 @@
-/* common.h - the base layer every header may include: container_of,
+/* common.h - the base layer every header may include: container_of, list unlink,
  * assertions, cache-line alignment, single-writer counters. Macros, types
  * and trivial inline functions only: no declarations of functions. */
 #ifndef SLUICE_COMMON_H
@@ -21,6 +21,19 @@
 
 #define container_of(ptr, type, member) \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Unlink node from an intrusive doubly linked list whose first element
+ * is head, through node's prev and next members (a list that keeps a
+ * tail fixes it itself first). node's own links are left as they were. */
+#define DLIST_UNLINK(head, node, prev, next)                                                       \
+    do {                                                                                           \
+        if ((node)->prev)                                                                          \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            (head) = (node)->next;                                                                 \
+        if ((node)->next)                                                                          \
+            (node)->next->prev = (node)->prev;                                                     \
+    } while (0)
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
