@@ -463,10 +463,10 @@ static bool val_word(struct parse_ctx *c, const char *key, const char *v, const 
 
 /* The word-valued server options, all about resolving a host name. */
 enum server_dns_opt { SDNS_RESOLVE, SDNS_FAMILY, SDNS_INIT_ADDR };
-static const char *const resolve_words[] = {[RESOLVE_FIRST] = "first", [RESOLVE_ALL] = "all",
-                                            [RESOLVE_SRV] = "srv"};
-static const char *const family_words[] = {[FAMILY_ANY] = "any", [FAMILY_IPV4] = "ipv4",
-                                           [FAMILY_IPV6] = "ipv6"};
+static const char *const resolve_words[] = {
+    [RESOLVE_FIRST] = "first", [RESOLVE_ALL] = "all", [RESOLVE_SRV] = "srv"};
+static const char *const family_words[] = {
+    [FAMILY_ANY] = "any", [FAMILY_IPV4] = "ipv4", [FAMILY_IPV6] = "ipv6"};
 static const char *const init_addr_words[] = {"none"};
 static const struct {
     const char *key;

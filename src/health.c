@@ -39,7 +39,7 @@ struct check {
 struct health {
     struct ev_loop *loop;
     struct thread_mailbox mbox; /* a new generation (struct config), stop */
-    struct config *cfg;     /* the generation being checked */
+    struct config *cfg;         /* the generation being checked */
     struct check *checks;
     int nchecks;
     uint64_t rng;

@@ -15,7 +15,8 @@ int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
     return rc;
 }
 
-int thread_mailbox_init(struct thread_mailbox *m, void (*wake_cb)(struct ev_loop *, ev_async *, int))
+int thread_mailbox_init(struct thread_mailbox *m,
+                        void (*wake_cb)(struct ev_loop *, ev_async *, int))
 {
     m->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
     if (m->loop == NULL)

@@ -54,17 +54,17 @@ static void worker_session_gone(struct worker *w)
 /* Any thread: append item to one of w's inbox lists (head/tail, linked
  * through item->next) under inbox_lock, and wake w. Messages and woken
  * sessions are two lists only because they are two types. */
-#define INBOX_APPEND(w, head, tail, item, next)                                                   \
-    do {                                                                                          \
-        (item)->next = NULL;                                                                      \
-        pthread_mutex_lock(&(w)->inbox_lock);                                                     \
-        if ((w)->tail)                                                                            \
-            (w)->tail->next = (item);                                                             \
-        else                                                                                      \
-            (w)->head = (item);                                                                   \
-        (w)->tail = (item);                                                                       \
-        pthread_mutex_unlock(&(w)->inbox_lock);                                                   \
-        ev_async_send((w)->loop, &(w)->w_inbox);                                                  \
+#define INBOX_APPEND(w, head, tail, item, next)                                                    \
+    do {                                                                                           \
+        (item)->next = NULL;                                                                       \
+        pthread_mutex_lock(&(w)->inbox_lock);                                                      \
+        if ((w)->tail)                                                                             \
+            (w)->tail->next = (item);                                                              \
+        else                                                                                       \
+            (w)->head = (item);                                                                    \
+        (w)->tail = (item);                                                                        \
+        pthread_mutex_unlock(&(w)->inbox_lock);                                                    \
+        ev_async_send((w)->loop, &(w)->w_inbox);                                                   \
     } while (0)
 
 /* w->wake: any thread, under the pool queue's lock. */

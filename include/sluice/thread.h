@@ -14,7 +14,8 @@ int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 /* Set up m and a new loop (m->loop) for a thread: wake_cb runs on that
  * loop after each post and at stop (it calls thread_mailbox_take()).
  * Returns 0, or -1 if there is no loop (m is then not set up). */
-int thread_mailbox_init(struct thread_mailbox *m, void (*wake_cb)(struct ev_loop *, ev_async *, int));
+int thread_mailbox_init(struct thread_mailbox *m,
+                        void (*wake_cb)(struct ev_loop *, ev_async *, int));
 
 /* Start the thread, which runs m's loop until it is broken (thread_start()
  * semantics). Returns 0 or an errno. */
