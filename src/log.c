@@ -39,6 +39,23 @@ int64_t time_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool log_limit_shared_due(struct log_limit_shared *l, int64_t now_ms, int64_t interval_ms,
+                          unsigned long *dropped)
+{
+    int64_t next = atomic_load_explicit(&l->next_ms, memory_order_relaxed);
+    /* Only the thread whose exchange moves next_ms forward writes the line:
+     * two threads arriving together cannot both pass. */
+    if (now_ms < next || !atomic_compare_exchange_strong_explicit(&l->next_ms, &next,
+                                                                  now_ms + interval_ms,
+                                                                  memory_order_relaxed,
+                                                                  memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
+        return false;
+    }
+    *dropped = atomic_exchange_explicit(&l->suppressed, 0, memory_order_relaxed);
+    return true;
+}
+
 void log_timestamp(char *buf, size_t size)
 {
     struct timespec ts;

@@ -55,6 +55,12 @@ static inline bool log_limit_due(struct log_limit *l, double now, double interva
     return true;
 }
 
+/* log_limit_due for a struct log_limit_shared: true for at most one caller
+ * per interval_ms (then *dropped holds how many calls were suppressed
+ * before it), false counts one more suppressed line. */
+bool log_limit_shared_due(struct log_limit_shared *l, int64_t now_ms, int64_t interval_ms,
+                          unsigned long *dropped);
+
 /* Milliseconds on CLOCK_MONOTONIC; comparable across threads. */
 int64_t time_mono_ms(void);
 
