@@ -1,65 +1,98 @@
 /* config_dump.c - the effective configuration as an INI file (sluice -T):
  * every key of every section with its value or default, in a form that
- * config_load_file() reads back to the same configuration. */
-#include "sluice/config.h"
+ * config_load_file() reads back to the same configuration. The sections'
+ * keys are emitted through a config_sink (config_dump.h), so the reload
+ * diff shows values exactly as this file writes them. */
+#include "sluice/config_dump.h"
 #include "sluice/addr.h"
-#include <string.h>
+#include "sluice/config.h"
 #include "sluice/log.h"
+#include "sluice/strbuf.h"
 
 #include <grp.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
-static void put_duration(FILE *out, const char *key, int64_t ms)
+/* Room for any one value but the check strings (which use a strbuf). */
+#define VAL_MAX 512
+
+static void kv(struct config_sink *sink, const char *key, const char *value)
 {
-    if (ms != 0 && ms % 3600000 == 0)
-        fprintf(out, "%s = %" PRId64 "h\n", key, ms / 3600000);
-    else if (ms != 0 && ms % 60000 == 0)
-        fprintf(out, "%s = %" PRId64 "m\n", key, ms / 60000);
-    else if (ms % 1000 == 0)
-        fprintf(out, "%s = %" PRId64 "s\n", key, ms / 1000);
-    else
-        fprintf(out, "%s = %" PRId64 "ms\n", key, ms);
+    sink->kv(sink, key, value);
 }
 
-static void put_size(FILE *out, const char *key, uint32_t bytes)
+static void kvf(struct config_sink *sink, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void kvf(struct config_sink *sink, const char *key, const char *fmt, ...)
+{
+    char v[VAL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    sink->kv(sink, key, v);
+}
+
+static void comment(struct config_sink *sink, const char *text)
+{
+    if (sink->comment)
+        sink->comment(sink, text);
+}
+
+static void put_duration(struct config_sink *sink, const char *key, int64_t ms)
+{
+    if (ms != 0 && ms % 3600000 == 0)
+        kvf(sink, key, "%" PRId64 "h", ms / 3600000);
+    else if (ms != 0 && ms % 60000 == 0)
+        kvf(sink, key, "%" PRId64 "m", ms / 60000);
+    else if (ms % 1000 == 0)
+        kvf(sink, key, "%" PRId64 "s", ms / 1000);
+    else
+        kvf(sink, key, "%" PRId64 "ms", ms);
+}
+
+static void put_size(struct config_sink *sink, const char *key, uint32_t bytes)
 {
     if (bytes != 0 && bytes % (1024 * 1024) == 0)
-        fprintf(out, "%s = %um\n", key, bytes / (1024 * 1024));
+        kvf(sink, key, "%um", bytes / (1024 * 1024));
     else if (bytes != 0 && bytes % 1024 == 0)
-        fprintf(out, "%s = %uk\n", key, bytes / 1024);
+        kvf(sink, key, "%uk", bytes / 1024);
     else
-        fprintf(out, "%s = %u\n", key, bytes);
+        kvf(sink, key, "%u", bytes);
 }
 
 /* A check string with the escapes parse_escapes() reads; '#', ';' and
  * blanks are escaped too so no comment or trim can change it. */
-static void put_escaped(FILE *out, const char *key, const char *s, size_t n)
+static void put_escaped(struct config_sink *sink, const char *key, const char *s, size_t n)
 {
-    fprintf(out, "%s = ", key);
+    struct strbuf b;
+    strbuf_init(&b);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '\r')
-            fputs("\\r", out);
+            strbuf_puts(&b, "\\r");
         else if (ch == '\n')
-            fputs("\\n", out);
+            strbuf_puts(&b, "\\n");
         else if (ch == '\t')
-            fputs("\\t", out);
+            strbuf_puts(&b, "\\t");
         else if (ch == '\\')
-            fputs("\\\\", out);
+            strbuf_puts(&b, "\\\\");
         else if (ch <= ' ' || ch >= 0x7f || ch == '#' || ch == ';')
-            fprintf(out, "\\x%02x", ch);
+            strbuf_printf(&b, "\\x%02x", ch);
         else
-            fputc(ch, out);
+            strbuf_append(&b, (const char *)&ch, 1);
     }
-    fputc('\n', out);
+    kv(sink, key, b.data ? b.data : "");
+    strbuf_free(&b);
 }
 
-static void put_addr(FILE *out, const char *key, const struct sockaddr_any *a)
+static void put_addr(struct config_sink *sink, const char *key, const struct sockaddr_any *a)
 {
     char buf[ADDR_STRLEN];
     addr_format(&a->u.sa, a->len, buf, sizeof(buf));
-    fprintf(out, "%s = %s\n", key, buf);
+    kv(sink, key, buf);
 }
 
 static const char *onoff(bool b)
@@ -77,150 +110,205 @@ static const char *check_str(enum check_kind k)
     return k == CHECK_TCP ? "tcp" : k == CHECK_SEND_EXPECT ? "send-expect" : "none";
 }
 
-static void put_keepalive(FILE *out, const struct keepalive_conf *ka)
+static void put_keepalive(struct config_sink *sink, const struct keepalive_conf *ka)
 {
-    fprintf(out, "tcp_keepalive = %s\n", onoff(ka->on));
-    put_duration(out, "keepalive_idle", (int64_t)ka->idle_s * 1000);
-    put_duration(out, "keepalive_interval", (int64_t)ka->interval_s * 1000);
-    fprintf(out, "keepalive_count = %d\n", ka->count);
+    kv(sink, "tcp_keepalive", onoff(ka->on));
+    put_duration(sink, "keepalive_idle", (int64_t)ka->idle_s * 1000);
+    put_duration(sink, "keepalive_interval", (int64_t)ka->interval_s * 1000);
+    kvf(sink, "keepalive_count", "%d", ka->count);
 }
 
-static void put_interval(FILE *out, const char *key, int64_t ms)
+static void put_interval(struct config_sink *sink, const char *key, int64_t ms)
 {
     if (ms < 0)
-        fprintf(out, "%s = ttl\n", key);
+        kv(sink, key, "ttl");
     else
-        put_duration(out, key, ms);
+        put_duration(sink, key, ms);
 }
 
-static void dump_global(const struct config *cfg, FILE *out)
+void config_emit_global(const struct config *cfg, struct config_sink *sink)
 {
-    fprintf(out, "[global]\n");
-    fprintf(out, "workers = %d\n", cfg->workers);
-    fprintf(out, "log_level = %s\n", log_level_str((enum log_level)cfg->log_level));
-    fprintf(out, "access_log = %s\n", cfg->access_log);
-    fprintf(out, "max_conns = %d\n", cfg->max_conns);
-    put_duration(out, "shutdown_timeout", cfg->shutdown_timeout_ms);
-    put_size(out, "buffer_size", cfg->buffer_size);
-    put_size(out, "max_buffer", cfg->max_buffer);
-    fprintf(out, "admin_socket = %s\n", cfg->admin_socket ? cfg->admin_socket : "off");
-    fprintf(out, "admin_mode = %04o\n", (unsigned)cfg->admin_mode);
+    kvf(sink, "workers", "%d", cfg->workers);
+    kv(sink, "log_level", log_level_str((enum log_level)cfg->log_level));
+    kv(sink, "access_log", cfg->access_log);
+    kvf(sink, "max_conns", "%d", cfg->max_conns);
+    put_duration(sink, "shutdown_timeout", cfg->shutdown_timeout_ms);
+    put_size(sink, "buffer_size", cfg->buffer_size);
+    put_size(sink, "max_buffer", cfg->max_buffer);
+    kv(sink, "admin_socket", cfg->admin_socket ? cfg->admin_socket : "off");
+    kvf(sink, "admin_mode", "%04o", (unsigned)cfg->admin_mode);
     if (cfg->has_admin_http)
-        put_addr(out, "admin_http", &cfg->admin_http);
+        put_addr(sink, "admin_http", &cfg->admin_http);
     else
-        fprintf(out, "admin_http = off\n");
-    fprintf(out, "pid_file = %s\n", cfg->pid_file ? cfg->pid_file : "off");
+        kv(sink, "admin_http", "off");
+    kv(sink, "pid_file", cfg->pid_file ? cfg->pid_file : "off");
     if (cfg->resolvers != NULL) {
-        fprintf(out, "resolvers =");
-        for (const char *p = cfg->resolvers; *p != '\0';) {
+        char v[VAL_MAX];
+        size_t len = 0;
+        v[0] = '\0';
+        for (const char *p = cfg->resolvers; *p != '\0' && len < sizeof(v);) {
             size_t n = strcspn(p, ",");
-            fprintf(out, " %.*s", (int)n, p);
+            int w = snprintf(v + len, sizeof(v) - len, "%s%.*s", len ? " " : "", (int)n, p);
+            len += w > 0 ? (size_t)w : 0;
             p += n + (p[n] == ',');
         }
-        fprintf(out, "\n");
+        kv(sink, "resolvers", v);
     } else {
-        fprintf(out, "; resolvers = (none: the nameservers of /etc/resolv.conf)\n");
+        comment(sink, "resolvers = (none: the nameservers of /etc/resolv.conf)");
     }
-    put_interval(out, "resolve_interval", cfg->resolve_interval_ms);
-    put_duration(out, "resolve_interval_min", cfg->resolve_interval_min_ms);
-    put_duration(out, "resolve_interval_max", cfg->resolve_interval_max_ms);
-    put_duration(out, "resolve_hold", cfg->resolve_hold_ms);
+    put_interval(sink, "resolve_interval", cfg->resolve_interval_ms);
+    put_duration(sink, "resolve_interval_min", cfg->resolve_interval_min_ms);
+    put_duration(sink, "resolve_interval_max", cfg->resolve_interval_max_ms);
+    put_duration(sink, "resolve_hold", cfg->resolve_hold_ms);
     if (cfg->user != NULL) {
         if (cfg->user_default)
-            fprintf(out, "; no user in the file: a root start drops to this default one\n");
-        fprintf(out, "user = %s\n", cfg->user);
+            comment(sink, "no user in the file: a root start drops to this default one");
+        kv(sink, "user", cfg->user);
         char buf[16384];
         struct group gr, *res = NULL;
         if (getgrgid_r(cfg->gid, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
-            fprintf(out, "group = %s\n", res->gr_name);
+            kv(sink, "group", res->gr_name);
         else
-            fprintf(out, "group = %u\n", (unsigned)cfg->gid);
+            kvf(sink, "group", "%u", (unsigned)cfg->gid);
     } else {
-        fprintf(out, "; user = (none: sluice keeps the identity it starts with)\n");
+        comment(sink, "user = (none: sluice keeps the identity it starts with)");
     }
-    fprintf(out, "allow_root = %s\n", cfg->allow_root ? "yes" : "no");
+    kv(sink, "allow_root", cfg->allow_root ? "yes" : "no");
 }
 
-static void dump_listener(const struct listener_conf *l, FILE *out)
+void config_emit_listener(const struct listener_conf *l, struct config_sink *sink)
 {
-    fprintf(out, "\n[listener %s]\n", l->name);
     for (int b = 0; b < l->nbinds; b++)
-        put_addr(out, "bind", &l->binds[b]);
-    fprintf(out, "route = %s\n", l->route_sni ? "sni" : "pool");
+        put_addr(sink, "bind", &l->binds[b]);
+    kv(sink, "route", l->route_sni ? "sni" : "pool");
     if (!l->route_sni)
-        fprintf(out, "pool = %s\n", l->pool_name);
+        kv(sink, "pool", l->pool_name);
     for (int i = 0; i < l->nsni_rules; i++)
-        fprintf(out, "sni = %s%s %s\n", l->sni_rules[i].wildcard ? "*." : "", l->sni_rules[i].host,
-                l->sni_rules[i].pool_name);
+        kvf(sink, "sni", "%s%s %s", l->sni_rules[i].wildcard ? "*." : "", l->sni_rules[i].host,
+            l->sni_rules[i].pool_name);
     if (l->sni_default_name != NULL)
-        fprintf(out, "sni_default = %s\n", l->sni_default_name);
-    fprintf(out, "max_conns = %d\n", l->max_conns);
-    fprintf(out, "backlog = %d\n", l->backlog);
-    fprintf(out, "relay = %s\n", l->splice ? "splice" : "copy");
-    fprintf(out, "accept_proxy = %s\n", onoff(l->accept_proxy));
-    put_duration(out, "proxy_timeout", l->proxy_timeout_ms);
-    fprintf(out, "bind_mode = %04o\n", (unsigned)l->bind_mode);
+        kv(sink, "sni_default", l->sni_default_name);
+    kvf(sink, "max_conns", "%d", l->max_conns);
+    kvf(sink, "backlog", "%d", l->backlog);
+    kv(sink, "relay", l->splice ? "splice" : "copy");
+    kv(sink, "accept_proxy", onoff(l->accept_proxy));
+    put_duration(sink, "proxy_timeout", l->proxy_timeout_ms);
+    kvf(sink, "bind_mode", "%04o", (unsigned)l->bind_mode);
     if (l->bind_owner != NULL)
-        fprintf(out, "bind_owner = %s\n", l->bind_owner);
+        kv(sink, "bind_owner", l->bind_owner);
     else
-        fprintf(out, "; bind_owner = (none: the user sluice runs as)\n");
-    put_keepalive(out, &l->keepalive);
-    put_duration(out, "sni_timeout", l->sni_timeout_ms);
+        comment(sink, "bind_owner = (none: the user sluice runs as)");
+    put_keepalive(sink, &l->keepalive);
+    put_duration(sink, "sni_timeout", l->sni_timeout_ms);
+}
+
+void config_emit_pool(const struct pool_conf *p, struct config_sink *sink)
+{
+    kv(sink, "balance", balance_algo_str(p->balance));
+    put_duration(sink, "connect_timeout", p->connect_timeout_ms);
+    put_duration(sink, "idle_timeout", p->idle_timeout_ms);
+    kvf(sink, "retries", "%d", p->retries);
+    kvf(sink, "fall", "%d", p->fall);
+    kvf(sink, "rise", "%d", p->rise);
+    put_duration(sink, "fail_timeout", p->fail_timeout_ms);
+    kvf(sink, "max_queue", "%d", p->max_queue);
+    put_duration(sink, "queue_timeout", p->queue_timeout_ms);
+    kv(sink, "send_proxy", proxy_str(p->send_proxy));
+    put_keepalive(sink, &p->keepalive);
+    kv(sink, "check", check_str(p->check));
+    put_duration(sink, "check_interval", p->check_interval_ms);
+    put_duration(sink, "check_timeout", p->check_timeout_ms);
+    put_interval(sink, "resolve_interval", p->resolve_interval_ms);
+    put_duration(sink, "resolve_hold", p->resolve_hold_ms);
+    if (p->check_send != NULL)
+        put_escaped(sink, "check_send", p->check_send, p->check_send_len);
+    if (p->check_expect != NULL)
+        put_escaped(sink, "check_expect", p->check_expect, p->check_expect_len);
+}
+
+bool config_server_is_line(const struct server_conf *s)
+{
+    return s->tmpl == NULL;
+}
+
+void config_emit_server(const struct server_conf *s, struct config_sink *sink)
+{
+    kv(sink, "address", s->addr_str);
+    if (s->resolve != RESOLVE_SRV)
+        kvf(sink, "weight", "%d", s->weight);
+    kvf(sink, "max_conns", "%d", s->max_conns);
+    if (s->send_proxy >= 0)
+        kv(sink, "send_proxy", proxy_str(s->send_proxy));
+    if (s->host != NULL) {
+        static const char *const fam[] = {"any", "ipv4", "ipv6"};
+        static const char *const mode[] = {"first", "all", "srv"};
+        kv(sink, "resolve", mode[s->resolve]);
+        kv(sink, "family", fam[s->family]);
+        if (s->init_addr_none)
+            kv(sink, "init_addr", "none");
+    }
+    kv(sink, "backup", s->backup ? "yes" : "no");
+}
+
+/* ---- sluice -T ---- */
+
+struct file_sink {
+    struct config_sink sink;
+    FILE *out;
+};
+
+static void file_kv(struct config_sink *sink, const char *key, const char *value)
+{
+    fprintf(((struct file_sink *)sink)->out, "%s = %s\n", key, value);
+}
+
+static void file_comment(struct config_sink *sink, const char *text)
+{
+    fprintf(((struct file_sink *)sink)->out, "; %s\n", text);
+}
+
+/* A server line: "server = NAME ADDRESS OPT=VALUE ... [backup]". */
+static void line_kv(struct config_sink *sink, const char *key, const char *value)
+{
+    FILE *out = ((struct file_sink *)sink)->out;
+    if (strcmp(key, "address") == 0)
+        fprintf(out, " %s", value);
+    else if (strcmp(key, "backup") == 0)
+        fputs(strcmp(value, "yes") == 0 ? " backup" : "", out);
+    else
+        fprintf(out, " %s=%s", key, value);
 }
 
 static void dump_pool(const struct pool_conf *p, FILE *out)
 {
+    struct file_sink fs = {{file_kv, file_comment}, out};
+    struct file_sink line = {{line_kv, NULL}, out};
     fprintf(out, "\n[pool %s]\n", p->name);
-    fprintf(out, "balance = %s\n", balance_algo_str(p->balance));
-    put_duration(out, "connect_timeout", p->connect_timeout_ms);
-    put_duration(out, "idle_timeout", p->idle_timeout_ms);
-    fprintf(out, "retries = %d\n", p->retries);
-    fprintf(out, "fall = %d\n", p->fall);
-    fprintf(out, "rise = %d\n", p->rise);
-    put_duration(out, "fail_timeout", p->fail_timeout_ms);
-    fprintf(out, "max_queue = %d\n", p->max_queue);
-    put_duration(out, "queue_timeout", p->queue_timeout_ms);
-    fprintf(out, "send_proxy = %s\n", proxy_str(p->send_proxy));
-    put_keepalive(out, &p->keepalive);
-    fprintf(out, "check = %s\n", check_str(p->check));
-    put_duration(out, "check_interval", p->check_interval_ms);
-    put_duration(out, "check_timeout", p->check_timeout_ms);
-    put_interval(out, "resolve_interval", p->resolve_interval_ms);
-    put_duration(out, "resolve_hold", p->resolve_hold_ms);
-    if (p->check_send != NULL)
-        put_escaped(out, "check_send", p->check_send, p->check_send_len);
-    if (p->check_expect != NULL)
-        put_escaped(out, "check_expect", p->check_expect, p->check_expect_len);
+    config_emit_pool(p, &fs.sink);
     /* The server lines: servers made from a resolve=all/srv answer are
      * not lines, their template is (after the others). */
     for (int i = 0; i < p->nservers + p->nnamed; i++) {
         const struct server_conf *s = i < p->nservers ? &p->servers[i] : &p->named[i - p->nservers];
-        if (s->tmpl != NULL)
+        if (!config_server_is_line(s))
             continue;
-        fprintf(out, "server = %s %s", s->name, s->addr_str);
-        if (s->resolve != RESOLVE_SRV)
-            fprintf(out, " weight=%d", s->weight);
-        fprintf(out, " max_conns=%d", s->max_conns);
-        if (s->send_proxy >= 0)
-            fprintf(out, " send_proxy=%s", proxy_str(s->send_proxy));
-        if (s->host != NULL) {
-            static const char *const fam[] = {"any", "ipv4", "ipv6"};
-            static const char *const mode[] = {"first", "all", "srv"};
-            fprintf(out, " resolve=%s family=%s%s", mode[s->resolve], fam[s->family],
-                    s->init_addr_none ? " init_addr=none" : "");
-        }
-        fprintf(out, "%s\n", s->backup ? " backup" : "");
+        fprintf(out, "server = %s", s->name);
+        config_emit_server(s, &line.sink);
+        fputc('\n', out);
     }
 }
 
 void config_dump(const struct config *cfg, FILE *out)
 {
+    struct file_sink fs = {{file_kv, file_comment}, out};
     fprintf(out, "; the effective configuration of %s (sluice -T): every key with its\n"
                  "; value or default\n",
             cfg->path);
-    dump_global(cfg, out);
-    for (int i = 0; i < cfg->nlisteners; i++)
-        dump_listener(&cfg->listeners[i], out);
+    fprintf(out, "[global]\n");
+    config_emit_global(cfg, &fs.sink);
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        fprintf(out, "\n[listener %s]\n", cfg->listeners[i].name);
+        config_emit_listener(&cfg->listeners[i], &fs.sink);
+    }
     for (int i = 0; i < cfg->npools; i++)
         dump_pool(&cfg->pools[i], out);
 }

@@ -1,0 +1,199 @@
+/* test_config_diff.c - config_diff.h: pairs of configs parsed from text,
+ * the changes found (added, removed, changed keys with old -> new values
+ * written as sluice -T writes them) and what is counted as unchanged. */
+#include "unit.h"
+
+#include "sluice/config.h"
+#include "sluice/config_diff.h"
+#include "sluice/strbuf.h"
+
+static struct config *load_at(int line, const char *text)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load_buffer(text, strlen(text), "t.ini", &errs);
+    for (int i = 0; i < errs.n; i++)
+        printf("#   %s\n", errs.msgs[i]);
+    unit_checkf(cfg != NULL, __FILE__, line, "load", "%d errors", errs.n);
+    config_errors_free(&errs);
+    return cfg;
+}
+
+/* The diff of a -> b, formatted, must be exactly `want`. */
+static void expect_diff_at(int line, const char *a, const char *b, const char *want)
+{
+    struct config *ca = load_at(line, a), *cb = load_at(line, b);
+    if (ca == NULL || cb == NULL) {
+        config_unref(ca);
+        config_unref(cb);
+        return;
+    }
+    struct config_diff d;
+    int rc = config_diff(ca, cb, &d);
+    unit_checkf(rc == 0, __FILE__, line, "config_diff", "returned %d", rc);
+    struct strbuf out;
+    strbuf_init(&out);
+    config_diff_format(&d, "", &out);
+    unit_check_str(out.data ? out.data : "", want, __FILE__, line, "diff text");
+    strbuf_free(&out);
+    config_diff_free(&d);
+    config_unref(ca);
+    config_unref(cb);
+}
+#define EXPECT_DIFF(a, b, want) expect_diff_at(__LINE__, a, b, want)
+
+#define BASE                                                                                       \
+    "[global]\nworkers = 2\nlog_level = info\nmax_conns = 1000\n"                                  \
+    "[listener web]\nbind = 127.0.0.1:9000\npool = app\n"                                          \
+    "[listener old]\nbind = 127.0.0.1:9002\npool = legacy\n"                                       \
+    "[pool app]\nbalance = roundrobin\nserver = s1 127.0.0.1:8001\nserver = s2 127.0.0.1:8002 "    \
+    "weight=3\n"                                                                                   \
+    "[pool legacy]\nserver = l1 127.0.0.1:8101\nserver = l2 127.0.0.1:8102\n"
+
+static void test_no_change(void)
+{
+    EXPECT_DIFF(BASE, BASE, "no changes: 2 listeners, 2 pools, 4 servers as running\n");
+    /* Written differently, the same configuration: no change either. */
+    EXPECT_DIFF(BASE, "; a comment\n" BASE "[pool spare]\nserver = x 127.0.0.1:7\n",
+                "added pool spare: 1 servers\n"
+                "unchanged: 2 listeners, 2 pools, 4 servers\n");
+    EXPECT_DIFF(BASE, "[global]\nworkers = 2\nlog_level = info\nmax_conns = 1000\nbuffer_size = 16k\n"
+                "[listener web]\nbind = 127.0.0.1:9000\npool = app\nbacklog = 4096\n"
+                "[listener old]\nbind = 127.0.0.1:9002\npool = legacy\n"
+                "[pool app]\nserver = s1 127.0.0.1:8001 weight=1\nserver = s2 127.0.0.1:8002 "
+                "weight=3\n[pool legacy]\nserver = l1 127.0.0.1:8101\nserver = l2 127.0.0.1:8102\n",
+                "no changes: 2 listeners, 2 pools, 4 servers as running\n");
+}
+
+static void test_reload_scenario(void)
+{
+    /* The integration test's reload: a listener added, a pool (and the
+     * listener using it) removed, a server's weight and address changed,
+     * two global keys changed. */
+    const char *b = "[global]\nworkers = 2\nlog_level = debug\nmax_conns = 500\n"
+                    "[listener web]\nbind = 127.0.0.1:9000\npool = app\n"
+                    "[listener api]\nbind = 127.0.0.1:9001\npool = app\n"
+                    "[pool app]\nbalance = roundrobin\nserver = s1 127.0.0.1:8011 weight=5\n"
+                    "server = s2 127.0.0.1:8002 weight=3\n";
+    EXPECT_DIFF(BASE, b,
+                "changed global log_level: info -> debug\n"
+                "changed global max_conns: 1000 -> 500\n"
+                "added listener api: bind 127.0.0.1:9001, pool app\n"
+                "removed listener old\n"
+                "changed server app/s1 address: 127.0.0.1:8001 -> 127.0.0.1:8011\n"
+                "changed server app/s1 weight: 1 -> 5\n"
+                "removed pool legacy: 2 servers\n"
+                "unchanged: 1 listeners, 0 pools, 1 servers\n");
+    /* And back: the reverse changes. */
+    EXPECT_DIFF(b, BASE,
+                "changed global log_level: debug -> info\n"
+                "changed global max_conns: 500 -> 1000\n"
+                "added listener old: bind 127.0.0.1:9002, pool legacy\n"
+                "removed listener api\n"
+                "changed server app/s1 address: 127.0.0.1:8011 -> 127.0.0.1:8001\n"
+                "changed server app/s1 weight: 5 -> 1\n"
+                "added pool legacy: 2 servers\n"
+                "unchanged: 1 listeners, 0 pools, 1 servers\n");
+}
+
+#define ONE_POOL(servers, extra)                                                                   \
+    "[listener web]\nbind = 127.0.0.1:9000\npool = p\n[pool p]\n" extra servers
+
+static void test_servers(void)
+{
+    /* Added (its line as sluice -T writes it), removed, a flag set. */
+    EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\nserver = b 127.0.0.1:2\n", ""),
+                ONE_POOL("server = a 127.0.0.1:1 backup\nserver = c [::1]:3 weight=0 max_conns=7 "
+                         "send_proxy=v2\n",
+                         ""),
+                "changed server p/a backup: no -> yes\n"
+                "added server p/c: [::1]:3 weight=0 max_conns=7 send_proxy=v2\n"
+                "removed server p/b\n"
+                "unchanged: 1 listeners, 0 pools, 0 servers\n");
+    /* A key set on one side only reads "(none)" on the other. */
+    EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1 send_proxy=v1\n", ""),
+                ONE_POOL("server = a 127.0.0.1:1\n", ""),
+                "changed server p/a send_proxy: v1 -> (none)\n"
+                "unchanged: 1 listeners, 0 pools, 0 servers\n");
+    /* Order matters to balance = first and roundrobin: it is a change. */
+    EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\nserver = b 127.0.0.1:2\nserver = c 127.0.0.1:3\n",
+                         "balance = first\n"),
+                ONE_POOL("server = c 127.0.0.1:3\nserver = a 127.0.0.1:1\nserver = d 127.0.0.1:4\n",
+                         "balance = first\n"),
+                "changed pool p server order: a c -> c a\n"
+                "added server p/d: 127.0.0.1:4 weight=1 max_conns=0\n"
+                "removed server p/b\n"
+                "unchanged: 1 listeners, 0 pools, 2 servers\n");
+}
+
+static void test_pool_and_listener_keys(void)
+{
+    /* Durations, sizes and escaped strings as sluice -T writes them. */
+    EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\n", "connect_timeout = 1500ms\n"),
+                ONE_POOL("server = a 127.0.0.1:1\n",
+                         "connect_timeout = 2s\ncheck = send-expect\ncheck_send = PING\\r\\n\n"
+                         "check_expect = +PONG\nbalance = leastconn\n"),
+                "changed pool p balance: roundrobin -> leastconn\n"
+                "changed pool p connect_timeout: 1500ms -> 2s\n"
+                "changed pool p queue_timeout: 1500ms -> 2s\n"
+                "changed pool p check: none -> send-expect\n"
+                "changed pool p check_send: (none) -> PING\\r\\n\n"
+                "changed pool p check_expect: (none) -> +PONG\n"
+                "unchanged: 1 listeners, 0 pools, 1 servers\n");
+    /* A key given several times is one value; its change shows both. */
+    EXPECT_DIFF("[global]\nbuffer_size = 16k\n" ONE_POOL("server = a 127.0.0.1:1\n", ""),
+                "[global]\nbuffer_size = 32768\n[listener web]\nbind = 127.0.0.1:9000\n"
+                "bind = [::1]:9000\npool = p\nmax_conns = 10\n[pool p]\nserver = a 127.0.0.1:1\n",
+                "changed global buffer_size: 16k -> 32k\n"
+                "changed listener web bind: 127.0.0.1:9000 -> 127.0.0.1:9000, [::1]:9000\n"
+                "changed listener web max_conns: 10000 -> 10\n"
+                "unchanged: 0 listeners, 1 pools, 1 servers\n");
+    /* route = sni: rules are one value, the summary names the route. */
+    EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\n", ""),
+                ONE_POOL("server = a 127.0.0.1:1\n", "") "[listener tls]\nbind = 127.0.0.1:9443\n"
+                "route = sni\nsni = a.example p\nsni = *.b.example p\n",
+                "added listener tls: bind 127.0.0.1:9443, route sni (2 rules)\n"
+                "unchanged: 1 listeners, 1 pools, 1 servers\n");
+    /* A key without a value (a comment in sluice -T) is "(none)". */
+    EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\n", ""),
+                "[global]\nresolvers = 127.0.0.1:53 127.0.0.2:53\n" ONE_POOL(
+                    "server = a 127.0.0.1:1\n", ""),
+                "changed global resolvers: (none) -> 127.0.0.1:53 127.0.0.2:53\n"
+                "unchanged: 1 listeners, 1 pools, 1 servers\n");
+}
+
+static void test_structured(void)
+{
+    struct config *a = load_at(__LINE__, BASE);
+    struct config *b =
+        load_at(__LINE__, "[global]\nworkers = 1\n" ONE_POOL("server = s9 127.0.0.1:9\n", ""));
+    REQUIRE(a != NULL && b != NULL);
+    struct config_diff d;
+    REQUIRE(config_diff(a, b, &d) == 0);
+    int added = 0, removed = 0, changed = 0;
+    for (int i = 0; i < d.n; i++) {
+        const struct config_change *c = &d.changes[i];
+        added += c->kind == DIFF_ADDED;
+        removed += c->kind == DIFF_REMOVED;
+        changed += c->kind == DIFF_CHANGED;
+        if (c->kind == DIFF_CHANGED)
+            CHECK(c->key != NULL && c->old_value != NULL && c->new_value != NULL);
+        if (c->what == DIFF_GLOBAL)
+            CHECK(c->name == NULL);
+        else
+            CHECK(c->name != NULL);
+    }
+    /* global workers and max_conns (log_level: info either way); listener
+     * web's pool; listeners old removed; pools p added, app and legacy
+     * removed. */
+    CHECK_EQ_INT(changed, 3);
+    CHECK_EQ_INT(added, 1);
+    CHECK_EQ_INT(removed, 3);
+    CHECK_EQ_INT(d.listeners_kept + d.pools_kept + d.servers_kept, 0);
+    config_diff_free(&d);
+    CHECK_EQ_INT(d.n, 0);
+    config_unref(a);
+    config_unref(b);
+}
+
+UNIT_MAIN(TEST(test_no_change), TEST(test_reload_scenario), TEST(test_servers),
+          TEST(test_pool_and_listener_keys), TEST(test_structured))
