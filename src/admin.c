@@ -187,6 +187,7 @@ static const char help_text[] =
     "  enable server POOL/NAME           take new sessions again\n"
     "  set weight POOL/NAME N            weight 0..256 (0: no new sessions)\n"
     "  reload                            re-read the config file (like SIGHUP)\n"
+    "  reload dry-run                    what a reload would change, applying nothing\n"
     "  reopen                            reopen the access log (like SIGUSR1)\n"
     "  quit                              close this connection\n";
 
@@ -356,6 +357,8 @@ int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *
         strbuf_printf(out, "weight of %s: %d -> %ld\n", sv->be->obj.key, prev, w);
     } else if (argc == 1 && IS(0, "reload")) {
         ops->reload(ops->ctx, out);
+    } else if (argc == 2 && IS(0, "reload") && IS(1, "dry-run")) {
+        ops->reload_dry_run(ops->ctx, out);
     } else if (argc == 1 && IS(0, "reopen")) {
         ops->reopen(ops->ctx, out);
     } else if (argc == 0) {

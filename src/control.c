@@ -3,6 +3,7 @@
 #include "sluice/control.h"
 #include "sluice/admin.h"
 #include "sluice/config.h"
+#include "sluice/config_diff.h"
 #include "sluice/fault.h"
 #include "sluice/health.h"
 #include "sluice/resolver.h"
@@ -538,6 +539,7 @@ struct reload_plan {
     int inited;  /* new slots old_n..inited-1 have a loop (slot_init) */
     int started; /* new slots old_n..started-1 have a thread */
     bool dns;    /* a DNS change: the running text with new answers */
+    bool dry_run; /* reload_validate() only: errors go to the report, not the log */
     char err[300];
 };
 
@@ -547,7 +549,8 @@ static int prepare_failed(struct reload_plan *p, struct strbuf *report, struct c
                           const char *what, const char *tail)
 {
     for (int i = 0; i < errs->n; i++) {
-        log_error("%s", errs->msgs[i]);
+        if (!p->dry_run)
+            log_error("%s", errs->msgs[i]);
         strbuf_printf(report, "%s\n", errs->msgs[i]);
     }
     snprintf(p->err, sizeof(p->err), "%d %s%s %s", errs->n, what, errs->n == 1 ? "" : "s", tail);
@@ -555,10 +558,13 @@ static int prepare_failed(struct reload_plan *p, struct strbuf *report, struct c
     return -1;
 }
 
-/* Parse, validate and open everything the new file needs, changing
- * nothing a client or worker can see. Returns -1 with p->err set (and the
- * file's errors in report); the caller then runs reload_abort(). */
-static int reload_prepare(struct control *ctl, struct reload_plan *p, struct strbuf *report)
+/* The first half of reload_prepare(), which a dry run does alone: parse
+ * and validate the file, attach the runtime state, resolve new host
+ * names, expand resolve=all/srv templates, warn about what only a restart
+ * applies and refuse a worker slot that is still draining. Opens nothing.
+ * Returns -1 with p->err set (and the file's errors in report); the caller
+ * then runs reload_abort(). */
+static int reload_validate(struct control *ctl, struct reload_plan *p, struct strbuf *report)
 {
     struct config_errors errs = {0};
     p->old = ctl->cfg;
@@ -588,11 +594,13 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
     }
     if (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group)) {
         /* The process switched identity at start and cannot switch back. */
-        log_warn("reload: user/group changes take effect at the next restart");
+        if (!p->dry_run)
+            log_warn("reload: user/group changes take effect at the next restart");
         strbuf_printf(report, "warning: user/group changes take effect at the next restart\n");
     }
     if (!same_str(old->pid_file, cfg->pid_file)) {
-        log_warn("reload: pid_file changes take effect at the next restart");
+        if (!p->dry_run)
+            log_warn("reload: pid_file changes take effect at the next restart");
         strbuf_printf(report, "warning: pid_file changes take effect at the next restart\n");
     }
     for (int i = p->old_n; i < p->new_n; i++) {
@@ -603,8 +611,20 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
             return -1;
         }
     }
-    /* Workers started below may read it: set before they exist. */
+    /* Workers started by reload_prepare() may read it: set before they
+     * exist. */
     cfg->generation = ctl->generation + 1;
+    return 0;
+}
+
+/* Parse, validate and open everything the new file needs, changing
+ * nothing a client or worker can see. Returns -1 with p->err set (and the
+ * file's errors in report); the caller then runs reload_abort(). */
+static int reload_prepare(struct control *ctl, struct reload_plan *p, struct strbuf *report)
+{
+    if (reload_validate(ctl, p, report) < 0)
+        return -1;
+    struct config *cfg = p->cfg, *old = p->old;
     if (admin_prepare(ctl, cfg, old, &p->admin, p->err, sizeof(p->err)) < 0)
         return -1;
     p->admin_open = true;
@@ -738,6 +758,29 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
     config_unref(old);
 }
 
+/* What a reload from old to cfg changes, one line each (config_diff.h). */
+static void diff_lines(const struct config *old, const struct config *cfg, struct strbuf *out)
+{
+    struct config_diff d;
+    if (config_diff(old, cfg, &d) < 0)
+        strbuf_puts(out, "the changes cannot be listed: out of memory\n");
+    else
+        config_diff_format(&d, "", out);
+    config_diff_free(&d);
+}
+
+/* Each line of text as one info line of the log, after prefix. */
+static void log_lines(const char *prefix, const struct strbuf *text)
+{
+    for (size_t at = 0; at < text->len;) {
+        const char *line = text->data + at;
+        const char *nl = memchr(line, '\n', text->len - at);
+        size_t n = nl ? (size_t)(nl - line) : text->len - at;
+        log_info("%s%.*s", prefix, (int)n, line);
+        at += n + 1;
+    }
+}
+
 /* A reload is prepare, then commit or abort (nginx's ngx_init_cycle keeps
  * the old cycle until the new one is whole): every failure, at any step,
  * leaves the running generation as it was through the same abort. */
@@ -749,10 +792,13 @@ static int reload(struct control *ctl, struct strbuf *report)
         return -1;
     }
     int rc = reload_prepare(ctl, p, report);
+    struct strbuf changes;
+    strbuf_init(&changes);
     if (rc < 0) {
         reload_abort(ctl, p);
         reload_failed(ctl, report, p->err);
     } else {
+        diff_lines(p->old, p->cfg, &changes); /* before commit lets old go */
         reload_commit(ctl, p);
         ctl->reloads_ok++;
         ctl->last_reload = ev_time();
@@ -762,7 +808,10 @@ static int reload(struct control *ctl, struct strbuf *report)
                  p->cfg->npools);
         log_info("reload %s", ctl->last_reload_result);
         strbuf_printf(report, "reload %s\n", ctl->last_reload_result);
+        log_lines("reload: ", &changes);
+        strbuf_append(report, changes.data ? changes.data : "", changes.len);
     }
+    strbuf_free(&changes);
     free(p);
     return rc;
 }
@@ -773,6 +822,71 @@ int control_reload(struct control *ctl, struct strbuf *report)
     notify_send("RELOADING=1");
     int rc = reload(ctl, report);
     notify_send(rc == 0 ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload failed, old config kept");
+    return rc;
+}
+
+/* A dry run's check of what reload_prepare() would open: every TCP bind
+ * address the running generation lacks, and a changed admin_http, are
+ * bound and closed again at once (never listening: no client can reach
+ * them). Unix socket paths are not created. -1 with p->err set. */
+static int dry_run_probe(struct reload_plan *p)
+{
+    struct config *cfg = p->cfg, *old = p->old;
+    char why[256];
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *lc = &cfg->listeners[i];
+        for (int b = 0; b < lc->nbinds; b++) {
+            if (lc->binds[b].u.sa.sa_family == AF_UNIX || cfg_has_bind(old, &lc->binds[b]))
+                continue;
+            if (listener_probe(&lc->binds[b], why, sizeof(why)) < 0) {
+                snprintf(p->err, sizeof(p->err), "listener %s: %s", lc->name, why);
+                return -1;
+            }
+        }
+    }
+    if (cfg->has_admin_http && (!old->has_admin_http || !addr_equal(&old->admin_http, &cfg->admin_http)) &&
+        listener_probe(&cfg->admin_http, why, sizeof(why)) < 0) {
+        snprintf(p->err, sizeof(p->err), "admin_http: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+int control_reload_dry_run(struct control *ctl, struct strbuf *report)
+{
+    struct reload_plan *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        strbuf_printf(report, "reload dry-run failed: out of memory; nothing applied, still "
+                              "running generation %llu\n",
+                      (unsigned long long)ctl->generation);
+        return -1;
+    }
+    p->dry_run = true;
+    int rc = reload_validate(ctl, p, report);
+    if (rc == 0)
+        rc = dry_run_probe(p);
+    if (rc < 0) {
+        log_info("reload dry-run failed: %s; nothing applied", p->err);
+        strbuf_printf(report, "reload dry-run failed: %s; nothing applied, still running "
+                              "generation %llu\n",
+                      p->err, (unsigned long long)ctl->generation);
+    } else {
+        struct strbuf changes;
+        strbuf_init(&changes);
+        diff_lines(p->old, p->cfg, &changes);
+        log_info("reload dry-run ok: nothing applied, still running generation %llu",
+                 (unsigned long long)ctl->generation);
+        strbuf_printf(report,
+                      "reload dry-run ok: generation %llu would have %d workers, %d listeners, %d "
+                      "pools; nothing applied\n",
+                      (unsigned long long)p->cfg->generation, p->cfg->workers, p->cfg->nlisteners,
+                      p->cfg->npools);
+        strbuf_append(report, changes.data ? changes.data : "", changes.len);
+        strbuf_free(&changes);
+    }
+    /* Undoes what reload_validate() did: nothing else was opened. */
+    reload_abort(ctl, p);
+    free(p);
     return rc;
 }
 
@@ -915,6 +1029,15 @@ static void op_reload(void *ctx, struct strbuf *report)
         control_reload(ctl, report);
 }
 
+static void op_reload_dry_run(void *ctx, struct strbuf *report)
+{
+    struct control *ctl = ctx;
+    if (ctl->stopping)
+        strbuf_puts(report, "error: stopping\n");
+    else
+        control_reload_dry_run(ctl, report);
+}
+
 static void op_reopen(void *ctx, struct strbuf *reply)
 {
     control_reopen_access_log(ctx, "admin", reply);
@@ -933,6 +1056,7 @@ void control_admin_ops(struct control *ctl, struct admin_ops *ops)
         .backends = op_backends,
         .prometheus = op_prometheus,
         .reload = op_reload,
+        .reload_dry_run = op_reload_dry_run,
         .reopen = op_reopen,
     };
 }

@@ -24,7 +24,9 @@
  * session end of its own worker). */
 #define LIMIT_RECHECK 0.02
 
-int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen)
+/* A socket bound to addr with the options every listening socket has;
+ * -1 with err set. */
+static int open_bound(const struct sockaddr_any *addr, char *err, size_t errlen)
 {
     char a[ADDR_STRLEN];
     addr_format(&addr->u.sa, addr->len, a, sizeof(a));
@@ -50,7 +52,26 @@ int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+int listener_probe(const struct sockaddr_any *addr, char *err, size_t errlen)
+{
+    int fd = open_bound(addr, err, errlen);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen)
+{
+    int fd = open_bound(addr, err, errlen);
+    if (fd < 0)
+        return -1;
     if (listen(fd, backlog) < 0) {
+        char a[ADDR_STRLEN];
+        addr_format(&addr->u.sa, addr->len, a, sizeof(a));
         snprintf(err, errlen, "%s: listen: %s", a, strerror(errno));
         close(fd);
         return -1;

@@ -24,6 +24,7 @@ static void usage(FILE *out)
                  "  -V, --version        print the version and exit\n"
                  "  -h, --help           print this help and exit\n"
                  "  try: sluicectl help\n"
+                 "  sluicectl reload --dry-run: what a reload would change, applying nothing\n"
                  "exit status: 0 ok, 1 the command failed or sluice is unreachable,\n"
                  "2 usage error\n");
 }
@@ -49,6 +50,31 @@ static char *socket_from_config(const char *file)
     if (path == NULL)
         exit(1);
     return path;
+}
+
+/* The word sent for argument i: `reload --dry-run` (or -n) is the admin
+ * command `reload dry-run`; everything else goes as typed. */
+static const char *command_word(char **argv, int first, int i)
+{
+    if (i == first + 1 && strcmp(argv[first], "reload") == 0 &&
+        (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0))
+        return "dry-run";
+    return argv[i];
+}
+
+/* Whether the reply says the command failed. */
+static bool reply_failed(const char *buf, size_t got)
+{
+    static const char *const verdicts[] = {"reload failed", "reload dry-run failed"};
+    if (got >= 6 && strncmp(buf, "error:", 6) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(verdicts) / sizeof(verdicts[0]); i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "\n%s", verdicts[i]);
+        if (strncmp(buf, verdicts[i], strlen(verdicts[i])) == 0 || strstr(buf, line) != NULL)
+            return true;
+    }
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -96,7 +122,8 @@ int main(int argc, char **argv)
     char cmd[4096];
     size_t len = 0;
     for (int i = optind; i < argc; i++) {
-        int n = snprintf(cmd + len, sizeof(cmd) - len, "%s%s", i > optind ? " " : "", argv[i]);
+        int n = snprintf(cmd + len, sizeof(cmd) - len, "%s%s", i > optind ? " " : "",
+                     command_word(argv, optind, i));
         if (n < 0 || (size_t)n >= sizeof(cmd) - len - 1) {
             fprintf(stderr, "sluicectl: command too long\n");
             return 2;
@@ -153,9 +180,7 @@ int main(int argc, char **argv)
         got--; /* drop the protocol's empty line, keep the reply's own \n */
     fwrite(buf, 1, got, stdout);
     buf[got] = '\0';
-    int failed = (got >= 6 && strncmp(buf, "error:", 6) == 0) ||
-                 (got >= 13 && strncmp(buf, "reload failed", 13) == 0) ||
-                 strstr(buf, "\nreload failed") != NULL;
+    int failed = reply_failed(buf, got);
     free(buf);
     free(from_config);
     return failed ? 1 : 0;

@@ -25,6 +25,8 @@ struct admin_ops {
     void (*prometheus)(void *ctx, struct strbuf *out);
     void (*reload)(void *ctx, struct strbuf *report); /* the reply: result or errors */
     void (*reopen)(void *ctx, struct strbuf *reply);  /* the access log */
+    /* `reload dry-run`: what a reload would change, applying nothing. */
+    void (*reload_dry_run)(void *ctx, struct strbuf *report);
 };
 
 #endif

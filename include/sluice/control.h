@@ -12,8 +12,15 @@ int control_run(struct config *cfg, const char *config_path);
 
 /* Re-read the config file and apply it. On error nothing changes and
  * every error is appended to `report` (one per line); on success a
- * one-line summary is. Returns 0 on success. */
+ * one-line summary is, then the changes (config_diff_format()). Returns 0
+ * on success. */
 int control_reload(struct control *ctl, struct strbuf *report);
+/* What control_reload() would change, into report ("reload dry-run ok:
+ * ..." and the changes, or the errors and "reload dry-run failed: ..."):
+ * the same parse, checks and host name resolution, new TCP bind
+ * addresses bound and closed again; nothing is applied or counted.
+ * Returns 0 when a reload would get that far. */
+int control_reload_dry_run(struct control *ctl, struct strbuf *report);
 
 /* Reopen the access log by its path (after log rotation): SIGUSR1 and the
  * admin `reopen`. Logs the outcome prefixed with `who`; when reply is not

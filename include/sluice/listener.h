@@ -18,6 +18,10 @@ struct worker_listen;
 /* Non-blocking, close-on-exec, SO_REUSEADDR + SO_REUSEPORT, bound and
  * listening. Returns the fd, or -1 with a message in err. */
 int listener_open(const struct sockaddr_any *addr, int backlog, char *err, size_t errlen);
+/* Whether listener_open() could bind addr now (a TCP address; a reload's
+ * dry run): binds a socket with the same options and closes it without
+ * listen(), so no client can reach it. 0, or -1 with the same message. */
+int listener_probe(const struct sockaddr_any *addr, char *err, size_t errlen);
 
 /* A Unix stream listening socket at addr's path (non-blocking,
  * close-on-exec), the one behind the admin socket and `bind = unix:`:
