@@ -11,11 +11,13 @@
 
 /* The keys of one section in file order; a repeated key (bind, sni) is
  * one entry with its values joined by ", ". */
+struct kv {
+    char *key, *value;
+};
+
 struct kvlist {
     struct config_sink sink;
-    struct {
-        char *key, *value;
-    } *v;
+    struct kv *v;
     int n, cap;
     bool oom;
 };
@@ -342,8 +344,8 @@ static int diff_all(const struct config *a, const struct config *b, struct confi
         return -1;
     for (int i = 0; i < b->nlisteners; i++) {
         const struct listener_conf *l = &b->listeners[i], *o = find_listener(a, l->name);
-        int n = o ? diff_objects(d, DIFF_LISTENER, l->name, emit_listener, o, l)
-                  : listener_added(d, l);
+        int n =
+            o ? diff_objects(d, DIFF_LISTENER, l->name, emit_listener, o, l) : listener_added(d, l);
         if (n < 0)
             return -1;
         if (o && n == 0)
@@ -386,7 +388,9 @@ static const char *const what_str[] = {"global", "listener", "pool", "server"};
 
 void config_change_format(const struct config_change *c, struct strbuf *out)
 {
-    const char *verb = c->kind == DIFF_ADDED ? "added" : c->kind == DIFF_REMOVED ? "removed" : "changed";
+    const char *verb = c->kind == DIFF_ADDED     ? "added"
+                       : c->kind == DIFF_REMOVED ? "removed"
+                                                 : "changed";
     strbuf_printf(out, "%s %s", verb, what_str[c->what]);
     if (c->name)
         strbuf_printf(out, " %s", c->name);

@@ -10,8 +10,8 @@
 #include "sluice/strbuf.h"
 
 #include <grp.h>
-#include <stdarg.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

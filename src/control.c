@@ -844,7 +844,8 @@ static int dry_run_probe(struct reload_plan *p)
             }
         }
     }
-    if (cfg->has_admin_http && (!old->has_admin_http || !addr_equal(&old->admin_http, &cfg->admin_http)) &&
+    if (cfg->has_admin_http &&
+        (!old->has_admin_http || !addr_equal(&old->admin_http, &cfg->admin_http)) &&
         listener_probe(&cfg->admin_http, why, sizeof(why)) < 0) {
         snprintf(p->err, sizeof(p->err), "admin_http: %s", why);
         return -1;
@@ -856,8 +857,9 @@ int control_reload_dry_run(struct control *ctl, struct strbuf *report)
 {
     struct reload_plan *p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        strbuf_printf(report, "reload dry-run failed: out of memory; nothing applied, still "
-                              "running generation %llu\n",
+        strbuf_printf(report,
+                      "reload dry-run failed: out of memory; nothing applied, still "
+                      "running generation %llu\n",
                       (unsigned long long)ctl->generation);
         return -1;
     }
@@ -867,8 +869,9 @@ int control_reload_dry_run(struct control *ctl, struct strbuf *report)
         rc = dry_run_probe(p);
     if (rc < 0) {
         log_info("reload dry-run failed: %s; nothing applied", p->err);
-        strbuf_printf(report, "reload dry-run failed: %s; nothing applied, still running "
-                              "generation %llu\n",
+        strbuf_printf(report,
+                      "reload dry-run failed: %s; nothing applied, still running "
+                      "generation %llu\n",
                       p->err, (unsigned long long)ctl->generation);
     } else {
         struct strbuf changes;

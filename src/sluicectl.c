@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     size_t len = 0;
     for (int i = optind; i < argc; i++) {
         int n = snprintf(cmd + len, sizeof(cmd) - len, "%s%s", i > optind ? " " : "",
-                     command_word(argv, optind, i));
+                         command_word(argv, optind, i));
         if (n < 0 || (size_t)n >= sizeof(cmd) - len - 1) {
             fprintf(stderr, "sluicectl: command too long\n");
             return 2;

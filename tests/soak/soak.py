@@ -676,8 +676,9 @@ class Reloader:
         t0w = time.time()
         if method == "admin":
             reply = ask(self.env, "reload", timeout=30.0)
-            last = reply.strip().splitlines()[-1] if reply.strip() else ""
-            return last.startswith("reload ok"), reply, (t0w, time.time())
+            # the verdict, then the changes (a warning may come before it)
+            ok = any(l.startswith("reload ok") for l in reply.splitlines())
+            return ok, reply, (t0w, time.time())
         n0, _ = self._counts()
         self.s.signal(signal.SIGHUP)
         i = st.wait_for(lambda: (lambda c: c[1] if c[0] > n0 else None)(self._counts()),
@@ -913,7 +914,7 @@ def quiesce(label, env, backends, sluice, reloader):
     while True:
         ct.write_config(sluice.cfg, env.config("A"))
         r = ask(env, "reload", timeout=30.0)
-        if r.strip().splitlines()[-1].startswith("reload ok"):
+        if any(l.startswith("reload ok") for l in r.splitlines()):
             reloader.generation += 1
             reloader.current = "A"
             BOOK.reloads["ok (admin)"] += 1

@@ -56,7 +56,8 @@ static void test_no_change(void)
     EXPECT_DIFF(BASE, "; a comment\n" BASE "[pool spare]\nserver = x 127.0.0.1:7\n",
                 "added pool spare: 1 servers\n"
                 "unchanged: 2 listeners, 2 pools, 4 servers\n");
-    EXPECT_DIFF(BASE, "[global]\nworkers = 2\nlog_level = info\nmax_conns = 1000\nbuffer_size = 16k\n"
+    EXPECT_DIFF(BASE,
+                "[global]\nworkers = 2\nlog_level = info\nmax_conns = 1000\nbuffer_size = 16k\n"
                 "[listener web]\nbind = 127.0.0.1:9000\npool = app\nbacklog = 4096\n"
                 "[listener old]\nbind = 127.0.0.1:9002\npool = legacy\n"
                 "[pool app]\nserver = s1 127.0.0.1:8001 weight=1\nserver = s2 127.0.0.1:8002 "
@@ -148,11 +149,13 @@ static void test_pool_and_listener_keys(void)
                 "changed listener web max_conns: 10000 -> 10\n"
                 "unchanged: 0 listeners, 1 pools, 1 servers\n");
     /* route = sni: rules are one value, the summary names the route. */
+#define TLS                                                                                        \
+    "[listener tls]\nbind = 127.0.0.1:9443\nroute = sni\nsni = a.example p\nsni = *.b.example p\n"
     EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\n", ""),
-                ONE_POOL("server = a 127.0.0.1:1\n", "") "[listener tls]\nbind = 127.0.0.1:9443\n"
-                "route = sni\nsni = a.example p\nsni = *.b.example p\n",
+                ONE_POOL("server = a 127.0.0.1:1\n", "") TLS,
                 "added listener tls: bind 127.0.0.1:9443, route sni (2 rules)\n"
                 "unchanged: 1 listeners, 1 pools, 1 servers\n");
+#undef TLS
     /* A key without a value (a comment in sluice -T) is "(none)". */
     EXPECT_DIFF(ONE_POOL("server = a 127.0.0.1:1\n", ""),
                 "[global]\nresolvers = 127.0.0.1:53 127.0.0.2:53\n" ONE_POOL(
