@@ -5,6 +5,7 @@
 
 #include "sluice/config.h"
 #include "sluice/config_diff.h"
+#include "sluice/config_dump.h"
 #include "sluice/strbuf.h"
 
 static struct config *load_at(int line, const char *text)
@@ -198,5 +199,74 @@ static void test_structured(void)
     config_unref(b);
 }
 
+/* The keys a sink saw, and comments naming a key ("KEY = (none: ...)"). */
+struct seen {
+    struct config_sink sink;
+    char keys[64][32];
+    int n;
+};
+
+static void seen_add(struct seen *s, const char *key, size_t len)
+{
+    if (s->n < 64 && len < sizeof(s->keys[0])) {
+        memcpy(s->keys[s->n], key, len);
+        s->keys[s->n++][len] = '\0';
+    }
+}
+
+static void seen_kv(struct config_sink *sink, const char *key, const char *value)
+{
+    (void)value;
+    seen_add((struct seen *)sink, key, strlen(key));
+}
+
+static void seen_comment(struct config_sink *sink, const char *text)
+{
+    const char *eq = strstr(text, " = ");
+    if (eq)
+        seen_add((struct seen *)sink, text, (size_t)(eq - text));
+}
+
+static bool was_seen(const struct seen *s, const char *key)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* Every key the parser accepts reaches the sink (so a reload changing it
+ * is listed): a key added to the parser but not to config_dump.c fails
+ * here. Lines of their own ("server") are compared by config_emit_server. */
+static void test_every_key_is_compared(void)
+{
+    struct config *cfg = load_at(__LINE__, "[global]\nuser = nobody\n"
+                                           "[listener l]\nbind = 127.0.0.1:1\npool = p\n"
+                                           "[listener t]\nbind = 127.0.0.1:2\nroute = sni\n"
+                                           "sni = a.example p\nsni_default = p\n"
+                                           "[pool p]\ncheck = send-expect\ncheck_send = a\n"
+                                           "check_expect = b\nserver = a 127.0.0.1:3\n");
+    REQUIRE(cfg != NULL);
+    struct seen g = {.sink = {seen_kv, seen_comment}, .n = 0}, l = g, p = g;
+    config_emit_global(cfg, &g.sink);
+    config_emit_listener(&cfg->listeners[0], &l.sink);
+    config_emit_listener(&cfg->listeners[1], &l.sink);
+    config_emit_pool(&cfg->pools[0], &p.sink);
+    const struct {
+        enum config_section sec;
+        struct seen *s;
+    } secs[] = {{CONFIG_GLOBAL, &g}, {CONFIG_LISTENER, &l}, {CONFIG_POOL, &p}};
+    for (size_t i = 0; i < UNIT_LEN(secs); i++) {
+        size_t n;
+        const char *const *keys = config_section_keys(secs[i].sec, &n);
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(keys[k], "server") != 0)
+                CHECK_MSG(was_seen(secs[i].s, keys[k]), "key %s (section %d) is not emitted",
+                          keys[k], (int)secs[i].sec);
+    }
+    config_unref(cfg);
+}
+
 UNIT_MAIN(TEST(test_no_change), TEST(test_reload_scenario), TEST(test_servers),
-          TEST(test_pool_and_listener_keys), TEST(test_structured))
+          TEST(test_pool_and_listener_keys), TEST(test_structured),
+          TEST(test_every_key_is_compared))
