@@ -7,9 +7,12 @@ import os
 import signal
 import socket
 
+import pytest
+
 import ctltest as ct
 import sluicetest as st
 from ctltest import sockdir  # noqa: F401  (fixture)
+from test_dns import DNSMASQ, dns, servers  # noqa: F401  (fixtures: own dnsmasq, named servers)
 
 
 def config(port, sock, servers, *, glob=None, extra=""):
@@ -177,4 +180,43 @@ def test_dry_run_keeps_descriptors_and_help(sluice, named, port, sockdir):
     assert s.nfds() == n0, f"{s.nfds() - n0} descriptors more after 20 dry runs"
     assert st.port_is_free(port2)
     assert ct.show_info(sock)["generation"] == "1"
+    s.stop()
+
+
+@pytest.mark.skipif(not os.path.exists(DNSMASQ), reason="dnsmasq not installed "
+                    "(apt-get install dnsmasq-base; scripts/test installs it)")
+def test_dry_run_resolves_new_host_names(sluice, dns, servers, port, sockdir, tmp_path):
+    """A dry run resolves a new host name as a reload does (against the
+    test's own dnsmasq): a name that resolves is listed as a changed
+    address and not applied; one that does not fails the dry run with the
+    located error, and nothing is logged as an error."""
+    d = dns("127.0.0.2 api.test\n127.0.0.3 other.test\n")
+    sock = sockdir / "admin.sock"
+
+    def cfg(host):
+        return ct.ctl_config(port, [f"api {host}:{servers}"], sock=sock,
+                             glob={"resolvers": f"127.0.0.1:{d.port}"})
+
+    s = sluice(cfg("api.test"))
+    assert ct.pick(port) == "a"
+    ct.write_config(s.cfg, cfg("other.test"))
+    lines = ct.ask(sock, "reload dry-run").splitlines()
+    assert lines[0].startswith("reload dry-run ok: generation 2"), lines
+    assert lines[1:] == [f"changed server main/api address: api.test:{servers} -> other.test:{servers}",
+                         "unchanged: 1 listeners, 0 pools, 0 servers"], lines
+    assert ct.server_stats(sock, "main", "api")["address"] == f"127.0.0.2:{servers}"
+    assert ct.pick(port) == "a", "a dry run applied the new name's address"
+
+    text = cfg("nothere.test")
+    ct.write_config(s.cfg, text)
+    r = ct.run_ctl(sock, "reload", "--dry-run")
+    assert r.returncode == 1, (r.returncode, r.stdout)
+    line = ct.line_of(text, "nothere.test")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"{s.cfg}:{line}: server: ") and "cannot resolve nothere.test" in lines[0], \
+        r.stdout
+    assert lines[-1] == ("reload dry-run failed: 1 host name did not resolve; nothing applied, still "
+                         "running generation 1"), r.stdout
+    assert "[error]" not in s.log(), s.tail()
+    assert ct.generation(str(sock)) == 1 and ct.pick(port) == "a"
     s.stop()
