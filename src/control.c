@@ -769,6 +769,30 @@ static void diff_lines(const struct config *old, const struct config *cfg, struc
     config_diff_free(&d);
 }
 
+/* The runtime changes a reload to cfg undoes, one line each: a server in
+ * both generations whose weight `set weight` changed (it differs from the
+ * running file's) gets the new file's weight at commit. Main thread,
+ * before the commit. */
+static void undone_lines(struct config *old, const struct config *cfg, struct strbuf *out)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct pool_conf *p = &cfg->pools[i];
+        const struct pool_conf *op = config_find_pool(old, p->name);
+        for (int j = 0; op != NULL && j < p->nservers; j++) {
+            const struct server_conf *s = &p->servers[j];
+            const struct server_conf *o = NULL;
+            for (int k = 0; k < op->nservers && o == NULL; k++)
+                if (strcmp(op->servers[k].name, s->name) == 0)
+                    o = &op->servers[k];
+            int running = o && s->be ? atomic_load(&s->be->weight) : s->weight;
+            if (o != NULL && running != o->weight && running != s->weight)
+                strbuf_printf(out,
+                              "undone: set weight %s/%s: %d -> %d (weights come from the file)\n",
+                              p->name, s->name, running, s->weight);
+        }
+    }
+}
+
 /* Each line of text as one info line of the log, after prefix. */
 static void log_lines(const char *prefix, const struct strbuf *text)
 {
@@ -798,7 +822,9 @@ static int reload(struct control *ctl, struct strbuf *report)
         reload_abort(ctl, p);
         reload_failed(ctl, report, p->err);
     } else {
-        diff_lines(p->old, p->cfg, &changes); /* before commit lets old go */
+        /* Before the commit lets old go and applies the weights. */
+        diff_lines(p->old, p->cfg, &changes);
+        undone_lines(p->old, p->cfg, &changes);
         reload_commit(ctl, p);
         ctl->reloads_ok++;
         ctl->last_reload = ev_time();
@@ -877,6 +903,7 @@ int control_reload_dry_run(struct control *ctl, struct strbuf *report)
         struct strbuf changes;
         strbuf_init(&changes);
         diff_lines(p->old, p->cfg, &changes);
+        undone_lines(p->old, p->cfg, &changes);
         log_info("reload dry-run ok: nothing applied, still running generation %llu",
                  (unsigned long long)ctl->generation);
         strbuf_printf(report,

@@ -12,8 +12,8 @@ int control_run(struct config *cfg, const char *config_path);
 
 /* Re-read the config file and apply it. On error nothing changes and
  * every error is appended to `report` (one per line); on success a
- * one-line summary is, then the changes (config_diff_format()). Returns 0
- * on success. */
+ * one-line summary is, then the changes (config_diff_format()) and the
+ * `set weight`s it undoes ("undone: ..."). Returns 0 on success. */
 int control_reload(struct control *ctl, struct strbuf *report);
 /* What control_reload() would change, into report ("reload dry-run ok:
  * ..." and the changes, or the errors and "reload dry-run failed: ..."):

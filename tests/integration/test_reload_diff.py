@@ -220,3 +220,23 @@ def test_dry_run_resolves_new_host_names(sluice, dns, servers, port, sockdir, tm
     assert "[error]" not in s.log(), s.tail()
     assert ct.generation(str(sock)) == 1 and ct.pick(port) == "a"
     s.stop()
+
+
+def test_reload_lists_the_set_weight_it_undoes(sluice, named, port, sockdir):
+    """A reload sets every weight from the file: a `set weight` it undoes
+    is listed after what stayed; the dry run lists it and keeps it."""
+    a, a2, b = named("a"), named("a2"), named("b")
+    sock = sockdir / "admin.sock"
+    text_a, _, _, _ = scenario(port, st.free_port(), sock, a, a2, b)
+    s = sluice(text_a)
+    assert ct.ask(sock, "set weight main/b 7").startswith("weight of main/b: 1 -> 7")
+    same = "no changes: 1 listeners, 2 pools, 3 servers as running"
+    undone = "undone: set weight main/b: 7 -> 1 (weights come from the file)"
+    assert ct.ask(sock, "reload dry-run").splitlines()[1:] == [same, undone]
+    assert ct.server_stats(str(sock), "main", "b")["weight"] == 7, "a dry run reset a weight"
+    reply = ct.ask(sock, "reload").splitlines()
+    assert reply[1:] == [same, undone], reply
+    s.wait_log(f"reload: {undone}")
+    assert ct.server_stats(str(sock), "main", "b")["weight"] == 1
+    assert ct.ask(sock, "reload").splitlines()[1:] == [same]
+    s.stop()
