@@ -166,6 +166,9 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
         fprintf(out, "; bind_owner = (none: the user sluice runs as)\n");
     put_keepalive(out, &l->keepalive);
     put_duration(out, "sni_timeout", l->sni_timeout_ms);
+    static const char *const acl_keys[] = {"allow", "deny", "allow_file", "deny_file"};
+    for (int i = 0; i < l->nacl_lines; i++)
+        fprintf(out, "%s = %s\n", acl_keys[l->acl_lines[i].kind], l->acl_lines[i].text);
 }
 
 static void dump_pool(const struct pool_conf *p, FILE *out)
