@@ -284,8 +284,7 @@ static bool is_blank(char ch)
     return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
 }
 
-const char *acl_cidr_parse(const char *s, size_t n, struct acl_cidr *out, char *why,
-                           size_t whylen)
+const char *acl_cidr_parse(const char *s, size_t n, struct acl_cidr *out, char *why, size_t whylen)
 {
     char buf[INET6_ADDRSTRLEN + 8];
     if (n == 0) {
@@ -370,8 +369,7 @@ const char *acl_cidr_parse(const char *s, size_t n, struct acl_cidr *out, char *
     return NULL;
 }
 
-int acl_add_words(struct acl *a, const char *v, uint32_t rule, bool allow, char *why,
-                  size_t whylen)
+int acl_add_words(struct acl *a, const char *v, uint32_t rule, bool allow, char *why, size_t whylen)
 {
     int words = 0;
     for (const char *p = v;;) {

@@ -21,8 +21,7 @@
  * error (the message names the network meant). An IPv6 network inside
  * ::ffff:0:0/96 (v4-mapped, prefix >= 96) becomes the IPv4 network it
  * maps. s is n bytes, not NUL-terminated. Returns NULL, or why not. */
-const char *acl_cidr_parse(const char *s, size_t n, struct acl_cidr *out, char *why,
-                           size_t whylen);
+const char *acl_cidr_parse(const char *s, size_t n, struct acl_cidr *out, char *why, size_t whylen);
 
 /* An empty list (allows everything); NULL when out of memory. */
 struct acl *acl_new(void);

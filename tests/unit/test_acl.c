@@ -73,10 +73,25 @@ static void test_parse(void)
     CHECK_EQ_INT(c.family, AF_INET6);
 
     /* errors */
-    const char *bad[] = {"", "10.0.0.0/33", "::/129", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/-1",
-                         "10.0.0.0/+8", "10.0.0.0/8/8", "10.0.0", "10.0.0.256", "host",
-                         "1.2.3.4/0x8", "2001:db8::1/32", "::1/127", "128.0.0.0/0",
-                         "1.2.3.4 ", "[::1]", "10.0.0.0/0008", ":::"};
+    const char *bad[] = {"",
+                         "10.0.0.0/33",
+                         "::/129",
+                         "10.0.0.1/8",
+                         "10.0.0.0/",
+                         "10.0.0.0/-1",
+                         "10.0.0.0/+8",
+                         "10.0.0.0/8/8",
+                         "10.0.0",
+                         "10.0.0.256",
+                         "host",
+                         "1.2.3.4/0x8",
+                         "2001:db8::1/32",
+                         "::1/127",
+                         "128.0.0.0/0",
+                         "1.2.3.4 ",
+                         "[::1]",
+                         "10.0.0.0/0008",
+                         ":::"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         CHECK_MSG(parse(bad[i], &c) != NULL, "'%s' accepted", bad[i]);
     char why[200];
@@ -318,13 +333,14 @@ static void random_rule(struct ref_rule *r)
     int max = fam == AF_INET ? 32 : 128;
     uint64_t pick = next_rand() % 100;
     /* mostly hosts, some short prefixes, a few very short */
-    int len = pick < 70 ? max : pick < 97 ? (int)(max / 2 + next_rand() % (max / 2)) :
-                                            (int)(next_rand() % (max / 4 + 1));
+    int len = pick < 70   ? max
+              : pick < 97 ? (int)(max / 2 + next_rand() % (max / 2))
+                          : (int)(next_rand() % (max / 4 + 1));
     random_addr(r->c.addr, fam);
     r->c.family = (uint8_t)fam;
     r->c.len = (uint8_t)len;
     for (int bit = len; bit < max; bit++)
-        r->c.addr[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+        r->c.addr[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
     r->allow = next_rand() & 1;
 }
 
@@ -384,6 +400,5 @@ static void test_random_vs_linear(void)
     free(r);
 }
 
-UNIT_MAIN(TEST(test_parse), TEST(test_empty_allows), TEST(test_first_match_wins),
-          TEST(test_edges), TEST(test_v4_mapped), TEST(test_words), TEST(test_file),
-          TEST(test_random_vs_linear))
+UNIT_MAIN(TEST(test_parse), TEST(test_empty_allows), TEST(test_first_match_wins), TEST(test_edges),
+          TEST(test_v4_mapped), TEST(test_words), TEST(test_file), TEST(test_random_vs_linear))
