@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,6 +87,36 @@ static uint32_t load32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Large blocks (a table of a long list, a list file's text) come straight
+ * from mmap: freeing them gives the memory back to the system at once, so
+ * a reload that replaces a large list does not leave the old one's pages
+ * in the heap (malloc would raise its mmap threshold after the first such
+ * free and keep later ones on the heap). Zero-filled. */
+#define BIG_BLOCK (64u * 1024)
+
+static void *block_alloc(size_t n)
+{
+    if (n < BIG_BLOCK)
+        return calloc(1, n);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void block_free(void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    if (n < BIG_BLOCK)
+        free(p);
+    else
+        munmap(p, n);
+}
+
+static size_t tab_bytes(const struct acl_tab *t, bool v6)
+{
+    return (size_t)t->cap * (v6 ? sizeof(struct slot6) : sizeof(struct slot4));
+}
+
 struct acl *acl_new(void)
 {
     struct acl *a = calloc(1, sizeof(*a));
@@ -105,9 +136,9 @@ void acl_free(struct acl *a)
     if (a == NULL)
         return;
     for (int i = 0; i < 33; i++)
-        free(a->t4[i].slots);
+        block_free(a->t4[i].slots, tab_bytes(&a->t4[i], false));
     for (int i = 0; i < 129; i++)
-        free(a->t6[i].slots);
+        block_free(a->t6[i].slots, tab_bytes(&a->t6[i], true));
     free(a);
 }
 
@@ -138,7 +169,7 @@ static int tab_reserve(struct acl_tab *t, bool v6)
         return -1;
     size_t sz = v6 ? sizeof(struct slot6) : sizeof(struct slot4);
     struct acl_tab nt = {.cap = 1u << bits, .bits = bits, .n = t->n, .min_v = t->min_v};
-    if ((nt.slots = calloc(nt.cap, sz)) == NULL)
+    if ((nt.slots = block_alloc((size_t)nt.cap * sz)) == NULL)
         return -1;
     for (uint32_t i = 0; i < t->cap; i++) {
         if (v6) {
@@ -151,7 +182,7 @@ static int tab_reserve(struct acl_tab *t, bool v6)
                 *find4(&nt, o->key) = *o;
         }
     }
-    free(t->slots);
+    block_free(t->slots, tab_bytes(t, v6));
     *t = nt;
     return 0;
 }
@@ -271,9 +302,9 @@ size_t acl_bytes(const struct acl *a)
         return 0;
     size_t n = sizeof(*a);
     for (int i = 0; i < 33; i++)
-        n += (size_t)a->t4[i].cap * sizeof(struct slot4);
+        n += tab_bytes(&a->t4[i], false);
     for (int i = 0; i < 129; i++)
-        n += (size_t)a->t6[i].cap * sizeof(struct slot6);
+        n += tab_bytes(&a->t6[i], true);
     return n;
 }
 
@@ -473,38 +504,23 @@ int acl_load_file(struct acl *a, const char *path, uint32_t rule, bool allow, si
         close(fd);
         return -1;
     }
+    /* One byte more than the file's size: reading it means the file
+     * grew meanwhile (being rewritten in place); refuse rather than load
+     * half of it. */
     size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *data = malloc(cap);
+    char *data = block_alloc(cap);
     if (data == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
         close(fd);
         return -2;
     }
-    /* Read to the end (the file may have grown since fstat), bounded. */
-    for (;;) {
-        if (len == cap) {
-            if (cap > ACL_FILE_MAX_BYTES) {
-                snprintf(err, errlen, "%s: larger than %u MiB", path, ACL_FILE_MAX_BYTES >> 20);
-                free(data);
-                close(fd);
-                return -1;
-            }
-            char *d = realloc(data, cap * 2);
-            if (d == NULL) {
-                snprintf(err, errlen, "%s: out of memory", path);
-                free(data);
-                close(fd);
-                return -2;
-            }
-            data = d;
-            cap *= 2;
-        }
+    while (len < cap) {
         ssize_t r = read(fd, data + len, cap - len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             snprintf(err, errlen, "%s: read: %s", path, strerror(errno));
-            free(data);
+            block_free(data, cap);
             close(fd);
             return -1;
         }
@@ -512,8 +528,14 @@ int acl_load_file(struct acl *a, const char *path, uint32_t rule, bool allow, si
             break;
         len += (size_t)r;
     }
+    if (len == cap) {
+        snprintf(err, errlen, "%s: changed while being read (replace it with rename)", path);
+        block_free(data, cap);
+        close(fd);
+        return -1;
+    }
     close(fd);
     int rc = acl_load_buffer(a, data, len, path, rule, allow, count, err, errlen);
-    free(data);
+    block_free(data, cap);
     return rc;
 }
