@@ -264,8 +264,10 @@ def test_proxy_header_address_decides(sluice, named, port, sockdir):
 # the log limit
 
 
-def test_denied_log_at_most_once_a_second(sluice, named, port, sockdir):
-    s, sock = start(sluice, named, port, sockdir, ["deny = 127.0.0.9"])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.threaded)])
+def test_denied_log_at_most_once_a_second(sluice, named, port, sockdir, workers):
+    """One line a second per listener over all its workers together."""
+    s, sock = start(sluice, named, port, sockdir, ["deny = 127.0.0.9"], workers=workers)
     n = 300
     t0 = time.monotonic()
     for _ in range(n):
