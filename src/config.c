@@ -5,6 +5,7 @@
  * (inih does not report empty sections). Every error is collected; a config
  * with any error is freed and never seen by anyone. */
 #include "sluice/config.h"
+#include "sluice/acl.h"
 #include "sluice/queue.h"
 #include "sluice/registry.h"
 #include "sluice/addr.h"
@@ -532,7 +533,8 @@ static const char *const listener_keys[] = {
     "relay",         "accept_proxy",   "proxy_timeout", "bind_mode",
     "bind_owner",    "tcp_keepalive",  "keepalive_idle", "keepalive_interval",
     "keepalive_count", "route",        "sni",           "sni_default",
-    "sni_timeout"};
+    "sni_timeout",   "allow",          "deny",          "allow_file",
+    "deny_file"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
@@ -818,6 +820,70 @@ static void handle_sni_rule(struct parse_ctx *c, struct listener_conf *l, const 
     l->sni_rules[i] = r;
 }
 
+/* allow, deny, allow_file, deny_file -> enum acl_kind; -1 for other keys. */
+static int acl_key_kind(const char *key)
+{
+    static const char *const names[] = {"allow", "deny", "allow_file", "deny_file"};
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+        if (strcmp(key, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* A list file's path: relative ones are relative to the config file's
+ * directory (so the config and its lists move together). Malloc'd. */
+static char *acl_file_path(const struct parse_ctx *c, const char *v)
+{
+    const char *slash = strrchr(c->name, '/');
+    char *p = NULL;
+    if (v[0] == '/' || slash == NULL)
+        return strdup(v);
+    if (asprintf(&p, "%.*s/%s", (int)(slash - c->name), c->name, v) < 0)
+        return NULL;
+    return p;
+}
+
+/* One allow/deny/allow_file/deny_file line: its position among them is
+ * its rule number (first match wins). */
+static void handle_acl(struct parse_ctx *c, struct listener_conf *l, const char *key,
+                       enum acl_kind kind, const char *v)
+{
+    if (l->acl == NULL && (l->acl = acl_new()) == NULL) {
+        c->oom = true;
+        return;
+    }
+    bool allow = kind == ACL_ALLOW || kind == ACL_ALLOW_FILE;
+    uint32_t rule = (uint32_t)l->nacl_lines;
+    struct acl_line al = {.kind = (uint8_t)kind, .line = c->lineno};
+    char why[512];
+    int rc;
+    if (kind == ACL_ALLOW || kind == ACL_DENY) {
+        rc = acl_add_words(l->acl, v, rule, allow, why, sizeof(why));
+        al.text = strdup(v);
+    } else if (v[0] == '\0') {
+        snprintf(why, sizeof(why), "expected the path of a list file");
+        rc = -1;
+    } else if ((al.text = acl_file_path(c, v)) == NULL) {
+        rc = -2;
+    } else {
+        size_t n = 0;
+        rc = acl_load_file(l->acl, al.text, rule, allow, &n, why, sizeof(why));
+    }
+    if (rc == -1) {
+        add_error(c, c->lineno, key, "%s", why);
+    } else if (rc == -2 || al.text == NULL) {
+        c->oom = true;
+    } else {
+        int i = grow((void **)&l->acl_lines, &l->nacl_lines, sizeof(al));
+        if (i >= 0) {
+            l->acl_lines[i] = al;
+            return;
+        }
+        c->oom = true;
+    }
+    free(al.text);
+}
+
 static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
 {
     struct listener_conf *l = &c->cfg->listeners[c->cur];
@@ -879,6 +945,8 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
         l->sni_default_line = c->lineno;
     } else if (strcmp(key, "sni_timeout") == 0) {
         val_duration(c, key, v, 1, &l->sni_timeout_ms);
+    } else if (acl_key_kind(key) >= 0) {
+        handle_acl(c, l, key, (enum acl_kind)acl_key_kind(key), v);
     }
 }
 
@@ -1182,7 +1250,8 @@ static int handler(void *user, const char *section, const char *name, const char
         return 1;
     }
     bool repeatable = strcmp(key, "server") == 0 || strcmp(key, "bind") == 0 ||
-                      (strcmp(key, "sni") == 0 && c->kind == SEC_LISTENER);
+                      (strcmp(key, "sni") == 0 && c->kind == SEC_LISTENER) ||
+                      (c->kind == SEC_LISTENER && acl_key_kind(key) >= 0);
     if (!repeatable && seen_key(c, key)) {
         add_error(c, c->lineno, key, "'%s': set twice in this section", value);
         return 1;
@@ -1247,6 +1316,22 @@ struct pool_conf *config_route_sni(const struct listener_conf *l, const char *ho
 }
 
 /* Cross-section checks once the whole file is read. */
+/* Unix-socket clients have no address: access lists on a listener with
+ * only unix: binds could never apply, unless a PROXY header brings one. */
+static void validate_acl(struct parse_ctx *c, const struct listener_conf *l)
+{
+    if (l->nacl_lines == 0 || l->accept_proxy)
+        return;
+    for (int b = 0; b < l->nbinds; b++)
+        if (l->binds[b].u.sa.sa_family != AF_UNIX)
+            return;
+    static const char *const keys[] = {"allow", "deny", "allow_file", "deny_file"};
+    add_error(c, l->acl_lines[0].line, keys[l->acl_lines[0].kind],
+              "listener '%s' has only unix: binds, whose clients have no address "
+              "(access lists there need accept_proxy = on)",
+              l->name);
+}
+
 static void validate(struct parse_ctx *c)
 {
     struct config *cfg = c->cfg;
@@ -1313,6 +1398,7 @@ static void validate(struct parse_ctx *c)
         if (!l->route_sni && l->sni_default_name != NULL)
             add_error(c, l->sni_default_line, "sni_default",
                       "listener '%s': sni_default needs route = sni", l->name);
+        validate_acl(c, l);
         /* The stats endpoint must not share a port with the proxy: both use
          * SO_REUSEPORT, so the kernel would split clients between them. */
         for (int b = 0; cfg->has_admin_http && b < l->nbinds; b++)
@@ -1631,6 +1717,10 @@ static void config_free(struct config *cfg)
         }
         free(l->sni_rules);
         free(l->sni_default_name);
+        for (int r = 0; r < l->nacl_lines; r++)
+            free(l->acl_lines[r].text);
+        free(l->acl_lines);
+        acl_free(l->acl);
         free(l->binds);
         free(l->bind_owner);
         free(l->pool_name);

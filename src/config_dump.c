@@ -200,6 +200,9 @@ void config_emit_listener(const struct listener_conf *l, struct config_sink *sin
         comment(sink, "bind_owner = (none: the user sluice runs as)");
     put_keepalive(sink, &l->keepalive);
     put_duration(sink, "sni_timeout", l->sni_timeout_ms);
+    static const char *const acl_keys[] = {"allow", "deny", "allow_file", "deny_file"};
+    for (int i = 0; i < l->nacl_lines; i++)
+        kv(sink, acl_keys[l->acl_lines[i].kind], l->acl_lines[i].text);
 }
 
 void config_emit_pool(const struct pool_conf *p, struct config_sink *sink)

@@ -1,6 +1,7 @@
 /* listener.c - open listening sockets; accept in bounded batches, pause on
  * limits and descriptor exhaustion instead of spinning. */
 #include "sluice/listener.h"
+#include "sluice/acl.h"
 #include "sluice/keepalive.h"
 #include "sluice/limits.h"
 #include "sluice/log.h"
@@ -218,6 +219,35 @@ static void accept_exhausted(struct worker *w, int err)
         listen_pause(w, wl, LISTENER_EXHAUSTED_PAUSE);
 }
 
+bool listener_admit(struct worker *w, struct listener_conf *lc, const struct sockaddr_ip *client)
+{
+    if (likely(acl_allows(lc->acl, &client->u.sa)))
+        return true;
+    counter_add(&listener_ws(lc->st, w->id)->denied, 1);
+    unsigned long dropped = 0;
+    if (log_limit_shared_due(&lc->st->denied_log, time_mono_ms(), 1000, &dropped)) {
+        char a[ADDR_STRLEN];
+        addr_format(&client->u.sa, sizeof(*client), a, sizeof(a));
+        log_info("listener %s: client %s denied by the access list (%lu more denied in the last "
+                 "second, not logged)",
+                 lc->name, a, dropped);
+    }
+    return false;
+}
+
+/* A client refused before it got a session: RST (SO_LINGER 0), so a flood
+ * of them leaves no TIME_WAIT here, and counted like a session end. */
+static void accept_denied(struct worker *w, struct listener_conf *lc, int fd)
+{
+    static const struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+    close(fd);
+    counter_add(&listener_ws(lc->st, w->id)->accepted, 1);
+    counter_add(&w->stats.ends[END_denied], 1);
+    slot_put(&lc->st->active);
+    slot_put(&w->host->limits->active);
+}
+
 enum accept_result listener_accept_batch(struct worker_listen *wl, listener_accepted_fn *accepted)
 {
     struct worker *w = wl->w;
@@ -262,6 +292,11 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             peer.u.sa.sa_family = AF_UNIX;
         }
         counter_add(&w->stats.accepted, 1);
+        /* With accept_proxy the header's address decides (session.c). */
+        if (!lc->accept_proxy && !listener_admit(w, lc, &peer)) {
+            accept_denied(w, lc, fd);
+            continue;
+        }
         /* Set on each accepted socket, not inherited from the listening
          * one: that socket outlives a reload, and a reload's values apply
          * from the next accept. A Unix-socket client has no TCP to set. */

@@ -8,6 +8,7 @@
 #include "sluice/config.h"
 #include "sluice/fault.h"
 #include "sluice/keepalive.h"
+#include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
 #include "sluice/limits.h"
@@ -195,7 +196,7 @@ void session_finish(struct session *s, enum end_reason reason)
      * meant for a side are being thrown away (idle timeout on a stalled
      * reader, shutdown, a local error), that side gets an RST instead, so
      * it cannot mistake a cut stream for a complete one. */
-    bool aborted = reason == END_reset || reason == END_keepalive_timeout;
+    bool aborted = reason == END_reset || reason == END_keepalive_timeout || reason == END_denied;
     if (aborted || dir_pending(&s->down) > 0)
         set_abortive_close(client_fd(s));
     if (aborted || dir_pending(&s->up) > 0)
@@ -211,7 +212,9 @@ void session_finish(struct session *s, enum end_reason reason)
     counter_add(&w->stats.ends[reason], 1);
     if (reason == END_no_backend)
         counter_add(&listener_ws(s->lc->st, wid)->no_backend, 1);
-    if (log_access_enabled())
+    /* Denied clients are left out of the access log: a flood of them
+     * would fill the disk; listener_admit() logs them, rate-limited. */
+    if (log_access_enabled() && reason != END_denied)
         access_log(s);
     log_debug("worker %d: session end %s after %llu/%llu bytes", wid,
               end_reason_str(reason), (unsigned long long)s->up.bytes,
@@ -1003,6 +1006,12 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
             s->client = h.src;
             s->local = h.dst;
             s->has_local = true;
+        }
+        /* LOCAL (a health check by the proxy in front): its own address. */
+        if (!listener_admit(w, s->lc, &s->client)) {
+            session_finish(s, END_denied);
+            session_leave(s);
+            return;
         }
         /* Payload that came with the header is in the chain: this
          * direction copies from now on rather than splice past it. */

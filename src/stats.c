@@ -150,15 +150,16 @@ void stats_table(struct control *ctl, struct strbuf *out)
 {
     struct config *cfg = ctl->cfg;
     int64_t now = time_mono_ms();
-    strbuf_printf(out, "%-20s %7s %10s %9s %14s %14s\n", "LISTENER", "ACTIVE", "TOTAL",
-                  "REJECTED", "BYTES_IN", "BYTES_OUT");
+    strbuf_printf(out, "%-20s %7s %10s %9s %14s %14s %9s\n", "LISTENER", "ACTIVE", "TOTAL",
+                  "REJECTED", "BYTES_IN", "BYTES_OUT", "DENIED");
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
         struct listener_sums s;
         sum_listener(ctl, l->st, &s);
-        strbuf_printf(out, "%-20s %7d %10llu %9llu %14llu %14llu\n", l->name, ival(&l->st->active),
-                      (unsigned long long)s.accepted, (unsigned long long)s.no_backend,
-                      (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
+        strbuf_printf(out, "%-20s %7d %10llu %9llu %14llu %14llu %9llu\n", l->name,
+                      ival(&l->st->active), (unsigned long long)s.accepted,
+                      (unsigned long long)s.no_backend, (unsigned long long)s.bytes_in,
+                      (unsigned long long)s.bytes_out, (unsigned long long)s.denied);
     }
     strbuf_printf(out, "%-24s %-22s %-8s %6s %6s %10s %9s %7s %14s %14s %-9s %8s\n", "SERVER",
                   "ADDRESS", "STATE", "WEIGHT", "ACTIVE", "TOTAL", "CONN_FAIL", "RETRIES",

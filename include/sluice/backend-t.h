@@ -4,6 +4,7 @@
 #define SLUICE_BACKEND_T_H
 
 #include "sluice/common.h"
+#include "sluice/log-t.h"
 #include "sluice/registry-t.h"
 #include "sluice/resolver-t.h"
 
@@ -96,6 +97,7 @@ static inline struct backend_wstats *backend_ws(const struct backend *b, int w)
 #define LISTENER_COUNTERS(X)                                                   \
     X(accepted)   /* connections accepted */                                   \
     X(no_backend) /* closed at once: no usable server */                       \
+    X(denied)     /* refused by the access list (allow/deny) */                \
     X(bytes_in)   /* bytes from clients */                                     \
     X(bytes_out)  /* bytes to clients */
 
@@ -108,6 +110,7 @@ struct listener_wstats {
 struct listener_state {
     struct registry_obj obj; /* key: listener name */
     _Atomic int active;      /* live sessions over all workers */
+    struct log_limit_shared denied_log; /* "denied" lines: one per second, all workers */
     void *ws[SLUICE_WS_CHUNKS]; /* each: struct listener_wstats[SLUICE_WS_CHUNK], as in backend */
 };
 

@@ -2,6 +2,7 @@
 #ifndef SLUICE_CONFIG_T_H
 #define SLUICE_CONFIG_T_H
 
+#include "sluice/acl-t.h"
 #include "sluice/addr-t.h"
 #include "sluice/backend-t.h"
 #include "sluice/keepalive-t.h"
@@ -126,6 +127,11 @@ struct listener_conf {
     int sni_default_line;
     struct pool_conf *sni_default;
     int64_t sni_timeout_ms;   /* the ClientHello must be complete within this time */
+    /* allow/deny/allow_file/deny_file, in file order; acl is their
+     * lookup structure (NULL: no such lines, everyone allowed). */
+    struct acl_line *acl_lines;
+    int nacl_lines;
+    struct acl *acl;
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

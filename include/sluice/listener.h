@@ -54,6 +54,15 @@ bool listener_exhausted_errno(int err);
  * logs once per burst rather than once per failed accept. */
 bool listener_pause_exhausted(struct accept_pause *p, ev_tstamp now);
 
+/* The access list's verdict on a new client of lc (the accepted peer,
+ * or with accept_proxy the PROXY header's source). A refused one is
+ * counted in the listener's `denied` and logged at most once a second
+ * per listener (over all workers), with how many were not logged. The
+ * caller closes it (abortively) and ends it with reason `denied`.
+ * Returns true when allowed. Worker threads. */
+struct sockaddr_ip;
+bool listener_admit(struct worker *w, struct listener_conf *lc, const struct sockaddr_ip *client);
+
 enum accept_result {
     ACCEPT_MORE,   /* the batch was full: more may be queued */
     ACCEPT_EMPTY,  /* the queue is empty (EAGAIN), or a draining socket

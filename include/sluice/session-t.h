@@ -40,7 +40,8 @@ enum session_state {
     X(tls_hello)      /* route = sni: ClientHello malformed, cut or late */    \
     X(no_route)       /* route = sni: no rule for the name, no sni_default */  \
     X(queue_timeout)  /* waited queue_timeout in the pool's queue */           \
-    X(queue_full)     /* every server full and max_queue sessions waiting */
+    X(queue_full)     /* every server full and max_queue sessions waiting */  \
+    X(denied)         /* the access list (allow/deny) refused the client */
 
 enum end_reason {
 #define X(name) END_##name,

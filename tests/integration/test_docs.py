@@ -101,6 +101,11 @@ def run_check(path, as_user):
 @pytest.mark.parametrize("where,text", EXAMPLES, ids=[w for w, _ in EXAMPLES])
 def test_example_passes_check(example_dir, where, text):
     text = complete_fragment(text)
+    # List files an example names by a relative path (relative to the
+    # config file's directory): made here, with one network each.
+    for name in re.findall(r"^\s*(?:allow|deny)_file\s*=\s*([^/\s]\S*)", text, re.M):
+        (example_dir / name).write_text("# made by test_docs\n192.0.2.0/24\n")
+        (example_dir / name).chmod(0o644)
     path = example_dir / (re.sub(r"[^A-Za-z0-9]+", "_", where) + ".ini")
     path.write_text(text)
     path.chmod(0o644)
@@ -153,11 +158,14 @@ def parser_keys(tmp_path):
     cfg = tmp_path / "all.ini"
     cfg.write_text(st.make_config(st.free_port(), ["a 127.0.0.1:9"],
                                   glob={"user": "nobody", "resolvers": "127.0.0.1:53"},
-                                  listener={"bind_owner": "nobody"},
+                                  listener={"bind_owner": "nobody", "allow": "127.0.0.1",
+                                            "deny": "all", "allow_file": "list.txt",
+                                            "deny_file": "list.txt"},
                                   pool={"check": "send-expect", "check_send": "x",
                                         "check_expect": "y"})
                    + f"\n[listener tls]\nbind = 127.0.0.1:{st.free_port()}\nroute = sni\n"
                      "sni = a.example main\nsni_default = main\n")
+    (tmp_path / "list.txt").write_text("192.0.2.0/24\n")
     r = st.run_sluice(["-T", "-c", cfg])
     assert r.returncode == 0, r.stderr
     out = {sec: set() for sec in SECTIONS}

@@ -1433,6 +1433,19 @@ static void check_round_trip(int at, const char *text)
                 }
                 optional = !set;
             }
+            /* Access-list lines: only where a listener has them. */
+            if (strcmp(keys[k], "allow") == 0 || strcmp(keys[k], "deny") == 0 ||
+                strcmp(keys[k], "allow_file") == 0 || strcmp(keys[k], "deny_file") == 0) {
+                static const char *const acl_keys[] = {"allow", "deny", "allow_file",
+                                                       "deny_file"};
+                bool set = false;
+                for (int l = 0; l < a->nlisteners; l++) {
+                    const struct listener_conf *lc = &a->listeners[l];
+                    for (int r = 0; r < lc->nacl_lines; r++)
+                        set |= strcmp(keys[k], acl_keys[lc->acl_lines[r].kind]) == 0;
+                }
+                optional = !set;
+            }
             unit_checkf(optional || strstr(d1, want) != NULL, __FILE__, at, "key in dump",
                         "'%s' missing", keys[k]);
         }
@@ -1470,6 +1483,9 @@ static void test_dump_round_trip(void)
                                "sni_default = zz\nsni_timeout = 250ms\naccept_proxy = on\n" TAIL);
     check_round_trip(__LINE__, "[listener tls]\nbind = 127.0.0.1:8443\nroute = sni\n"
                                "sni = a.example zz\n" TAIL);
+    check_round_trip(__LINE__, "[listener acl]\nbind = 127.0.0.1:8443\npool = zz\n"
+                               "deny = 10.1.2.3\nallow = 10.0.0.0/8  2001:db8::/32\n"
+                               "deny = all\n" TAIL);
 }
 
 /* ---- route = sni ---- */

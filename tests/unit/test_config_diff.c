@@ -8,6 +8,10 @@
 #include "sluice/config_dump.h"
 #include "sluice/strbuf.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 static struct config *load_at(int line, const char *text)
 {
     struct config_errors errs = {0};
@@ -202,13 +206,13 @@ static void test_structured(void)
 /* The keys a sink saw, and comments naming a key ("KEY = (none: ...)"). */
 struct seen {
     struct config_sink sink;
-    char keys[64][32];
+    char keys[96][32];
     int n;
 };
 
 static void seen_add(struct seen *s, const char *key, size_t len)
 {
-    if (s->n < 64 && len < sizeof(s->keys[0])) {
+    if (s->n < 96 && len < sizeof(s->keys[0])) {
         memcpy(s->keys[s->n], key, len);
         s->keys[s->n++][len] = '\0';
     }
@@ -240,12 +244,24 @@ static bool was_seen(const struct seen *s, const char *key)
  * here. Lines of their own ("server") are compared by config_emit_server. */
 static void test_every_key_is_compared(void)
 {
-    struct config *cfg = load_at(__LINE__, "[global]\nuser = nobody\n"
-                                           "[listener l]\nbind = 127.0.0.1:1\npool = p\n"
-                                           "[listener t]\nbind = 127.0.0.1:2\nroute = sni\n"
-                                           "sni = a.example p\nsni_default = p\n"
-                                           "[pool p]\ncheck = send-expect\ncheck_send = a\n"
-                                           "check_expect = b\nserver = a 127.0.0.1:3\n");
+    /* An access list file (keys only written when the listener has one). */
+    char list[] = "/tmp/sluice-test-acl-XXXXXX";
+    int fd = mkstemp(list);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, "10.0.0.0/8\n", 11) == 11);
+    close(fd);
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "[global]\nuser = nobody\n"
+             "[listener l]\nbind = 127.0.0.1:1\npool = p\nallow = 127.0.0.1\n"
+             "allow_file = %s\ndeny_file = %s\ndeny = all\n"
+             "[listener t]\nbind = 127.0.0.1:2\nroute = sni\n"
+             "sni = a.example p\nsni_default = p\n"
+             "[pool p]\ncheck = send-expect\ncheck_send = a\n"
+             "check_expect = b\nserver = a 127.0.0.1:3\n",
+             list, list);
+    struct config *cfg = load_at(__LINE__, text);
+    unlink(list);
     REQUIRE(cfg != NULL);
     struct seen g = {.sink = {seen_kv, seen_comment}, .n = 0}, l = g, p = g;
     config_emit_global(cfg, &g.sink);
