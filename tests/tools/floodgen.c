@@ -343,7 +343,8 @@ enum kind { K_LISTEN, K_CONN };
 struct echo_conn {
     enum kind kind;
     int fd;
-    size_t off, len; /* pending bytes buf[off, off + len) not yet written */
+    struct echo_conn *prev, *next; /* all open connections, freed at exit */
+    size_t off, len;               /* pending bytes buf[off, off + len) not yet written */
     char buf[ECHO_BUF];
 };
 
@@ -370,6 +371,7 @@ static int run_echo(const struct addr *listen_at, int64_t max_ns)
     ep_ctl(ep, EPOLL_CTL_ADD, lfd, EPOLLIN, (void *)&listen_tag);
     uint64_t accepted = 0, bytes = 0, accept_fail = 0;
     int64_t t0 = now_ns(), accept_paused_until = 0;
+    struct echo_conn *conns = NULL;
     struct epoll_event evs[MAX_EVENTS];
     while (!stop_signal) {
         int64_t t = now_ns();
@@ -409,6 +411,11 @@ static int run_echo(const struct addr *listen_at, int64_t max_ns)
                     c->kind = K_CONN;
                     c->fd = fd;
                     c->off = c->len = 0;
+                    c->prev = NULL;
+                    c->next = conns;
+                    if (conns)
+                        conns->prev = c;
+                    conns = c;
                     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                     ep_ctl(ep, EPOLL_CTL_ADD, fd, EPOLLIN, c);
                     accepted++;
@@ -440,11 +447,24 @@ static int run_echo(const struct addr *listen_at, int64_t max_ns)
             }
             if (dead) {
                 close(c->fd); /* also removes it from the epoll set */
+                if (c->prev)
+                    c->prev->next = c->next;
+                else
+                    conns = c->next;
+                if (c->next)
+                    c->next->prev = c->prev;
                 free(c);
             }
         }
     }
-    /* Connections still open are left to exit(). */
+    while (conns) {
+        struct echo_conn *next = conns->next;
+        close(conns->fd);
+        free(conns);
+        conns = next;
+    }
+    close(ep);
+    close(lfd);
     printf("{\"role\":\"echo\",\"accepted\":%" PRIu64 ",\"bytes\":%" PRIu64
            ",\"accept_failures\":%" PRIu64 ",\"seconds\":%.3f}\n",
            accepted, bytes, accept_fail, (double)(now_ns() - t0) / 1e9);
