@@ -97,7 +97,7 @@ def check_clients(r, count, size=64):
 
 
 def check_flood(r, request):
-    assert r["role"] == "flood" and r["source"] == "127.0.0.2" and r["signal"] == 0, r
+    assert r["role"] == "flood" and r["signal"] == 0, r
     assert r["attempted"] > 0, r
     ends = (r["refused"] + r["reset"] + r["closed"] + r["timeouts"] + r["socket_errors"]
             + r["other_errors"])
@@ -125,6 +125,7 @@ def test_direct_clients_and_flood(echo):
     c = json.loads(out)
     check_clients(c, 10)
     check_flood(f, 16)
+    assert f["source"] == "127.0.0.2" and f["source_count"] == 1, f
     # Nothing refuses here: every attempt is connected and answered.
     assert f["connected"] == f["attempted"] == f["answered"], f
     assert f["attempted"] >= 100, f  # 2,000/s for 1 s, whatever the load
@@ -201,3 +202,22 @@ def test_echo_stops_cleanly_with_connections_open(echo):
         for s in socks:
             s.close()
     assert e["accepted"] == 3 and e["bytes"] == sum(len(b"ping %d\n" % i) for i in range(3)), e
+
+
+def test_flood_source_count_spreads_addresses(tmp_path, echo):
+    """--source-count K: the flood's connections come from K addresses in
+    turn, as sluice's access log sees them."""
+    port = st.free_port()
+    proxy = st.Sluice(tmp_path, st.make_config(port, [f"e 127.0.0.1:{echo.port}"]))
+    proxy.start()
+    try:
+        f = one_json(run(["flood", "-c", f"127.0.0.1:{port}", "--source", "127.2.0.1",
+                          "--source-count", "4", "--rate", "200", "--seconds", "0.2",
+                          "--request", "8"]))
+        check_flood(f, 8)
+        assert f["source_count"] == 4 and f["attempted"] >= 8, f
+        entries = proxy.wait_access(f["attempted"])
+    finally:
+        proxy.stop()
+    hosts = {st.client_host(e) for e in entries}
+    assert hosts == {f"127.2.0.{i}" for i in range(1, 5)}, hosts

@@ -5,7 +5,8 @@
  * Three roles, one per process:
  *
  *   echo     an echo server (the backend behind the proxy under test)
- *   flood    N new TCP connections per second from ONE source address: each
+ *   flood    N new TCP connections per second from ONE source address (or,
+ *            with --source-count K, from K addresses in turn): each
  *            is a non-blocking connect, optionally a small request whose
  *            echo is awaited, then a close with RST (SO_LINGER 0) so that
  *            the client side piles up no TIME_WAIT
@@ -103,6 +104,8 @@ static void usage(FILE *out)
           "  -l HOST:PORT          echo: listen here (port 0: any; the port is printed)\n"
           "  -c HOST:PORT          flood, clients: connect here\n"
           "  --source ADDR         local address to bind (clients: the first of --count)\n"
+          "  --source-count K      flood: use K addresses from --source upwards, in turn\n"
+          "                        (default 1: one source)\n"
           "  --rate N              flood: new connections per second (default 20000)\n"
           "  --request BYTES       flood: send BYTES after connect and wait for their echo\n"
           "                        before closing (default 0: close at once)\n"
@@ -486,8 +489,9 @@ struct flood_stats {
         other_errors, socket_errors;
 };
 
-static int run_flood(const struct addr *dst, const struct addr *src, double rate, int64_t run_ns,
-                     int64_t max_ns, size_t request, unsigned inflight_max, int64_t timeout_ns)
+static int run_flood(const struct addr *dst, const struct addr *src, unsigned src_count,
+                     double rate, int64_t run_ns, int64_t max_ns, size_t request,
+                     unsigned inflight_max, int64_t timeout_ns)
 {
     struct flood_conn *slots = calloc(inflight_max, sizeof(*slots));
     if (!slots)
@@ -523,7 +527,10 @@ static int run_flood(const struct addr *dst, const struct addr *src, double rate
                     capped_turns++;
                     break;
                 }
-                int fd = start_connect(src, dst, true);
+                struct addr sa = *src;
+                if (src_count > 1)
+                    sa = addr_add(src, (uint32_t)(s.attempted % src_count));
+                int fd = start_connect(&sa, dst, true);
                 if (fd == -EADDRNOTAVAIL || fd == -EADDRINUSE) {
                     s.no_port++; /* no local port free: wait 1 ms, do not count */
                     port_wait_until = t + MS_NS;
@@ -645,15 +652,16 @@ static int run_flood(const struct addr *dst, const struct addr *src, double rate
     double secs = (double)(now_ns() - t0) / 1e9;
     double send_secs = (double)(run_ns < now_ns() - t0 ? run_ns : now_ns() - t0) / 1e9;
     char ss[INET6_ADDRSTRLEN], ds[INET6_ADDRSTRLEN];
-    printf("{\"role\":\"flood\",\"source\":\"%s\",\"target\":\"%s:%d\",\"rate_target\":%.0f,"
+    printf("{\"role\":\"flood\",\"source\":\"%s\",\"source_count\":%u,\"target\":\"%s:%d\",\"rate_"
+           "target\":%.0f,"
            "\"request_bytes\":%zu,\"seconds\":%.3f,\"send_seconds\":%.3f,"
            "\"attempted\":%" PRIu64 ",\"connected\":%" PRIu64 ",\"answered\":%" PRIu64
            ",\"refused\":%" PRIu64 ",\"reset\":%" PRIu64 ",\"closed\":%" PRIu64
            ",\"timeouts\":%" PRIu64 ",\"no_port\":%" PRIu64 ",\"socket_errors\":%" PRIu64
            ",\"other_errors\":%" PRIu64 ",\"attempt_rate\":%.1f,\"connect_rate\":%.1f,"
            "\"inflight_peak\":%u,\"inflight_capped\":%" PRIu64 ",\"signal\":%d}\n",
-           addr_str(src, ss, sizeof(ss)), addr_str(dst, ds, sizeof(ds)), addr_port(dst), rate,
-           request, secs, send_secs, s.attempted, s.connected, s.answered, s.refused, s.reset,
+           addr_str(src, ss, sizeof(ss)), src_count, addr_str(dst, ds, sizeof(ds)), addr_port(dst),
+           rate, request, secs, send_secs, s.attempted, s.connected, s.answered, s.refused, s.reset,
            s.closed, s.timeouts, s.no_port, s.socket_errors, s.other_errors,
            send_secs > 0 ? (double)s.attempted / send_secs : 0.0,
            send_secs > 0 ? (double)s.connected / send_secs : 0.0, inflight_peak, capped_turns,
@@ -828,6 +836,7 @@ static double parse_num(const char *opt, const char *s, double min, double max)
 
 enum {
     OPT_SOURCE = 256,
+    OPT_SOURCE_COUNT,
     OPT_RATE,
     OPT_REQUEST,
     OPT_INFLIGHT,
@@ -843,6 +852,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"source", required_argument, NULL, OPT_SOURCE},
+        {"source-count", required_argument, NULL, OPT_SOURCE_COUNT},
         {"rate", required_argument, NULL, OPT_RATE},
         {"request", required_argument, NULL, OPT_REQUEST},
         {"inflight", required_argument, NULL, OPT_INFLIGHT},
@@ -869,7 +879,7 @@ int main(int argc, char **argv)
     const char *listen_s = NULL, *connect_s = NULL, *source_s = NULL;
     double rate = 20000, seconds = -1, warmup = 0, max_seconds = -1;
     size_t request = 0, size = 64;
-    unsigned inflight = 4096, count = 50;
+    unsigned inflight = 4096, count = 50, source_count = 1;
     int64_t timeout_ns = 1000 * MS_NS;
     int opt;
     optind = 2;
@@ -883,6 +893,9 @@ int main(int argc, char **argv)
             break;
         case OPT_SOURCE:
             source_s = optarg;
+            break;
+        case OPT_SOURCE_COUNT:
+            source_count = (unsigned)parse_num("--source-count", optarg, 1, 1 << 24);
             break;
         case OPT_RATE:
             rate = parse_num("--rate", optarg, 1, 10e6);
@@ -957,8 +970,8 @@ int main(int argc, char **argv)
     if (is_echo)
         return run_echo(&la, max_ns);
     if (is_flood)
-        return run_flood(&ca, &sa, rate, (int64_t)(seconds * 1e9), max_ns, request, inflight,
-                         timeout_ns);
+        return run_flood(&ca, &sa, source_count, rate, (int64_t)(seconds * 1e9), max_ns, request,
+                         inflight, timeout_ns);
     return run_clients(&ca, &sa, count, (int64_t)(seconds * 1e9), (int64_t)(warmup * 1e9), max_ns,
                        size);
 }
