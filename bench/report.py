@@ -186,6 +186,31 @@ def parse_flood(d, meta, run):
         cpu_a = float(meta["cpu_mid"]) - float(meta["cpu_before"])
         cpu_b = float(meta["cpu_after"]) - float(meta["cpu_mid"])
         run["raw"]["cpu_s"] = {"a": cpu_a, "b": cpu_b}
+    # Phase C: the flood spread over more addresses than the source table
+    # holds (runs of scripts/bench from before phase C have none).
+    if os.path.exists(os.path.join(d, "c-clients.json")):
+        c = read_json_line(os.path.join(d, "c-clients.json"))
+        fc = read_json_line(os.path.join(d, "c-flood.json"))
+        if c.get("role") != "clients" or c.get("requests", 0) <= 0:
+            raise ValueError(f"{d}: well-behaved clients made no requests in phase C: {c}")
+        run["raw"].update(c=c, spread_flood=fc)
+        m["c_rps"] = c["rps"]
+        m["c_rps_ratio"] = c["rps"] / a["rps"]
+        m["c_p99_ms"] = c["p99_us"] / 1e3
+        m["c_p99_ratio"] = c["p99_us"] / a["p99_us"] if a["p99_us"] else None
+        m["spread_attempt_rate"] = fc["attempt_rate"]
+        m["spread_admitted_rate"] = fc["answered"] / (fc["send_seconds"] or 1)
+        m["spread_sources"] = min(fc["attempted"], fc.get("source_count", 1))
+        if "mem_spread" in meta and "mem_end" in meta:
+            mc = parse_mem(meta["mem_spread"])
+            mem["mem_spread"] = mc
+            m["rss_after_spread_mib"] = mc["rss_kib"] / 1024
+            growth = mc["rss_kib"] - mem["mem_mid"]["rss_kib"]
+            m["rss_spread_growth_kib"] = growth
+            if meta.get("table_size"):
+                # What the whole flood (B and C) added, per entry of the
+                # configured source table.
+                m["rss_growth_bytes_per_entry"] = growth * 1024 / int(meta["table_size"])
     if run["target"] == "sluice":
         ca = sluice_counters(os.path.join(d, "stats-a.json"))
         cb = sluice_counters(os.path.join(d, "stats-b.json"))
@@ -366,7 +391,7 @@ def best_peer(summary, case, metric, better, target=None):
 # --------------------------------------------------------------- formatting
 
 # Figures that are counts: printed as integers.
-COUNTS = {"protected", "flood_attempted", "flood_admitted", "flood_turned_away", "flood_timeouts",
+COUNTS = {"protected", "spread_sources", "rss_spread_growth_kib", "flood_attempted", "flood_admitted", "flood_turned_away", "flood_timeouts",
           "flood_allowed", "sluice_flood_sessions", "sluice_source_refusals",
           "sluice_accepted_b", "a_conn_errors", "b_conn_errors", "rss_flood_growth_kib",
           "socket_errors", "base_socket_errors", "storm_socket_errors", "base_non2xx",
@@ -581,6 +606,25 @@ def flood_lines(summary, env):
             lines.append(f"| {t} | " + " | ".join(cell(summary, "flood", t, c, None)
                                                 for c in cols) + " |")
     lines.append("")
+    if any(fs.get(t, {}).get("c_rps") for t in PROXIES):
+        n = env.get("flood_spread_count", "?")
+        n = f"{int(n):,}" if n.isdigit() else n
+        tbl = env.get("flood_table", "?")
+        lines += [f"Phase C: the same flood rate spread over {n} addresses in turn (twice "
+                  f"the source table's {int(tbl) if tbl.isdigit() else tbl:,} entries, so "
+                  "the table must evict), the well-behaved sources as in A; RSS growth from "
+                  "before the flood (after A) to after C, and that growth per table entry.",
+                  "", "| target | req/s C | C ÷ A | p99 ms C | p99 C ÷ A | attempted conn/s | "
+                  "admitted conn/s | addresses used | RSS MiB after C | RSS growth KiB | "
+                  "bytes per entry |", "|---|" + "---:|" * 10]
+        cols = ["c_rps", "c_rps_ratio", "c_p99_ms", "c_p99_ratio", "spread_attempt_rate",
+                "spread_admitted_rate", "spread_sources", "rss_after_spread_mib",
+                "rss_spread_growth_kib", "rss_growth_bytes_per_entry"]
+        for t in PROXIES:
+            if t in fs:
+                lines.append(f"| {t} | " + " | ".join(cell(summary, "flood", t, c, None)
+                                                    for c in cols) + " |")
+        lines.append("")
     sl = fs.get("sluice", {})
     if sl.get("sluice_flood_sessions"):
         txt = (f"sluice's own counters (`show stats json`, phase B): "
@@ -998,10 +1042,14 @@ DOC_METHOD = """## How it is measured
   second: sluice `max_conns_per_source`, `rate_per_source` and
   `source_table_size = {flood_table}`; HAProxy a stick table on `src` storing
   `conn_cur,conn_rate(1s)` with `tcp-request connection reject` above
-  either; nginx `limit_conn_zone $binary_remote_addr` with `limit_conn`
-  (its stream module has no per-source rate limit). Otherwise no proxy
-  limits sources, and the script says which case ran. RSS of the proxy
-  before and after the flood; sluice's `show stats json` after each phase.
+  either; nginx `limit_conn_zone $binary_remote_addr` (a 1 MiB zone,
+  about as many addresses) with `limit_conn` (its stream module has no
+  per-source rate limit). Otherwise no proxy
+  limits sources, and the script says which case ran. Phase C, right
+  after B: the same flood rate spread over {flood_spread_count} addresses in turn
+  (twice the source table), so a per-source table must evict; the proxy's
+  RSS growth from before B to after C, also per table entry. RSS of the
+  proxy after each phase; sluice's `show stats json` after each phase.
   The generator shares the machine's CPUs with the proxy and the backend,
   so part of what B costs the well-behaved sources is the flood's CPU, not
   the proxy.
@@ -1087,7 +1135,8 @@ def main():
         "mode", "reps", "workers", "workloads", "secs", "warm", "idle_ns", "storm_runs",
         "storm_signals", "storm_secs", "bufsize", "wrk_threads", "wrk_conns", "nofile",
         "haproxy_maxconn", "stamp", "flood_clients", "flood_size", "flood_rate", "flood_request",
-        "flood_conn_limit", "flood_rate_limit", "flood_table", "flood_protect") if k in env},
+        "flood_conn_limit", "flood_rate_limit", "flood_table", "flood_spread_count",
+        "flood_protect") if k in env},
         "machine": {k: env.get(k) for k in ("nproc", "cpu_model", "mem_total", "kernel", "os",
                                             "loadavg_start", "loadavg_end", "duration_s")},
         "versions": {k: env.get(k) for k in ("sluice", "sluice_commit", "haproxy", "nginx", "wrk",
@@ -1105,7 +1154,8 @@ def main():
             shutil.copy(os.path.join(a.out, p), os.path.join(img, p))
         rel = os.path.relpath(img, os.path.dirname(a.docs)) + "/"
         fmtargs = {k: "?" for k in ("flood_clients", "flood_size", "flood_rate", "flood_request",
-                                    "flood_conn_limit", "flood_rate_limit", "flood_table")}
+                                    "flood_conn_limit", "flood_rate_limit", "flood_table",
+                                    "flood_spread_count")}
         fmtargs.update(env, full_reps=3)
         if fmtargs["flood_rate"].isdigit():
             fmtargs["flood_rate"] = f"{int(fmtargs['flood_rate']):,}"
