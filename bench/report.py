@@ -1157,8 +1157,9 @@ def main():
                                     "flood_conn_limit", "flood_rate_limit", "flood_table",
                                     "flood_spread_count")}
         fmtargs.update(env, full_reps=3)
-        if fmtargs["flood_rate"].isdigit():
-            fmtargs["flood_rate"] = f"{int(fmtargs['flood_rate']):,}"
+        for k in ("flood_rate", "flood_spread_count"):
+            if fmtargs[k].isdigit():
+                fmtargs[k] = f"{int(fmtargs[k]):,}"
         doc = [DOC_HEAD.format(nproc=env.get("nproc", "?")), "## Results", ""]
         if env.get("mode") != "full":
             doc += [f"> Written by a `--{env.get('mode')}` run ({env.get('reps')} repetition(s), "
