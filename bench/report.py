@@ -391,7 +391,8 @@ def best_peer(summary, case, metric, better, target=None):
 # --------------------------------------------------------------- formatting
 
 # Figures that are counts: printed as integers.
-COUNTS = {"protected", "spread_sources", "rss_spread_growth_kib", "flood_attempted", "flood_admitted", "flood_turned_away", "flood_timeouts",
+COUNTS = {"protected", "spread_sources", "rss_spread_growth_kib", "flood_attempted",
+          "flood_admitted", "flood_turned_away", "flood_timeouts",
           "flood_allowed", "sluice_flood_sessions", "sluice_source_refusals",
           "sluice_accepted_b", "a_conn_errors", "b_conn_errors", "rss_flood_growth_kib",
           "socket_errors", "base_socket_errors", "storm_socket_errors", "base_non2xx",
@@ -713,9 +714,10 @@ def targets_table(summary, idle_n):
                 ("flood: well-behaved req/s, flood ÷ alone", "rps_ratio", "≥", 0.9),
                 ("flood: well-behaved p99, flood ÷ alone", "p99_ratio", "≤", 1.1)):
             v = get(summary, "flood", "sluice", metric)
+            ok = v is not None and (v >= factor if op == "≥" else v <= factor)
             rows.append((label, f"{op} {factor:g}×", "no data" if v is None else f"{v:.2f}×",
                          "no data" if v is None else "not judged: unprotected run" if not prot
-                         else ("met" if (v >= factor if op == "≥" else v <= factor) else "missed")))
+                         else ("met" if ok else "missed")))
         v = get(summary, "flood", "sluice", "flood_admitted_vs_allowed", "max")
         rows.append(("flood: admitted ÷ allowed by the per-source limit", "≤ 1×",
                      "not protected (no per-source limits in this build)" if v is None
