@@ -104,6 +104,131 @@ def parse_samples(path):
     return rows
 
 
+def read_json_line(path):
+    """The last JSON line of a floodgen output file."""
+    with open(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip().startswith("{")]
+    if not lines:
+        raise ValueError(f"{path}: no JSON line")
+    return json.loads(lines[-1])
+
+
+# sluice's end reasons for a source over its limits (issue 13).
+SOURCE_REASONS = ("source_conn_limit", "source_rate_limit")
+
+
+def sluice_counters(path):
+    """From `show stats json`: sessions that reached a server, accepted,
+    and refusals by per-source limits; None if the file is missing."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read()
+    start = text.find("{")
+    if start < 0:
+        raise ValueError(f"{path}: no JSON object")
+    data, _ = json.JSONDecoder().raw_decode(text[start:])
+    reasons = data.get("process", {}).get("end_reasons", {})
+    return {"server_sessions": sum(x.get("sessions", 0) for x in data.get("servers", [])),
+            "accepted": data.get("process", {}).get("accepted", 0),
+            "source_refusals": sum(reasons.get(r, 0) for r in SOURCE_REASONS),
+            "has_source_reasons": any(r in reasons for r in SOURCE_REASONS)}
+
+
+def parse_flood(d, meta, run):
+    """The flood workload: phase A (well-behaved sources alone), phase B
+    (the same while one source floods), one proxy process, A then B."""
+    m = run["metrics"]
+    a = read_json_line(os.path.join(d, "a-clients.json"))
+    b = read_json_line(os.path.join(d, "b-clients.json"))
+    fl = read_json_line(os.path.join(d, "b-flood.json"))
+    for r in (a, b):
+        if r.get("role") != "clients" or r.get("requests", 0) <= 0:
+            raise ValueError(f"{d}: well-behaved clients made no requests: {r}")
+    if fl.get("role") != "flood" or fl.get("attempted", 0) <= 0:
+        raise ValueError(f"{d}: the flood made no attempts: {fl}")
+    protected = meta.get("protected") == "1"
+    run["raw"].update(a=a, b=b, flood=fl, protected=protected)
+    m["protected"] = 1 if protected else 0
+    m["a_rps"], m["b_rps"] = a["rps"], b["rps"]
+    m["rps_ratio"] = b["rps"] / a["rps"]
+    for ph, r in (("a", a), ("b", b)):
+        m[f"{ph}_p50_ms"] = r["p50_us"] / 1e3
+        m[f"{ph}_p99_ms"] = r["p99_us"] / 1e3
+        m[f"{ph}_conn_errors"] = r["conn_errors"]
+    m["p99_ratio"] = b["p99_us"] / a["p99_us"] if a["p99_us"] else None
+    send = fl["send_seconds"] or 1
+    m["flood_attempt_rate"] = fl["attempt_rate"]
+    m["flood_attempted"] = fl["attempted"]
+    # Admitted end to end: the flood connections whose request the echo
+    # backend answered through the proxy (the same measure for every proxy).
+    m["flood_admitted"] = fl["answered"]
+    m["flood_admitted_rate"] = fl["answered"] / send
+    m["flood_turned_away"] = fl["refused"] + fl["reset"] + fl["closed"]
+    m["flood_timeouts"] = fl["timeouts"]
+    if protected:
+        rate_limit, conn_limit = int(meta["rate_limit"]), int(meta["conn_limit"])
+        run["raw"]["limits"] = {"conn": conn_limit, "rate_per_s": rate_limit}
+        if run["target"] != "nginx":  # nginx's stream module limits connections only
+            # A token bucket of rate_limit/s admits at most a full bucket
+            # plus what refills over the flood's sending time.
+            allowed = rate_limit * (send + 1)
+            m["flood_allowed"] = allowed
+            m["flood_admitted_vs_allowed"] = fl["answered"] / allowed
+    mem = {k: parse_mem(meta[k]) for k in ("mem_start", "mem_mid", "mem_end") if k in meta}
+    run["raw"]["mem"] = mem
+    if "mem_mid" in mem and "mem_end" in mem:
+        m["rss_before_flood_mib"] = mem["mem_mid"]["rss_kib"] / 1024
+        m["rss_after_flood_mib"] = mem["mem_end"]["rss_kib"] / 1024
+        m["rss_flood_growth_kib"] = mem["mem_end"]["rss_kib"] - mem["mem_mid"]["rss_kib"]
+    cpu_a = cpu_b = None
+    if "cpu_mid" in meta:
+        cpu_a = float(meta["cpu_mid"]) - float(meta["cpu_before"])
+        cpu_b = float(meta["cpu_after"]) - float(meta["cpu_mid"])
+        run["raw"]["cpu_s"] = {"a": cpu_a, "b": cpu_b}
+    # Phase C: the flood spread over more addresses than the source table
+    # holds (runs of scripts/bench from before phase C have none).
+    if os.path.exists(os.path.join(d, "c-clients.json")):
+        c = read_json_line(os.path.join(d, "c-clients.json"))
+        fc = read_json_line(os.path.join(d, "c-flood.json"))
+        if c.get("role") != "clients" or c.get("requests", 0) <= 0:
+            raise ValueError(f"{d}: well-behaved clients made no requests in phase C: {c}")
+        run["raw"].update(c=c, spread_flood=fc)
+        m["c_rps"] = c["rps"]
+        m["c_rps_ratio"] = c["rps"] / a["rps"]
+        m["c_p99_ms"] = c["p99_us"] / 1e3
+        m["c_p99_ratio"] = c["p99_us"] / a["p99_us"] if a["p99_us"] else None
+        m["spread_attempt_rate"] = fc["attempt_rate"]
+        m["spread_admitted_rate"] = fc["answered"] / (fc["send_seconds"] or 1)
+        m["spread_sources"] = min(fc["attempted"], fc.get("source_count", 1))
+        if "mem_spread" in meta and "mem_end" in meta:
+            mc = parse_mem(meta["mem_spread"])
+            mem["mem_spread"] = mc
+            m["rss_after_spread_mib"] = mc["rss_kib"] / 1024
+            growth = mc["rss_kib"] - mem["mem_mid"]["rss_kib"]
+            m["rss_spread_growth_kib"] = growth
+            if meta.get("table_size"):
+                # What the whole flood (B and C) added, per entry of the
+                # configured source table.
+                m["rss_growth_bytes_per_entry"] = growth * 1024 / int(meta["table_size"])
+    if run["target"] == "sluice":
+        ca = sluice_counters(os.path.join(d, "stats-a.json"))
+        cb = sluice_counters(os.path.join(d, "stats-b.json"))
+        if ca and cb:
+            run["raw"]["sluice_counters"] = {"after_a": ca, "after_b": cb}
+            # Sessions that reached the backend in phase B, less the
+            # well-behaved sources' own connections.
+            m["sluice_flood_sessions"] = (cb["server_sessions"] - ca["server_sessions"]
+                                          - b["connects"])
+            m["sluice_accepted_b"] = cb["accepted"] - ca["accepted"]
+            if cb["has_source_reasons"]:
+                m["sluice_source_refusals"] = cb["source_refusals"] - ca["source_refusals"]
+        src = os.path.join(d, "show-sources.txt")
+        if os.path.exists(src):
+            with open(src, errors="replace") as f:
+                run["raw"]["show_sources"] = f.read()[:4000]
+
+
 CRASH_RE = re.compile(r"Segmentation fault|exited on signal|core dumped|exited with code 1[3-9][0-9]")
 
 
@@ -201,6 +326,8 @@ def parse_run(d, env):
             m["reloads_ok"] = int(meta["reloads_ok"])
             m["reloads_failed"] = int(meta["reloads_failed"])
         m["crashes"] = count_crashes(d)
+    elif case == "flood":
+        parse_flood(d, meta, run)
     else:
         raise ValueError(f"{d}: unknown case {case}")
     return run
@@ -264,7 +391,11 @@ def best_peer(summary, case, metric, better, target=None):
 # --------------------------------------------------------------- formatting
 
 # Figures that are counts: printed as integers.
-COUNTS = {"socket_errors", "base_socket_errors", "storm_socket_errors", "base_non2xx",
+COUNTS = {"protected", "spread_sources", "rss_spread_growth_kib", "flood_attempted",
+          "flood_admitted", "flood_turned_away", "flood_timeouts",
+          "flood_allowed", "sluice_flood_sessions", "sluice_source_refusals",
+          "sluice_accepted_b", "a_conn_errors", "b_conn_errors", "rss_flood_growth_kib",
+          "socket_errors", "base_socket_errors", "storm_socket_errors", "base_non2xx",
           "storm_non2xx", "crashes", "procs", "reloads_ok", "reloads_failed"}
 
 
@@ -428,6 +559,85 @@ def scaling_lines(summary):
     return lines if have else []
 
 
+def flood_lines(summary, env):
+    """The flood workload's tables (nothing without flood runs)."""
+    fs = summary.get("flood", {})
+    if not fs:
+        return []
+    prot = env.get("flood_protect") == "1"
+    cl, sz = env.get("flood_clients", "?"), env.get("flood_size", "?")
+    lines = [f"### Flood: one source floods, {cl} well-behaved sources", ""]
+    if prot:
+        lines += [f"**Protected run:** every proxy limits each source address to "
+                  f"{env.get('flood_conn_limit')} live connections and "
+                  f"{env.get('flood_rate_limit')} new connections per second (sluice "
+                  "`max_conns_per_source`, `rate_per_source`; HAProxy a stick table on `src` "
+                  "with `sc0_conn_cur` and `sc0_conn_rate`; nginx `limit_conn` on "
+                  "`$binary_remote_addr`, which has no per-source rate limit in the stream "
+                  "module).", ""]
+    else:
+        lines += ["**Unprotected run:** this sluice build has no per-source limits yet "
+                  "(its `sluice -t` refused `max_conns_per_source`), so no proxy limits "
+                  "sources: the flood reaches the backend through every proxy, and this "
+                  "measures how a flood of new connections from one address hurts the "
+                  "others' traffic without protection.", ""]
+    lines += [f"Well-behaved sources ({cl} addresses, one keep-alive connection each, "
+              f"{sz}-byte request echoed, closed loop): A alone, B while one other address "
+              f"tries {int(env.get('flood_rate', 0)):,} new connections per second.", "",
+              "| target | req/s A | req/s B | B ÷ A | p50 ms A | p50 ms B | p99 ms A | p99 ms B "
+              "| p99 B ÷ A | conn errors B |", "|---|" + "---:|" * 9]
+    cols = ["a_rps", "b_rps", "rps_ratio", "a_p50_ms", "b_p50_ms", "a_p99_ms", "b_p99_ms",
+            "p99_ratio", "b_conn_errors"]
+    for t in PROXIES:
+        if t in fs:
+            lines.append(f"| {t} | " + " | ".join(cell(summary, "flood", t, c, None)
+                                                for c in cols) + " |")
+    lines += ["", "The flooding source (phase B): attempted and admitted connections "
+              "(admitted = answered by the echo backend through the proxy), what the limit "
+              "allows (a full bucket plus the refill over the flood's run), and the proxy's "
+              "RSS before and after the flood.", "",
+              "| target | attempted conn/s | admitted | admitted conn/s | allowed | "
+              "admitted ÷ allowed | turned away | RSS MiB before | RSS MiB after |",
+              "|---|" + "---:|" * 8]
+    cols = ["flood_attempt_rate", "flood_admitted", "flood_admitted_rate", "flood_allowed",
+            "flood_admitted_vs_allowed", "flood_turned_away", "rss_before_flood_mib",
+            "rss_after_flood_mib"]
+    for t in PROXIES:
+        if t in fs:
+            lines.append(f"| {t} | " + " | ".join(cell(summary, "flood", t, c, None)
+                                                for c in cols) + " |")
+    lines.append("")
+    if any(fs.get(t, {}).get("c_rps") for t in PROXIES):
+        n = env.get("flood_spread_count", "?")
+        n = f"{int(n):,}" if n.isdigit() else n
+        tbl = env.get("flood_table", "?")
+        lines += [f"Phase C: the same flood rate spread over {n} addresses in turn (twice "
+                  f"the source table's {int(tbl) if tbl.isdigit() else tbl:,} entries, so "
+                  "the table must evict), the well-behaved sources as in A; RSS growth from "
+                  "before the flood (after A) to after C, and that growth per table entry.",
+                  "", "| target | req/s C | C ÷ A | p99 ms C | p99 C ÷ A | attempted conn/s | "
+                  "admitted conn/s | addresses used | RSS MiB after C | RSS growth KiB | "
+                  "bytes per entry |", "|---|" + "---:|" * 10]
+        cols = ["c_rps", "c_rps_ratio", "c_p99_ms", "c_p99_ratio", "spread_attempt_rate",
+                "spread_admitted_rate", "spread_sources", "rss_after_spread_mib",
+                "rss_spread_growth_kib", "rss_growth_bytes_per_entry"]
+        for t in PROXIES:
+            if t in fs:
+                lines.append(f"| {t} | " + " | ".join(cell(summary, "flood", t, c, None)
+                                                    for c in cols) + " |")
+        lines.append("")
+    sl = fs.get("sluice", {})
+    if sl.get("sluice_flood_sessions"):
+        txt = (f"sluice's own counters (`show stats json`, phase B): "
+               f"{fmt(sl['sluice_flood_sessions']['median'], True)} flood sessions reached "
+               f"the backend")
+        if sl.get("sluice_source_refusals"):
+            txt += (f", {fmt(sl['sluice_source_refusals']['median'], True)} connections "
+                    "ended `source_conn_limit` or `source_rate_limit`")
+        lines += [txt + " (medians over repetitions).", ""]
+    return lines
+
+
 def targets_table(summary, idle_n):
     """Rows: (workload, figure, target, measured, verdict)."""
     rows = []
@@ -496,6 +706,23 @@ def targets_table(summary, idle_n):
             ok = r >= factor if op == "≥" else r <= factor
             rows.append((f"reload {kind}: {label}", tgt, f"{fmt(x)} vs {fmt(y)} = {r:.2f}×",
                          "met" if ok else "missed"))
+    if summary.get("flood", {}).get("sluice"):
+        # The targets are for sluice protecting itself: an unprotected run
+        # (no per-source limits in the build) is measured, not judged.
+        prot = get(summary, "flood", "sluice", "protected", "min") == 1
+        for label, metric, op, factor in (
+                ("flood: well-behaved req/s, flood ÷ alone", "rps_ratio", "≥", 0.9),
+                ("flood: well-behaved p99, flood ÷ alone", "p99_ratio", "≤", 1.1)):
+            v = get(summary, "flood", "sluice", metric)
+            ok = v is not None and (v >= factor if op == "≥" else v <= factor)
+            rows.append((label, f"{op} {factor:g}×", "no data" if v is None else f"{v:.2f}×",
+                         "no data" if v is None else "not judged: unprotected run" if not prot
+                         else ("met" if ok else "missed")))
+        v = get(summary, "flood", "sluice", "flood_admitted_vs_allowed", "max")
+        rows.append(("flood: admitted ÷ allowed by the per-source limit", "≤ 1×",
+                     "not protected (no per-source limits in this build)" if v is None
+                     else f"{v:.2f}× (worst rep)",
+                     "no data" if v is None else ("met" if v <= 1.0 else "missed")))
     a, b = get(summary, "scaling-cps", "sluice-w1", "rps"), get(summary, "scaling-cps", "sluice-w2", "rps")
     rows.append(("scaling cps: workers=2 vs 1", "≥ 1.6×",
                  "no data" if not (a and b) else f"{fmt(b)} vs {fmt(a)} = {b / a:.2f}×",
@@ -690,6 +917,7 @@ def markdown(summary, env, runs, ns, img_prefix, made):
             lines += [f"![{spec[0]}]({img_prefix}{spec[0]}.png)", ""]
         if spec[0] == "reload-cps" and "reload.png" in made:
             lines += [f"![reload]({img_prefix}reload.png)", ""]
+    lines += flood_lines(summary, env)
     s = scaling_lines(summary)
     if s:
         lines += ["### Scaling: sluice with 1 and 2 workers (rr and cps as above)", ""] + s + [""]
@@ -800,6 +1028,33 @@ DOC_METHOD = """## How it is measured
   the slowest window. Socket errors are wrk's; RSS and process count are
   sampled every 100 ms over all the proxy's processes.
 * **scaling.** sluice rr and cps with `workers = 1` and `workers = 2`.
+* **flood.** `tests/tools/floodgen` (C, epoll) against its own echo
+  backend through the proxy. Phase A: {flood_clients} well-behaved sources, each
+  bound to its own address (127.0.1.1 upwards), each with one keep-alive
+  connection sending {flood_size} bytes and awaiting their echo in a closed
+  loop ({secs} s after {warm} s of warm-up); req/s and latency percentiles from
+  a log-linear histogram (under 1.6 % error). Phase B, on the same proxy
+  process right after: the same, while one more address (127.0.0.2) starts
+  {flood_rate} connections per second (non-blocking connects, each sends
+  {flood_request} bytes and waits for the echo, then closes with RST so the
+  client keeps no TIME_WAIT; at most 4,096 in flight, 1 s timeout). A flood
+  connection is *admitted* when its echo comes back. When this sluice build
+  accepts per-source limits (probed with `sluice -t`), every proxy limits
+  each source to {flood_conn_limit} connections and {flood_rate_limit} new connections per
+  second: sluice `max_conns_per_source`, `rate_per_source` and
+  `source_table_size = {flood_table}`; HAProxy a stick table on `src` storing
+  `conn_cur,conn_rate(1s)` with `tcp-request connection reject` above
+  either; nginx `limit_conn_zone $binary_remote_addr` (a 1 MiB zone,
+  about as many addresses) with `limit_conn` (its stream module has no
+  per-source rate limit). Otherwise no proxy
+  limits sources, and the script says which case ran. Phase C, right
+  after B: the same flood rate spread over {flood_spread_count} addresses in turn
+  (twice the source table), so a per-source table must evict; the proxy's
+  RSS growth from before B to after C, also per table entry. RSS of the
+  proxy after each phase; sluice's `show stats json` after each phase.
+  The generator shares the machine's CPUs with the proxy and the backend,
+  so part of what B costs the well-behaved sources is the flood's CPU, not
+  the proxy.
 
 Deliberate differences from the shared settings:
 
@@ -821,7 +1076,8 @@ scripts/bench --quick    # 1 rep, short runs; results dir only (add --docs to re
 scripts/bench --smoke    # a few seconds per workload; checks only that everything runs and parses
 ```
 
-Options: `--reps N`, `--workers N`, `--workloads bulk,splice,rr,cps,cps-tls,idle,reload,scaling`,
+Options: `--reps N`, `--workers N`, `--workloads bulk,splice,rr,cps,cps-tls,idle,reload,scaling,flood`,
+`--flood-protect auto|on|off`,
 `--keep` (keep the temp dir with every generated config and log). Every
 repetition, the versions and the settings are in
 `bench/results/<timestamp>/results.json`; raw tool outputs in `raw/` beside it.
@@ -880,7 +1136,9 @@ def main():
     result = {"settings": {k: env[k] for k in (
         "mode", "reps", "workers", "workloads", "secs", "warm", "idle_ns", "storm_runs",
         "storm_signals", "storm_secs", "bufsize", "wrk_threads", "wrk_conns", "nofile",
-        "haproxy_maxconn", "stamp") if k in env},
+        "haproxy_maxconn", "stamp", "flood_clients", "flood_size", "flood_rate", "flood_request",
+        "flood_conn_limit", "flood_rate_limit", "flood_table", "flood_spread_count",
+        "flood_protect") if k in env},
         "machine": {k: env.get(k) for k in ("nproc", "cpu_model", "mem_total", "kernel", "os",
                                             "loadavg_start", "loadavg_end", "duration_s")},
         "versions": {k: env.get(k) for k in ("sluice", "sluice_commit", "haproxy", "nginx", "wrk",
@@ -897,7 +1155,13 @@ def main():
         for p in made:
             shutil.copy(os.path.join(a.out, p), os.path.join(img, p))
         rel = os.path.relpath(img, os.path.dirname(a.docs)) + "/"
-        fmtargs = dict(env, full_reps=3)
+        fmtargs = {k: "?" for k in ("flood_clients", "flood_size", "flood_rate", "flood_request",
+                                    "flood_conn_limit", "flood_rate_limit", "flood_table",
+                                    "flood_spread_count")}
+        fmtargs.update(env, full_reps=3)
+        for k in ("flood_rate", "flood_spread_count"):
+            if fmtargs[k].isdigit():
+                fmtargs[k] = f"{int(fmtargs[k]):,}"
         doc = [DOC_HEAD.format(nproc=env.get("nproc", "?")), "## Results", ""]
         if env.get("mode") != "full":
             doc += [f"> Written by a `--{env.get('mode')}` run ({env.get('reps')} repetition(s), "
