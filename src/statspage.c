@@ -43,13 +43,13 @@ static const char page_head[] =
     "body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222;background:#fafafa}\n"
     "h1{font-size:1.3em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .3em}\n"
     "table{border-collapse:collapse;background:#fff}\n"
-    "th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\n"
-    "th{background:#eee}th:first-child,td:first-child,td.t{text-align:left}\n"
+    "th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\n"
+    "th{background:#eee}th:first-child,td:first-child,.t{text-align:left}\n"
     ".st{font-weight:600;border-radius:3px;padding:0 .4em}\n"
     ".st-up{background:#c8efc8;color:#135f13}.st-down{background:#f7c6c6;color:#8a1111}\n"
     ".st-draining,.st-drained{background:#ffe2b0;color:#7a4a00}"
     ".st-disabled{background:#ddd;color:#555}\n"
-    "svg.spark{width:120px;height:22px;vertical-align:middle}\n"
+    "svg.spark{width:120px;height:22px;vertical-align:middle;background:#eef3fb}\n"
     "svg.spark polyline{fill:none;stroke:#2a6fdb;stroke-width:1.5}\n"
     "#status{color:#666}\n"
     "</style>\n</head>\n<body>\n";
@@ -78,10 +78,11 @@ static void cell_num(struct strbuf *out, const struct json_value *v)
 
 static void listeners(struct strbuf *out, const struct json_value *ls)
 {
-    strbuf_puts(out, "<h2>Listeners</h2>\n<table id=\"listeners\"><thead><tr><th>listener</th>"
-                     "<th>binds</th><th>pool</th><th>active</th><th>accepted</th>"
-                     "<th>no backend</th><th>bytes in</th><th>bytes out</th></tr></thead>"
-                     "<tbody>\n");
+    strbuf_puts(
+        out, "<h2>Listeners</h2>\n<table id=\"listeners\"><thead><tr><th>listener</th>"
+             "<th class=\"t\">binds</th><th class=\"t\">pool</th><th>active</th><th>accepted</th>"
+             "<th>no backend</th><th>bytes in</th><th>bytes out</th></tr></thead>"
+             "<tbody>\n");
     for (const struct json_value *l = ls ? ls->child : NULL; l != NULL; l = l->next) {
         strbuf_puts(out, "<tr>");
         cell(out, NULL, json_str(json_get(l, "name"), "?"));
@@ -107,10 +108,12 @@ static void listeners(struct strbuf *out, const struct json_value *ls)
 
 static void servers(struct strbuf *out, const struct json_value *ss)
 {
-    strbuf_puts(out, "<h2>Servers</h2>\n<table id=\"servers\"><thead><tr><th>server</th>"
-                     "<th>address</th><th>state</th><th>admin</th><th>weight</th>"
-                     "<th>active</th><th>sessions</th><th>sessions/s</th><th>errors</th>"
-                     "<th>bytes in</th><th>bytes out</th><th>check</th></tr></thead><tbody>\n");
+    strbuf_puts(
+        out, "<h2>Servers</h2>\n<table id=\"servers\"><thead><tr><th>server</th>"
+             "<th class=\"t\">address</th><th class=\"t\">state</th><th class=\"t\">admin</th>"
+             "<th>weight</th>"
+             "<th>active</th><th>sessions</th><th>sessions/s</th><th>errors</th>"
+             "<th>bytes in</th><th>bytes out</th><th class=\"t\">check</th></tr></thead><tbody>\n");
     for (const struct json_value *v = ss ? ss->child : NULL; v != NULL; v = v->next) {
         char full[512], buf[64];
         snprintf(full, sizeof(full), "%s/%s", json_str(json_get(v, "pool"), "?"),
@@ -177,7 +180,8 @@ static const char page_script[] =
     "if(cls)c.className=cls;c.textContent=text;row.appendChild(c);return c;}\n"
     "function num(v){return typeof v==='number'?String(Math.round(v)):'-';}\n"
     "function rebuild(id,items,fill){var t=document.getElementById(id);if(!t)return;"
-    "var b=document.createElement('tbody');items.forEach(function(x){"
+    "var "
+    "b=document.createElement('tbody');b.setAttribute('data-live','1');items.forEach(function(x){"
     "var r=document.createElement('tr');fill(r,x);b.appendChild(r);});"
     "t.replaceChild(b,t.tBodies[0]);}\n"
     "function spark(cell,h){var ns='http://www.w3.org/2000/svg';"
