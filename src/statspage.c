@@ -170,7 +170,8 @@ static void pools(struct strbuf *out, const struct json_value *ps)
 
 /* The refresh: fetch /stats.json, rebuild the table bodies with
  * textContent (never innerHTML), keep HIST samples per server for the
- * sparkline of sessions/s. */
+ * sparkline of sessions/s (5 minutes at 2 s; until there are that many,
+ * the line spans what there is). */
 static const char page_script[] =
     "<script>\n"
     "(function(){\n"
@@ -189,7 +190,8 @@ static const char page_script[] =
     "s.setAttribute('viewBox','0 0 120 22');s.setAttribute('preserveAspectRatio','none');"
     "var p=document.createElementNS(ns,'polyline');var max=1,pts=[];"
     "h.forEach(function(v){if(v>max)max=v;});"
-    "h.forEach(function(v,i){pts.push((120*(i+HIST-h.length)/(HIST-1)).toFixed(1)+','"
+    "var n=Math.max(h.length-1,1);"
+    "h.forEach(function(v,i){pts.push((120*i/n).toFixed(1)+','"
     "+(21-20*v/max).toFixed(1));});"
     "p.setAttribute('points',pts.join(' '));s.appendChild(p);cell.appendChild(s);"
     "var r=document.createElement('span');r.className='rate';"
