@@ -351,13 +351,19 @@ void top_render(const struct top_sample *s, enum top_sort key, double interval, 
 
 /* ---- the terminal ---- */
 
-static volatile sig_atomic_t got_stop, got_winch;
+static volatile sig_atomic_t got_stop, got_winch, got_tstp;
 static struct termios saved_tio;
 static bool tio_saved;
 
 static void on_stop(int sig)
 {
     got_stop = sig;
+}
+
+static void on_tstp(int sig)
+{
+    (void)sig;
+    got_tstp = 1;
 }
 
 static void on_winch(int sig)
@@ -517,6 +523,9 @@ int top_run(const struct top_opts *o)
         sigaction(sigs[i], &sa, &old[i]);
     sa.sa_handler = on_winch;
     sigaction(SIGWINCH, &sa, &old_winch);
+    struct sigaction old_tstp;
+    sa.sa_handler = on_tstp;
+    sigaction(SIGTSTP, &sa, &old_tstp);
     if (!term_enter()) {
         fprintf(stderr, "sluicectl: top: cannot set up the terminal: %s\n", strerror(errno));
         top_sample_free(&cur);
@@ -556,6 +565,21 @@ int top_run(const struct top_opts *o)
         }
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
         int pr = poll(&p, 1, (int)ceil(left * 1000));
+        if (got_tstp) {
+            /* Ctrl-Z: give the shell its terminal back, stop, and take
+             * it again when continued. */
+            got_tstp = 0;
+            term_restore();
+            struct sigaction dfl = {.sa_handler = SIG_DFL};
+            sigemptyset(&dfl.sa_mask);
+            sigaction(SIGTSTP, &dfl, NULL);
+            raise(SIGTSTP);
+            sa.sa_handler = on_tstp;
+            sigaction(SIGTSTP, &sa, NULL);
+            if (!term_enter())
+                break;
+            redraw = true;
+        }
         if (got_winch) {
             got_winch = 0;
             redraw = true;
@@ -582,6 +606,7 @@ int top_run(const struct top_opts *o)
     for (int i = 0; i < 4; i++)
         sigaction(sigs[i], &old[i], NULL);
     sigaction(SIGWINCH, &old_winch, NULL);
+    sigaction(SIGTSTP, &old_tstp, NULL);
     top_sample_free(&prev);
     top_sample_free(&cur);
     int sig = got_stop > 0 ? got_stop : 0;
