@@ -196,15 +196,14 @@ static double sort_value(const struct top_row *r, enum top_sort key)
     }
 }
 
-static enum top_sort sort_by;
-
-static int row_cmp(const void *a, const void *b)
+static int row_cmp(const void *a, const void *b, void *arg)
 {
     const struct top_row *x = a, *y = b;
+    enum top_sort key = *(const enum top_sort *)arg;
     if (x->kind != y->kind)
         return x->kind == TOP_LISTENER ? -1 : 1;
-    if (sort_by != TOP_SORT_NAME) {
-        double vx = sort_value(x, sort_by), vy = sort_value(y, sort_by);
+    if (key != TOP_SORT_NAME) {
+        double vx = sort_value(x, key), vy = sort_value(y, key);
         if (vx != vy)
             return vx > vy ? -1 : 1;
     }
@@ -213,9 +212,8 @@ static int row_cmp(const void *a, const void *b)
 
 void top_sort_rows(struct top_sample *s, enum top_sort key)
 {
-    sort_by = key;
     if (s->nrows > 1)
-        qsort(s->rows, (size_t)s->nrows, sizeof(*s->rows), row_cmp);
+        qsort_r(s->rows, (size_t)s->nrows, sizeof(*s->rows), row_cmp, &key);
 }
 
 /* 1234 -> "1234", 12345 -> "12.3K", ...; "-" when not known. */
