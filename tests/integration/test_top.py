@@ -138,6 +138,13 @@ def tmux(tmp_path):
         t.close()
 
 
+def saved(path):
+    """Wait for the shell's `stty -g > path` to be complete (the redirect
+    creates the file before stty writes it)."""
+    return st.wait_for(lambda: path.exists() and path.read_text().endswith("\n"), T,
+                       f"the shell to save the tty settings in {path.name}")
+
+
 def server_order(lines):
     return [ln.split()[0] for ln in lines if re.match(r"^(main/aa|other/zz) ", ln)]
 
@@ -184,7 +191,7 @@ def test_keys_sort_resize_and_quit(sluice, named, port, sockdir, tmux, tmp_path)
     t.wait(lambda ls: any("TOP-EXITED rc=0" in ln for ln in ls), "top to exit on q")
     assert t.fmt("#{alternate_on}") == "0", "alternate screen left on"
     assert t.fmt("#{cursor_flag}") == "1", "cursor left hidden"
-    st.wait_for(lambda: (tmp_path / "after").exists(), T, "the shell to save the tty settings")
+    saved(tmp_path / "after")
     assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text(), \
         "tty settings not restored"
     for c in held:
@@ -212,7 +219,7 @@ def test_signal_restores_the_terminal(sluice, named, port, sockdir, tmux, tmp_pa
     t.wait(lambda ls: any(f"TOP-EXITED rc={128 + sig}" in ln for ln in ls),
            f"top to die by signal {sig}")
     assert t.fmt("#{alternate_on}") == "0", "alternate screen left on"
-    st.wait_for(lambda: (tmp_path / "after").exists(), T, "the shell to save the tty settings")
+    saved(tmp_path / "after")
     assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text(), \
         "tty settings not restored"
     for c in held:
@@ -242,14 +249,14 @@ def test_ctrl_z_gives_the_terminal_back(sluice, named, port, sockdir, tmux, tmp_
     t = tmux(100, 20, "bash --norc --noprofile -i")
     t.wait(lambda ls: any(ln.strip().endswith(("$", "#")) for ln in ls), "the shell prompt")
     t.run("send-keys", "-t", "top", f"stty -g > {tmp_path}/before", "Enter")
+    saved(tmp_path / "before")
     t.run("send-keys", "-t", "top", f"{ct.sluicectl_bin()} -s {sock} top -d 0.3", "Enter")
     t.wait(lambda ls: server_order(ls) == ["other/zz", "main/aa"], "top running")
     t.run("send-keys", "-t", "top", "C-z")
     t.wait(lambda ls: any("Stopped" in ln for ln in ls), "the shell to report top stopped")
     assert t.fmt("#{alternate_on}") == "0", "alternate screen left on while stopped"
     t.run("send-keys", "-t", "top", f"stty -g > {tmp_path}/stopped", "Enter")
-    st.wait_for(lambda: (tmp_path / "stopped").exists() and (tmp_path / "stopped").read_text(),
-                T, "the tty settings while stopped")
+    saved(tmp_path / "stopped")
     assert (tmp_path / "before").read_text() == (tmp_path / "stopped").read_text(), \
         "tty settings not restored on Ctrl-Z"
     t.run("send-keys", "-t", "top", "fg", "Enter")
