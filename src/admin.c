@@ -1,6 +1,6 @@
 /* admin.c - the admin socket: a Unix stream socket with a line protocol
  * (one command per line, each reply ends with an empty line), and the
- * optional HTTP listener serving /metrics and /stats.json. Everything runs
+ * optional HTTP listener serving /, /metrics and /stats.json. Everything runs
  * on the main loop with non-blocking I/O, bounded input and a timeout per
  * client, so a bad client never blocks the others or the workers. */
 #include "sluice/admin.h"
@@ -10,6 +10,7 @@
 #include "sluice/log.h"
 #include "sluice/parse.h"
 #include "sluice/session.h"
+#include "sluice/statspage.h"
 #include "sluice/strbuf.h"
 #include "sluice/worker-t.h"
 
@@ -464,7 +465,7 @@ static bool admin_lines(struct conn *c)
     return true;
 }
 
-/* ---- HTTP: GET /metrics and /stats.json, then close ---- */
+/* ---- HTTP: GET /, /metrics and /stats.json, then close ---- */
 
 static void http_request(struct conn *c)
 {
@@ -502,10 +503,18 @@ static void http_request(struct conn *c)
     } else if (strcmp(target, "/stats.json") == 0) {
         type = "application/json";
         c->srv->ops->json(c->srv->ops->ctx, &body);
+    } else if (strcmp(target, "/") == 0 || strcmp(target, "/index.html") == 0) {
+        /* The stats page, rendered from the same JSON. */
+        struct strbuf js;
+        strbuf_init(&js);
+        c->srv->ops->json(c->srv->ops->ctx, &js);
+        type = "text/html; charset=utf-8";
+        statspage_render(js.data ? js.data : "", js.len, &body);
+        strbuf_free(&js);
     } else {
         status = "404 Not Found";
         type = "text/plain";
-        strbuf_puts(&body, "try /metrics or /stats.json\n");
+        strbuf_puts(&body, "try /, /metrics or /stats.json\n");
     }
     strbuf_printf(&c->out,
                   "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -748,7 +757,7 @@ struct admin_http *admin_http_start(const struct admin_ops *ops, const struct so
     server_init(&h->s, ops, CONN_HTTP, fd);
     char a[ADDR_STRLEN];
     addr_format(&addr->u.sa, addr->len, a, sizeof(a));
-    log_info("admin http on %s (/metrics, /stats.json)", a);
+    log_info("admin http on %s (/, /metrics, /stats.json)", a);
     return h;
 }
 

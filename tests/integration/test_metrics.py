@@ -163,7 +163,8 @@ def test_stats_json_and_404(sluice, named, port, sockdir):
     assert doc["info"]["pid"] == s.pid and doc["info"]["sessions_total"] == 1, doc["info"]
     assert {l["name"] for l in doc["listeners"]} == {"main", "second"}
     assert {(sv["pool"], sv["name"]) for sv in doc["servers"]} == {("main", "a"), ("main", "b"), ("other", "o1")}
-    for target in ("/", "/metric", "/metrics/x", "/stats", "/admin", "/../etc/passwd"):
+    # "/" is the stats page (test_statspage.py).
+    for target in ("/index", "/metric", "/metrics/x", "/stats", "/admin", "/../etc/passwd"):
         status, _h, _b = ct.http_get(http, target)
         assert status == 404, f"GET {target} -> {status}, expected 404"
     status, _h, _b = ct.http_get(http, "/metrics?x=1")
