@@ -906,6 +906,11 @@ static void op_prometheus(void *ctx, struct strbuf *out)
     stats_prometheus(ctx, out);
 }
 
+static void op_latency(void *ctx, struct server_conf *sv, struct strbuf *out)
+{
+    stats_latency(ctx, sv, out);
+}
+
 static void op_reload(void *ctx, struct strbuf *report)
 {
     struct control *ctl = ctx;
@@ -932,6 +937,7 @@ void control_admin_ops(struct control *ctl, struct admin_ops *ops)
         .json = op_json,
         .backends = op_backends,
         .prometheus = op_prometheus,
+        .latency = op_latency,
         .reload = op_reload,
         .reopen = op_reopen,
     };

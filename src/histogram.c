@@ -4,6 +4,7 @@
 #include "sluice/histogram.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert(HIST_BUCKETS == 20 * HIST_SUB + 51, "HIST_BUCKETS is hist_index(HIST_MAX_US) + 1");
@@ -29,6 +30,14 @@ uint64_t hist_bucket_value(int i)
         return HIST_MAX_US;
     uint64_t v = hist_bucket_low(i) + hist_bucket_width(i) / 2;
     return v < (uint64_t)HIST_MAX_US ? v : (uint64_t)HIST_MAX_US;
+}
+
+struct histogram *hist_slot_alloc(struct histogram *_Atomic *slot, size_t n)
+{
+    struct histogram *h = calloc(n, sizeof(*h));
+    if (h != NULL)
+        atomic_store_explicit(slot, h, memory_order_release);
+    return h;
 }
 
 void hist_snap_clear(struct hist_snap *s)

@@ -29,6 +29,18 @@ static inline void hist_record(struct histogram *h, int64_t us)
     counter_add(&h->sum_us, v);
 }
 
+struct histogram *hist_slot_alloc(struct histogram *_Atomic *slot, size_t n);
+
+/* The n histograms hung on *slot, allocated zeroed (and published with
+ * release order) on first use; NULL when memory is short (the sample is
+ * then lost). Only the slot's one writer calls it; readers load the
+ * pointer with acquire order and skip NULL. */
+static inline struct histogram *hist_slot(struct histogram *_Atomic *slot, size_t n)
+{
+    struct histogram *h = atomic_load_explicit(slot, memory_order_relaxed);
+    return likely(h != NULL) ? h : hist_slot_alloc(slot, n);
+}
+
 /* CLOCK_MONOTONIC in us: the clock every histogram is fed from. */
 static inline int64_t hist_now_us(void)
 {
