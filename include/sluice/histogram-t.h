@@ -1,5 +1,5 @@
 /* histogram-t.h - a log-linear latency histogram (HDR-style) in microseconds,
- * embedded in the per-worker counters of servers and listeners (see
+ * hung on the per-worker counters of servers and listeners (see
  * histogram.h for its functions). */
 #ifndef SLUICE_HISTOGRAM_T_H
 #define SLUICE_HISTOGRAM_T_H

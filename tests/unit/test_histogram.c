@@ -199,6 +199,24 @@ static void test_format(void)
     CHECK_STR(b, "60s");
 }
 
+static void test_slot_allocates_once(void)
+{
+    struct histogram *_Atomic slot = NULL;
+    struct histogram *h = hist_slot(&slot, 3);
+    REQUIRE(h != NULL);
+    CHECK(atomic_load(&slot) == h);
+    CHECK(hist_slot(&slot, 3) == h);
+    hist_record(&h[2], 42);
+    struct hist_snap s;
+    hist_snap_clear(&s);
+    hist_merge(&s, &h[0]);
+    hist_merge(&s, &h[1]);
+    CHECK_EQ_INT(s.count, 0); /* zeroed */
+    hist_merge(&s, &h[2]);
+    CHECK_EQ_INT(s.count, 1);
+    free(h);
+}
+
 /* One thread records while this one merges, as a worker and the admin
  * side do: every snapshot is consistent (count = sum of buckets) and
  * never goes backwards; TSan sees only atomics. */
@@ -237,4 +255,5 @@ static void test_concurrent_merge(void)
 }
 
 UNIT_MAIN(TEST(test_bucket_bounds), TEST(test_relative_error), TEST(test_quantiles_vs_sorted),
-          TEST(test_merge), TEST(test_clamping), TEST(test_format), TEST(test_concurrent_merge))
+          TEST(test_merge), TEST(test_clamping), TEST(test_format), TEST(test_slot_allocates_once),
+          TEST(test_concurrent_merge))
