@@ -23,7 +23,7 @@
 /* One writer (a worker), read by any thread: counter_t, relaxed. */
 struct histogram {
     counter_t count;
-    counter_t sum_us; /* of the values as recorded (not clamped) */
+    counter_t sum_us;              /* of the values as recorded (not clamped) */
     counter_t b[HIST_BUCKETS + 1]; /* + the overflow slot */
 };
 

@@ -158,11 +158,11 @@ static void test_clamping(void)
 {
     struct histogram *h = hist_new();
     REQUIRE(h != NULL);
-    hist_record(h, -5);                  /* a clock step back: 0 */
+    hist_record(h, -5); /* a clock step back: 0 */
     hist_record(h, 0);
-    hist_record(h, HIST_MAX_US);         /* the last bucket */
-    hist_record(h, HIST_MAX_US + 1);     /* overflow */
-    hist_record(h, 3600LL * 1000000);    /* an hour: overflow */
+    hist_record(h, HIST_MAX_US);      /* the last bucket */
+    hist_record(h, HIST_MAX_US + 1);  /* overflow */
+    hist_record(h, 3600LL * 1000000); /* an hour: overflow */
     struct hist_snap s;
     hist_snap_clear(&s);
     hist_merge(&s, h);
