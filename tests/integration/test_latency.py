@@ -7,6 +7,7 @@ closes DURATION after it gives known values. The histogram reports within
 1 % of the truth; the machine adds delay, never removes it, so lower bounds
 are the value minus 1 %, upper bounds generous and scaled by SLOW."""
 
+import json
 import math
 import socket
 import threading
@@ -183,7 +184,6 @@ def test_prometheus_histograms(sluice, backend, port, sockdir):
     # the same numbers on /stats.json
     status, _hd, body = ct.http_get(http, "/stats.json")
     assert status == 200
-    import json
     doc = json.loads(body)
     sv = next(x for x in doc["servers"] if x["name"] == "slow")
     check_server_latency(sv["latency_us"], n)

@@ -78,6 +78,7 @@ def test_metrics_format_and_label_sets(sluice, named, port, sockdir):
     listener_fams = [n for n in fams if n.startswith("sluice_listener_")]
     server_fams = [n for n in fams if n.startswith("sluice_server_")]
     assert listener_fams and server_fams, sorted(fams)
+
     def label_sets(n):  # a histogram's `le` makes more samples, not more series
         return sorted({tuple(sorted((k, x) for k, x in l.items() if k != "le"))
                        for _, l, _ in fams[n]["samples"]})
