@@ -5,7 +5,9 @@ json` (latency_us), `show latency` and /metrics (Prometheus histograms).
 A backend that answers its first byte FIRST_BYTE after the connection and
 closes DURATION after it gives known values. The histogram reports within
 1 % of the truth; the machine adds delay, never removes it, so lower bounds
-are the value minus 1 %, upper bounds generous and scaled by SLOW."""
+are the value minus 1 %, upper bounds generous and scaled by SLOW. A known
+connect time comes from a server whose accept queue is full: the kernel
+drops the SYN and retransmits it after its initial RTO of 1 s."""
 
 import json
 import math
@@ -207,4 +209,42 @@ def test_histograms_survive_reload(sluice, backend, port, sockdir):
     check_server_latency(lat, 5)
     lst = next(x for x in ct.stats_json(sock)["listeners"] if x["name"] == "main")
     assert lst["latency_us"]["connect"]["count"] == 5, lst
+    s.stop()
+
+
+def test_connect_time_of_a_late_handshake(sluice, black_hole, port, sockdir):
+    """A server whose accept queue is full drops the SYN; once there is
+    room the kernel's SYN retransmission (initial RTO 1 s) connects: the
+    server's connect time and the listener's accept-to-connected are then
+    at least 1 s."""
+    hole = black_hole()
+    sock = sockdir / "admin.sock"
+    s = sluice(ct.ctl_config(port, [f"hole {hole.addr}"], sock=sock,
+                             pool={"connect_timeout": "10s"}))
+    c = st.connect(port)
+    st.wait_for(lambda: "connecting" in ct.ask(sock, "show sessions"), 5.0 * st.SLOW,
+                "the session to be connecting to the black hole")
+    t0 = time.monotonic()
+    hole.lsock.setblocking(False)
+    accepted = []
+
+    def drained_and_connected():
+        # Keep accepting (the black hole's own fillers retransmit too), so
+        # sluice's retransmitted SYN finds room.
+        try:
+            while True:
+                accepted.append(hole.lsock.accept()[0])
+        except BlockingIOError:
+            pass
+        return ct.server_stats(sock, "main", "hole")["sessions"] == 1
+    st.wait_for(drained_and_connected, 10.0 * st.SLOW, "the retransmitted SYN to connect")
+    assert time.monotonic() - t0 < 5.0 * st.SLOW
+    lat = ct.server_stats(sock, "main", "hole")["latency_us"]
+    assert lat["connect"]["count"] == 1, lat
+    within(lat["connect"]["p50"], 1.0, "connect after a dropped SYN")
+    lst = next(x for x in ct.stats_json(sock)["listeners"] if x["name"] == "main")
+    assert lst["latency_us"]["connect"]["p50"] >= lat["connect"]["p50"], (lst, lat)
+    c.close()
+    for a in accepted:
+        a.close()
     s.stop()
