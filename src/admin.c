@@ -183,6 +183,7 @@ static const char help_text[] =
     "  show stats [json]                 listeners and servers with their counters\n"
     "  show backends                     state of every server and why\n"
     "  show sessions [N]                 up to N live sessions (default 100)\n"
+    "  show latency [POOL/NAME]          latency percentiles: of one server, or a line each\n"
     "  disable server POOL/NAME          out of service: no new sessions (live ones stay)\n"
     "  drain server POOL/NAME            no new sessions; state 'drained' once live ones end\n"
     "  enable server POOL/NAME           take new sessions again\n"
@@ -332,6 +333,11 @@ int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *
             ops->table(ops->ctx, out);
     } else if (argc == 2 && IS(0, "show") && IS(1, "backends")) {
         ops->backends(ops->ctx, out);
+    } else if (IS(0, "show") && IS(1, "latency") && argc <= 3) {
+        struct server_conf *sv = NULL;
+        if (argc == 3 && (sv = find_server(ops, argv[2], out)) == NULL)
+            return 1;
+        ops->latency(ops->ctx, sv, out);
     } else if (IS(0, "show") && IS(1, "sessions") && argc <= 3) {
         return show_sessions(ops, argc == 3 ? argv[2] : NULL, out, done, ctx);
     } else if (argc == 3 && IS(1, "server") &&

@@ -1567,14 +1567,28 @@ static void ws_free(void **chunks)
         free(chunks[c]);
 }
 
+/* Free the latency histograms hung on each element of the chunks (a
+ * struct histogram *_Atomic at byte offset off of elements elem wide). */
+static void ws_free_hists(void **chunks, size_t elem, size_t off)
+{
+    for (int c = 0; c < SLUICE_WS_CHUNKS; c++)
+        for (int i = 0; chunks[c] != NULL && i < SLUICE_WS_CHUNK; i++)
+            free(atomic_load(
+                (struct histogram * _Atomic *)((char *)chunks[c] + elem * (size_t)i + off)));
+}
+
 static void backend_fini(struct registry_obj *o)
 {
+    ws_free_hists(((struct backend *)o)->ws, sizeof(struct backend_wstats),
+                  offsetof(struct backend_wstats, hists));
     ws_free(((struct backend *)o)->ws);
     free(((struct backend *)o)->dns_set);
 }
 
 static void listener_fini(struct registry_obj *o)
 {
+    ws_free_hists(((struct listener_state *)o)->ws, sizeof(struct listener_wstats),
+                  offsetof(struct listener_wstats, hists));
     ws_free(((struct listener_state *)o)->ws);
 }
 

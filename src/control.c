@@ -1050,6 +1050,11 @@ static void op_prometheus(void *ctx, struct strbuf *out)
     stats_prometheus(ctx, out);
 }
 
+static void op_latency(void *ctx, struct server_conf *sv, struct strbuf *out)
+{
+    stats_latency(ctx, sv, out);
+}
+
 static void op_reload(void *ctx, struct strbuf *report)
 {
     struct control *ctl = ctx;
@@ -1085,6 +1090,7 @@ void control_admin_ops(struct control *ctl, struct admin_ops *ops)
         .json = op_json,
         .backends = op_backends,
         .prometheus = op_prometheus,
+        .latency = op_latency,
         .reload = op_reload,
         .reload_dry_run = op_reload_dry_run,
         .reopen = op_reopen,

@@ -7,6 +7,7 @@
 #include "sluice/balance.h"
 #include "sluice/config.h"
 #include "sluice/fault.h"
+#include "sluice/histogram.h"
 #include "sluice/keepalive.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
@@ -104,6 +105,16 @@ static void access_log(struct session *s)
                      s->queued_ms);
     if (n > 0)
         log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* One sample (us) into this worker's histogram `which` of s's server. */
+static void record_server(struct session *s, enum backend_hist which, int64_t us)
+{
+    struct histogram *h = hist_slot(&backend_ws(s->srv->be, s->w->id)->hists, BACKEND_HISTS);
+    if (h != NULL)
+        hist_record(&h[which], us);
+    else
+        counter_add(&s->w->stats.alloc_failures, 1);
 }
 
 static void session_free(struct session *s)
@@ -209,6 +220,8 @@ void session_finish(struct session *s, enum end_reason reason)
     pipebuf_release(&s->down.pipe, &w->pipes);
 
     int wid = w->id;
+    if (s->connected_us != 0)
+        record_server(s, BACKEND_HIST_DURATION, hist_now_us() - s->connected_us);
     counter_add(&w->stats.ends[reason], 1);
     if (reason == END_no_backend)
         counter_add(&listener_ws(s->lc->st, wid)->no_backend, 1);
@@ -338,6 +351,10 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
             d->read_hint /= 2;
         if (n > 0) {
             s->last_activity = ev_now(w->loop);
+            if (unlikely(d == &s->down && !s->first_byte)) {
+                s->first_byte = true;
+                record_server(s, BACKEND_HIST_FIRST_BYTE, hist_now_us() - s->connected_us);
+            }
         } else if (n == 0) {
             d->src_eof = true;
             if (src == client_fd(s) && !s->down.src_eof)
@@ -462,7 +479,17 @@ static void session_connected(struct session *s)
 {
     struct worker *w = s->w;
     backend_connect_ok(s->srv);
-    counter_add(&backend_ws(s->srv->be, w->id)->sessions, 1);
+    struct backend_wstats *bs = backend_ws(s->srv->be, w->id);
+    counter_add(&bs->sessions, 1);
+    /* A fresh clock, not ev_now(): a connect on a LAN or loopback takes
+     * tens of us, less than the slack of the loop iteration's stamp. */
+    s->connected_us = hist_now_us();
+    record_server(s, BACKEND_HIST_CONNECT, s->connected_us - s->connect_us);
+    struct histogram *lh = hist_slot(&listener_ws(s->lc->st, w->id)->hists, 1);
+    if (lh != NULL)
+        hist_record(lh, s->connected_us - s->accepted_us);
+    else
+        counter_add(&w->stats.alloc_failures, 1);
     session_set_state(s, SS_RELAYING);
     ev_set_cb(&s->w_backend, relay_backend_cb);
     ev_timer_stop(w->loop, &s->w_timer);
@@ -777,6 +804,7 @@ static void session_connect_to(struct session *s, struct server_conf *srv)
     }
     ev_io_set(&s->w_backend, fd, EV_WRITE);
     ev_set_cb(&s->w_backend, connect_cb);
+    s->connect_us = hist_now_us();
     if (connect(fd, &to.u.sa, to.len) == 0) {
         session_connected(s);
         return;
@@ -1051,6 +1079,7 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
     s->pool = lc->pool;
     s->client = *client;
     s->started = s->last_activity = ev_now(w->loop);
+    s->accepted_us = hist_now_us();
     s->reason = END_NONE;
     s->state = SS_CONNECTING;
     pipebuf_init(&s->up.pipe);

@@ -5,6 +5,7 @@
 #include "sluice/backend.h"
 #include "sluice/config.h"
 #include "sluice/control-t.h"
+#include "sluice/histogram.h"
 #include "sluice/log.h"
 #include "sluice/queue-t.h"
 #include "sluice/session.h"
@@ -68,6 +69,69 @@ static void sum_backend(struct control *ctl, struct backend *b, struct backend_s
                0 BACKEND_COUNTERS(COUNT));
 }
 #undef COUNT
+
+/* Merge histogram k of the histograms hung at byte offset off of every
+ * worker's element (as in sum_chunks) into out; workers that never
+ * recorded one have none. */
+static void merge_chunks(void *const *chunks, size_t elem, size_t off, int k, int nslots,
+                         struct hist_snap *out)
+{
+    hist_snap_clear(out);
+    for (int w = 0; w < nslots && chunks[w / SLUICE_WS_CHUNK] != NULL; w++) {
+        struct histogram *h = atomic_load_explicit(
+            (struct histogram * _Atomic *)((char *)chunks[w / SLUICE_WS_CHUNK] +
+                                           elem * (size_t)(w % SLUICE_WS_CHUNK) + off),
+            memory_order_acquire);
+        if (h != NULL)
+            hist_merge(out, &h[k]);
+    }
+}
+
+/* A server's latency histograms (enum backend_hist) as shown. */
+static const struct {
+    const char *json;   /* key under "latency_us" */
+    const char *label;  /* row of show latency */
+    const char *family; /* Prometheus histogram */
+    const char *help;
+} backend_hist[BACKEND_HISTS] = {
+    [BACKEND_HIST_CONNECT] = {"connect", "connect", "sluice_server_connect_seconds",
+                              "Time from connect() to connected, successful attempts."},
+    [BACKEND_HIST_FIRST_BYTE] = {"first_byte", "first byte", "sluice_server_first_byte_seconds",
+                                 "Time from connected to the first byte from the server."},
+    [BACKEND_HIST_DURATION] = {"duration", "duration", "sluice_server_session_seconds",
+                               "Time from connected to the end of the session."},
+};
+
+static void merge_backend(struct control *ctl, struct backend *b, int which, struct hist_snap *out)
+{
+    merge_chunks(b->ws, sizeof(struct backend_wstats), offsetof(struct backend_wstats, hists),
+                 which, ctl->nslots, out);
+}
+
+static void merge_listener(struct control *ctl, struct listener_state *st, struct hist_snap *out)
+{
+    merge_chunks(st->ws, sizeof(struct listener_wstats), offsetof(struct listener_wstats, hists), 0,
+                 ctl->nslots, out);
+}
+
+/* "name":{"count":N,"p50":..,"p90":..,"p99":..,"p999":..} in us; the
+ * quantiles are null while count is 0. */
+static void json_latency(struct strbuf *out, const char *name, const struct hist_snap *h)
+{
+    static const struct {
+        const char *key;
+        double q;
+    } qs[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
+    strbuf_printf(out, "\"%s\":{\"count\":%llu", name, (unsigned long long)h->count);
+    for (size_t i = 0; i < ARRAY_SIZE(qs); i++) {
+        if (h->count == 0)
+            strbuf_printf(out, ",\"%s\":null", qs[i].key);
+        else
+            strbuf_printf(out, ",\"%s\":%llu", qs[i].key,
+                          (unsigned long long)hist_quantile(h, qs[i].q, NULL));
+    }
+    strbuf_puts(out, "}");
+}
 
 static void sum_workers(struct control *ctl, struct worker_sums *o)
 {
@@ -252,7 +316,11 @@ void stats_json(struct control *ctl, struct strbuf *out)
 #define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
         LISTENER_COUNTERS(X)
 #undef X
-        strbuf_puts(out, "}");
+        struct hist_snap h;
+        merge_listener(ctl, l->st, &h);
+        strbuf_puts(out, ",\"latency_us\":{");
+        json_latency(out, "connect", &h);
+        strbuf_puts(out, "}}");
     }
     strbuf_puts(out, "],\"servers\":[");
     bool first = true;
@@ -306,7 +374,15 @@ void stats_json(struct control *ctl, struct strbuf *out)
 #define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
         BACKEND_COUNTERS(X)
 #undef X
-        strbuf_puts(out, "}");
+        strbuf_puts(out, ",\"latency_us\":{");
+        for (int k = 0; k < BACKEND_HISTS; k++) {
+            struct hist_snap h;
+            merge_backend(ctl, b, k, &h);
+            if (k)
+                strbuf_puts(out, ",");
+            json_latency(out, backend_hist[k].json, &h);
+        }
+        strbuf_puts(out, "}}");
     }
     strbuf_puts(out, "],\"pools\":[");
     for (int i = 0; i < cfg->npools; i++) {
@@ -387,6 +463,24 @@ static void prom_header(struct strbuf *out, const char *name, const char *type, 
     strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The fixed `le` bounds (seconds) of every latency histogram on /metrics:
+ * a bounded set cut from the fine histogram, 100us to 60s. */
+static const double prom_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
+
+/* The samples of one histogram: family_bucket{labels,le=..} (cumulative,
+ * then +Inf), family_sum (seconds) and family_count. */
+static void prom_hist(struct strbuf *out, const char *family, const char *labels,
+                      const struct hist_snap *h)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(prom_le); i++)
+        strbuf_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", family, labels, prom_le[i],
+                      (unsigned long long)hist_count_le(h, (uint64_t)(prom_le[i] * 1e6 + 0.5)));
+    strbuf_printf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_sum{%s} %.6f\n%s_count{%s} %llu\n",
+                  family, labels, (unsigned long long)h->count, family, labels,
+                  (double)h->sum_us / 1e6, family, labels, (unsigned long long)h->count);
+}
+
 void stats_prometheus(struct control *ctl, struct strbuf *out)
 {
     struct config *cfg = ctl->cfg;
@@ -445,6 +539,17 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
     }
     LISTENER_COUNTERS(X)
 #undef X
+    prom_header(out, "sluice_listener_connect_seconds", "histogram",
+                "Time from accept to the backend connected (PROXY header, ClientHello, queue "
+                "and retries included).");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct hist_snap h;
+        char labels[160]; /* names: at most 64 chars */
+        ;
+        merge_listener(ctl, cfg->listeners[i].st, &h);
+        snprintf(labels, sizeof(labels), "listener=\"%s\"", cfg->listeners[i].name);
+        prom_hist(out, "sluice_listener_connect_seconds", labels, &h);
+    }
 
     prom_header(out, "sluice_pool_queue_length", "gauge",
                 "Sessions waiting in the pool's queue for a server slot.");
@@ -504,4 +609,81 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
 #undef X
 #undef SERVER_FAMILY
     free(sums);
+    for (int f = 0; f < BACKEND_HISTS; f++) {
+        prom_header(out, backend_hist[f].family, "histogram", backend_hist[f].help);
+        for (struct server_iter it = {.cfg = cfg}; server_next(&it);) {
+            struct hist_snap h;
+            char labels[256];
+            merge_backend(ctl, it.sv->be, f, &h);
+            snprintf(labels, sizeof(labels), "pool=\"%s\",server=\"%s\"", it.pool->name,
+                     it.sv->name);
+            prom_hist(out, backend_hist[f].family, labels, &h);
+        }
+    }
+}
+
+/* A quantile of h for people: "-" when empty, ">60s" above the range. */
+static void fmt_quantile(const struct hist_snap *h, double q, char *buf, size_t n)
+{
+    bool over = false;
+    if (h->count == 0) {
+        snprintf(buf, n, "-");
+        return;
+    }
+    uint64_t v = hist_quantile(h, q, &over);
+    buf[0] = '>';
+    hist_format_us(v, buf + over, n - over);
+}
+
+/* One row of show latency: count, quantiles and the highest value seen. */
+static void latency_row(struct strbuf *out, const char *label, const struct hist_snap *h)
+{
+    static const double qs[] = {0.5, 0.9, 0.99, 0.999, 1.0};
+    strbuf_printf(out, "%-12s %10llu", label, (unsigned long long)h->count);
+    for (size_t i = 0; i < ARRAY_SIZE(qs); i++) {
+        char v[32];
+        fmt_quantile(h, qs[i], v, sizeof(v));
+        strbuf_printf(out, " %9s", v);
+    }
+    strbuf_puts(out, "\n");
+}
+
+void stats_latency(struct control *ctl, struct server_conf *sv, struct strbuf *out)
+{
+    struct hist_snap h;
+    if (sv != NULL) {
+        strbuf_printf(out, "%s (%s)\n%-12s %10s %9s %9s %9s %9s %9s\n", sv->be->obj.key,
+                      sv->addr_str, "", "COUNT", "P50", "P90", "P99", "P99.9", "MAX");
+        for (int k = 0; k < BACKEND_HISTS; k++) {
+            merge_backend(ctl, sv->be, k, &h);
+            latency_row(out, backend_hist[k].label, &h);
+        }
+        return;
+    }
+    struct config *cfg = ctl->cfg;
+    strbuf_printf(out, "%-24s %10s %9s %9s %9s %9s %9s\n", "SERVER", "CONNECTS", "CONN_P50",
+                  "CONN_P99", "TTFB_P99", "DUR_P50", "DUR_P99");
+    for (struct server_iter it = {.cfg = cfg}; server_next(&it);) {
+        char c50[32], c99[32], t99[32], d50[32], d99[32];
+        merge_backend(ctl, it.sv->be, BACKEND_HIST_CONNECT, &h);
+        uint64_t n = h.count;
+        fmt_quantile(&h, 0.5, c50, sizeof(c50));
+        fmt_quantile(&h, 0.99, c99, sizeof(c99));
+        merge_backend(ctl, it.sv->be, BACKEND_HIST_FIRST_BYTE, &h);
+        fmt_quantile(&h, 0.99, t99, sizeof(t99));
+        merge_backend(ctl, it.sv->be, BACKEND_HIST_DURATION, &h);
+        fmt_quantile(&h, 0.5, d50, sizeof(d50));
+        fmt_quantile(&h, 0.99, d99, sizeof(d99));
+        strbuf_printf(out, "%-24s %10llu %9s %9s %9s %9s %9s\n", it.sv->be->obj.key,
+                      (unsigned long long)n, c50, c99, t99, d50, d99);
+    }
+    strbuf_printf(out, "%-24s %10s %9s %9s\n", "LISTENER", "CONNECTS", "CONN_P50", "CONN_P99");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        char c50[32], c99[32];
+        merge_listener(ctl, cfg->listeners[i].st, &h);
+        fmt_quantile(&h, 0.5, c50, sizeof(c50));
+        fmt_quantile(&h, 0.99, c99, sizeof(c99));
+        strbuf_printf(out, "%-24s %10llu %9s %9s\n", cfg->listeners[i].name,
+                      (unsigned long long)h.count, c50, c99);
+    }
 }

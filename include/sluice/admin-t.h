@@ -4,6 +4,7 @@
 #define SLUICE_ADMIN_T_H
 
 struct config;
+struct server_conf;
 struct strbuf;
 struct worker;
 
@@ -23,6 +24,7 @@ struct admin_ops {
     void (*json)(void *ctx, struct strbuf *out);
     void (*backends)(void *ctx, struct strbuf *out);
     void (*prometheus)(void *ctx, struct strbuf *out);
+    void (*latency)(void *ctx, struct server_conf *sv, struct strbuf *out); /* sv NULL: all */
     void (*reload)(void *ctx, struct strbuf *report); /* the reply: result or errors */
     void (*reopen)(void *ctx, struct strbuf *reply);  /* the access log */
     /* `reload dry-run`: what a reload would change, applying nothing. */

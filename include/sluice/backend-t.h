@@ -5,6 +5,7 @@
 
 #include "sluice/common.h"
 #include "sluice/log-t.h"
+#include "sluice/histogram-t.h"
 #include "sluice/registry-t.h"
 #include "sluice/resolver-t.h"
 
@@ -38,10 +39,23 @@ enum check_result {
     X(bytes_in)         /* bytes received from the server */                   \
     X(bytes_out)        /* bytes sent to the server */
 
+/* A server's latency histograms (histogram.h, us), per worker. */
+enum backend_hist {
+    BACKEND_HIST_CONNECT,    /* connect() to connected, attempts that connected */
+    BACKEND_HIST_FIRST_BYTE, /* connected to the first byte from the server */
+    BACKEND_HIST_DURATION,   /* connected to the end of the session */
+    BACKEND_HISTS,
+};
+
+/* The counters come first (stats.c sums them as an array of counter_t).
+ * hists: struct histogram[BACKEND_HISTS], 31 KiB, so allocated by the
+ * worker at its first sample for this server (hist_slot()), not for every
+ * server and worker slot; freed with the object. */
 struct backend_wstats {
 #define X(name) counter_t name;
     BACKEND_COUNTERS(X)
 #undef X
+    struct histogram *_Atomic hists;
 } __attribute__((aligned(SLUICE_CACHELINE)));
 
 struct backend {
@@ -105,6 +119,7 @@ struct listener_wstats {
 #define X(name) counter_t name;
     LISTENER_COUNTERS(X)
 #undef X
+    struct histogram *_Atomic hists; /* [1]: accept to backend connected, as in backend */
 } __attribute__((aligned(SLUICE_CACHELINE)));
 
 struct listener_state {

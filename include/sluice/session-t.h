@@ -77,6 +77,11 @@ struct session {
     struct relay_dir up, down;
     ev_tstamp started;
     ev_tstamp last_activity;
+    /* For the latency histograms (CLOCK_MONOTONIC us, hist_now_us()):
+     * accept, the current connect() call, and the connect that worked
+     * (0 until then). */
+    int64_t accepted_us, connect_us, connected_us;
+    bool first_byte;                /* a byte came from the server */
     struct balance_exclude exclude; /* servers already tried, see balance.h */
     uint8_t attempts;
     uint8_t state;               /* enum session_state */
