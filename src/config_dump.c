@@ -8,6 +8,7 @@
 
 #include <grp.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 static void put_duration(FILE *out, const char *key, int64_t ms)
@@ -168,7 +169,7 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
     put_duration(out, "sni_timeout", l->sni_timeout_ms);
 }
 
-static void dump_pool(const struct pool_conf *p, FILE *out)
+static void dump_pool(const struct pool_conf *p, FILE *out, const struct config_edit *edit)
 {
     fprintf(out, "\n[pool %s]\n", p->name);
     fprintf(out, "balance = %s\n", balance_algo_str(p->balance));
@@ -197,13 +198,19 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
         const struct server_conf *s = i < p->nservers ? &p->servers[i] : &p->named[i - p->nservers];
         if (s->tmpl != NULL)
             continue;
-        fprintf(out, "server = %s %s", s->name, s->addr_str);
+        bool edited = edit != NULL && edit->op != CONFIG_EDIT_ADD &&
+                      strcmp(edit->pool, p->name) == 0 && strcmp(edit->server, s->name) == 0;
+        if (edited && edit->op == CONFIG_EDIT_DEL)
+            continue;
+        bool new_addr = edited && edit->op == CONFIG_EDIT_ADDR;
+        fprintf(out, "server = %s %s", s->name, new_addr ? edit->value : s->addr_str);
+        /* A running server's weight is its current one (`set weight`). */
         if (s->resolve != RESOLVE_SRV)
-            fprintf(out, " weight=%d", s->weight);
+            fprintf(out, " weight=%d", s->be ? atomic_load(&s->be->weight) : s->weight);
         fprintf(out, " max_conns=%d", s->max_conns);
         if (s->send_proxy >= 0)
             fprintf(out, " send_proxy=%s", proxy_str(s->send_proxy));
-        if (s->host != NULL) {
+        if (s->host != NULL && !new_addr) {
             static const char *const fam[] = {"any", "ipv4", "ipv6"};
             static const char *const mode[] = {"first", "all", "srv"};
             fprintf(out, " resolve=%s family=%s%s", mode[s->resolve], fam[s->family],
@@ -211,16 +218,29 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
         }
         fprintf(out, "%s\n", s->backup ? " backup" : "");
     }
+    if (edit != NULL && edit->op == CONFIG_EDIT_ADD && strcmp(edit->pool, p->name) == 0)
+        fprintf(out, "server = %s\n", edit->value);
 }
 
-void config_dump(const struct config *cfg, FILE *out)
+static void dump(const struct config *cfg, FILE *out, const struct config_edit *edit)
 {
-    fprintf(out, "; the effective configuration of %s (sluice -T): every key with its\n"
-                 "; value or default\n",
-            cfg->path);
     dump_global(cfg, out);
     for (int i = 0; i < cfg->nlisteners; i++)
         dump_listener(&cfg->listeners[i], out);
     for (int i = 0; i < cfg->npools; i++)
-        dump_pool(&cfg->pools[i], out);
+        dump_pool(&cfg->pools[i], out, edit);
+}
+
+void config_dump(const struct config *cfg, FILE *out)
+{
+    fprintf(out,
+            "; the effective configuration of %s (sluice -T): every key with its\n"
+            "; value or default\n",
+            cfg->path);
+    dump(cfg, out, NULL);
+}
+
+void config_dump_edited(const struct config *cfg, FILE *out, const struct config_edit *edit)
+{
+    dump(cfg, out, edit);
 }

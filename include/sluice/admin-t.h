@@ -4,6 +4,7 @@
 #define SLUICE_ADMIN_T_H
 
 struct config;
+struct config_edit;
 struct strbuf;
 struct worker;
 
@@ -25,6 +26,14 @@ struct admin_ops {
     void (*prometheus)(void *ctx, struct strbuf *out);
     void (*reload)(void *ctx, struct strbuf *report); /* the reply: result or errors */
     void (*reopen)(void *ctx, struct strbuf *reply);  /* the access log */
+    /* A runtime server change (add/del server, set server addr): a new
+     * generation from the running one with edit applied, committed like a
+     * reload. `what` is the command for logs. 0, or -1 with one line
+     * "error: ..." in out and nothing changed. */
+    int (*server_change)(void *ctx, const struct config_edit *edit, const char *what,
+                         struct strbuf *out);
+    /* The running configuration as an INI file (show config). */
+    void (*show_config)(void *ctx, struct strbuf *out);
 };
 
 #endif

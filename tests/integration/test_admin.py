@@ -191,7 +191,7 @@ def test_show_sessions_many_workers(sluice, named, port, sockdir):
         for c, name in held:
             local = f"127.0.0.1:{c.getsockname()[1]}"
             rows = [l.split() for l in text.splitlines() if local in l.split()]
-            assert len(rows) == 1 and f"main/{name}" in rows[0] and rows[0][0] in ("0", "1"), (local, text)
+            assert len(rows) == 1 and f"main/{name}" in rows[0] and rows[0][1] in ("0", "1"), (local, text)
         text = ct.ask(sock, "show sessions 1")
         assert "8 sessions" in text and "shown" in text, text
     finally:
