@@ -799,11 +799,44 @@ static struct runtime_change *runtime_change_new(const struct config_edit *e, co
     return c;
 }
 
+/* Add c to the list, folding it into what is there for the same server,
+ * so the list says what differs from the file: a deleted server's earlier
+ * changes go (with an add, the del goes too: nothing is left), and a new
+ * address replaces an earlier one (or the address of its add). */
 static void runtime_change_append(struct control *ctl, struct runtime_change *c)
 {
+    bool added = false;
     struct runtime_change **pp = &ctl->runtime_changes;
-    while (*pp)
-        pp = &(*pp)->next;
+    while (*pp) {
+        struct runtime_change *o = *pp;
+        bool same = strcmp(o->pool, c->pool) == 0 && strcmp(o->server, c->server) == 0;
+        if (same && o->op == CONFIG_EDIT_ADD && c->op == CONFIG_EDIT_ADDR) {
+            /* "add server P/N OLD opts" -> "add server P/N NEW opts" */
+            const char *rest = strstr(o->what, o->addr);
+            char *what = NULL;
+            if (rest != NULL && asprintf(&what, "%.*s%s%s", (int)(rest - o->what), o->what, c->addr,
+                                         rest + strlen(o->addr)) >= 0) {
+                free(o->what);
+                o->what = what;
+                free(o->addr);
+                o->addr = c->addr;
+                c->addr = NULL;
+                runtime_change_free(c);
+                return;
+            }
+        }
+        if (same && (c->op == CONFIG_EDIT_DEL || o->op == CONFIG_EDIT_ADDR)) {
+            added |= o->op == CONFIG_EDIT_ADD;
+            *pp = o->next;
+            runtime_change_free(o);
+            continue;
+        }
+        pp = &o->next;
+    }
+    if (added && c->op == CONFIG_EDIT_DEL) {
+        runtime_change_free(c);
+        return;
+    }
     *pp = c;
 }
 

@@ -218,7 +218,7 @@ def test_show_sessions_lists_sessions_of_a_retired_worker(sluice, named, port, s
         def on_both():
             held.append(ct.hold(port))
             text = ct.ask(sock, "show sessions")
-            workers = {l.split()[0] for l in text.splitlines()[1:-1]}
+            workers = {l.split()[1] for l in text.splitlines()[1:-1]}  # ID WORKER ...
             return workers == {"0", "1"} and len(held) >= 4
         st.wait_for(on_both, 10.0 * st.SLOW, "live sessions on both workers", interval=0)
         ct.write_config(s.cfg, cfg(1))

@@ -335,3 +335,22 @@ def test_show_sessions_has_ids(sluice, named, port, sockdir):
         c1.close()
         c2.close()
     s.stop()
+
+
+def test_show_config_lists_what_differs_from_the_file(sluice, named, port, sockdir):
+    """Changes fold per server: an add then a del leaves nothing, a second
+    address replaces the first (in the add's line too)."""
+    s, sock, backs = start(sluice, named, port, sockdir, names=("a", "b"))
+    c, d = named("c"), named("d")
+    assert ct.ask(sock, f"add server main/c {c.addr}").startswith("added")
+    assert ct.ask(sock, "del server main/c").startswith("deleted")
+    assert "no runtime changes" in ct.ask(sock, "show config")
+    assert ct.ask(sock, f"add server main/c {c.addr}").startswith("added")
+    assert ct.ask(sock, f"set server main/c addr {d.addr}").startswith("address of main/c")
+    assert ct.ask(sock, f"set server main/b addr {c.addr}").startswith("address of main/b")
+    assert ct.ask(sock, f"set server main/b addr {d.addr}").startswith("address of main/b")
+    head = [l for l in ct.ask(sock, "show config").splitlines() if l.startswith(";   ")]
+    assert head == [f";   add server main/c {d.addr} weight=1 max_conns=0",
+                    f";   set server main/b addr {d.addr}"], head
+    assert set(names_seen(port, 6)) == {"a", "d"}
+    s.stop()
