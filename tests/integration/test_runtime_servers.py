@@ -2,13 +2,16 @@
 (shutdown session ID, shutdown sessions server), show config, and what a
 reload does to runtime changes."""
 
+import os
 import subprocess
 
 import pytest
 
 import ctltest as ct
 import sluicetest as st
+import test_dns
 from ctltest import sockdir  # noqa: F401  (fixture)
+from test_dns import dns, trio  # noqa: F401  (fixtures)
 
 
 def start(sluice, named, port, sockdir, names=("a",), workers=1, **kw):
@@ -353,4 +356,52 @@ def test_show_config_lists_what_differs_from_the_file(sluice, named, port, sockd
     assert head == [f";   add server main/c {d.addr} weight=1 max_conns=0",
                     f";   set server main/b addr {d.addr}"], head
     assert set(names_seen(port, 6)) == {"a", "d"}
+    s.stop()
+
+
+@pytest.mark.skipif(not os.path.exists(test_dns.DNSMASQ), reason="dnsmasq not installed")
+def test_runtime_change_in_a_pool_that_follows_dns(sluice, dns, trio, named, port, sockdir):
+    """A pool with a resolve=all name: a server added at runtime stays when
+    the DNS answer changes (the DNS update re-parses the running text, which
+    has it), and the servers made from the answer refuse del and set addr."""
+    d = dns("127.0.0.2 api.test\n")
+    sock = str(sockdir / "admin.sock")
+    s = sluice(test_dns.config(port, sock, d.port, f"api api.test:{trio} resolve=all"))
+    x = named("x")
+    assert ct.ask(sock, f"add server main/x {x.addr}").startswith("added")
+    for cmd in ("del server main/api#1", f"set server main/api#1 addr {x.addr}"):
+        r = ct.ask(sock, cmd)
+        assert r.startswith("error: main/api#1 comes from the DNS answer"), (cmd, r)
+    d.set_hosts("127.0.0.2 api.test\n127.0.0.3 api.test\n")
+    st.wait_for(lambda: len(test_dns.servers_of(sock)) == 3, 5.0 * st.SLOW, "a server per address, and x")
+    assert "x" in test_dns.servers_of(sock)
+    assert test_dns.picks(port, 12) == {"a", "b", "x"}
+    assert f"add server main/x {x.addr}" in ct.ask(sock, "show config")
+    s.stop()
+
+
+def test_help_lists_the_commands(sluice, named, port, sockdir):
+    s, sock, _ = start(sluice, named, port, sockdir)
+    text = ct.ask(sock, "help")
+    for cmd in ("add server POOL/NAME ADDRESS", "del server POOL/NAME [force]",
+                "set server POOL/NAME addr ADDRESS", "shutdown session ID",
+                "shutdown sessions server POOL/NAME", "show config"):
+        assert cmd in text, f"help does not mention {cmd!r}:\n{text}"
+    s.stop()
+
+
+def test_counters_survive_a_runtime_change(sluice, named, port, sockdir):
+    s, sock, _ = start(sluice, named, port, sockdir, names=("a", "b"))
+    names_seen(port, 6)
+    s.wait_access(6)
+
+    def sessions_of(name):
+        return [x for x in ct.stats_json(sock)["servers"] if x["name"] == name][0]["sessions"]
+    before = sessions_of("a")
+    assert before >= 3
+    c = named("c")
+    assert ct.ask(sock, f"add server main/c {c.addr}").startswith("added")
+    assert ct.ask(sock, "del server main/b").startswith("deleted")
+    assert sessions_of("a") == before
+    assert ct.show_info(sock)["generation"] == "3"
     s.stop()
