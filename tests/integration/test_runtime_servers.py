@@ -403,5 +403,6 @@ def test_counters_survive_a_runtime_change(sluice, named, port, sockdir):
     assert ct.ask(sock, f"add server main/c {c.addr}").startswith("added")
     assert ct.ask(sock, "del server main/b").startswith("deleted")
     assert sessions_of("a") == before
-    assert ct.show_info(sock)["generation"] == "3"
+    info = ct.show_info(sock)
+    assert info["generation"] == "3" and info["runtime_changes"] == "2", info
     s.stop()
