@@ -188,6 +188,13 @@ static const char help_text[] =
     "  drain server POOL/NAME            no new sessions; state 'drained' once live ones end\n"
     "  enable server POOL/NAME           take new sessions again\n"
     "  set weight POOL/NAME N            weight 0..256 (0: no new sessions)\n"
+    "  add server POOL/NAME ADDRESS [weight=N] [backup] [max_conns=N]\n"
+    "                                    a new server, taking new sessions at once\n"
+    "  del server POOL/NAME [force]      remove a server without live sessions (force: end them)\n"
+    "  set server POOL/NAME addr ADDRESS new sessions go to ADDRESS (live ones stay)\n"
+    "  shutdown session ID               end one session (ID from show sessions)\n"
+    "  shutdown sessions server POOL/NAME  end every session on that server\n"
+    "  show config                       the running configuration as a file (sluice -t reads it)\n"
     "  reload                            re-read the config file (like SIGHUP)\n"
     "  reload dry-run                    what a reload would change, applying nothing\n"
     "  reopen                            reopen the access log (like SIGUSR1)\n"
@@ -235,8 +242,9 @@ static void sessions_collect(struct worker *w, void *arg)
             continue;
         char client[ADDR_STRLEN];
         addr_format(&s->client.u.sa, sizeof(s->client), client, sizeof(client));
-        strbuf_printf(b, "%-6d %-12s %-24s %-28s %-11s %9.1f %12llu %12llu\n", w->id, s->lc->name,
-                      client, s->srv ? s->srv->be->obj.key : "-",
+        strbuf_printf(b, "%-10llu %-6d %-12s %-24s %-28s %-11s %9.1f %12llu %12llu\n",
+                      (unsigned long long)s->id, w->id, s->lc->name, client,
+                      s->srv ? s->srv->be->obj.key : "-",
                       session_state_str((enum session_state)s->state), now - s->started,
                       (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes);
     }
@@ -248,8 +256,8 @@ static void sessions_done(void *arg)
     struct sessions_call *sc = arg;
     struct strbuf out;
     strbuf_init(&out);
-    strbuf_printf(&out, "%-6s %-12s %-24s %-28s %-11s %9s %12s %12s\n", "WORKER", "LISTENER",
-                  "CLIENT", "BACKEND", "STATE", "AGE_S", "BYTES_UP", "BYTES_DOWN");
+    strbuf_printf(&out, "%-10s %-6s %-12s %-24s %-28s %-11s %9s %12s %12s\n", "ID", "WORKER",
+                  "LISTENER", "CLIENT", "BACKEND", "STATE", "AGE_S", "BYTES_UP", "BYTES_DOWN");
     int total = 0, shown = 0;
     for (int i = 0; i < sc->nslots; i++) {
         strbuf_append(&out, sc->per_worker[i].data ? sc->per_worker[i].data : "",
@@ -304,6 +312,322 @@ static void set_admin_state(struct server_conf *sv, enum backend_admin st, const
              backend_admin_str((enum backend_admin)prev));
     strbuf_printf(out, "%s %s (was %s, %d live sessions)\n", verb, sv->be->obj.key,
                   backend_admin_str((enum backend_admin)prev), atomic_load(&sv->be->active));
+}
+
+/* ---- runtime servers and shutting sessions ---- */
+
+/* Ending sessions on every worker: by id, or every one on a server. */
+struct kill_call {
+    void (*done)(void *ctx, struct strbuf *reply);
+    void *ctx;
+    struct config *hold;      /* one reference: keeps `be` alive until done */
+    const struct backend *be; /* NULL: the session `id` */
+    uint64_t id;
+    char head[320]; /* the reply, before the count */
+    int count[SLUICE_MAX_WORKERS];
+};
+
+/* Runs on each worker thread: ends its own matching sessions. */
+static void kill_collect(struct worker *w, void *arg)
+{
+    struct kill_call *k = arg;
+    int n = 0;
+    /* session_finish() frees only s; sessions it lets start (a slot freed
+     * up, a paused listener accepts) go to the head of the list, behind
+     * this walk. */
+    for (struct session *s = w->sessions, *next; s; s = next) {
+        next = s->next;
+        bool match = k->be != NULL ? s->srv != NULL && s->srv->be == k->be && s->state != SS_QUEUED
+                                   : s->id == k->id;
+        if (match) {
+            session_finish(s, END_admin);
+            n++;
+        }
+    }
+    k->count[w->id] = n;
+}
+
+static void kill_done(void *arg)
+{
+    struct kill_call *k = arg;
+    int total = 0;
+    for (int i = 0; i < SLUICE_MAX_WORKERS; i++)
+        total += k->count[i];
+    struct strbuf out;
+    strbuf_init(&out);
+    if (k->be == NULL && total == 0)
+        strbuf_printf(&out, "error: no session %llu\n", (unsigned long long)k->id);
+    else
+        strbuf_printf(&out, "%s%d session%s shut (reason admin)\n", k->head, total,
+                      total == 1 ? "" : "s");
+    if (total > 0)
+        log_info("admin: %s%d sessions shut", k->head, total);
+    k->done(k->ctx, &out);
+    strbuf_free(&out);
+    config_unref(k->hold);
+    free(k);
+}
+
+/* Ask every worker to end the sessions of be (or session id); the reply
+ * is head and the count. hold is a reference to a generation that has be,
+ * taken over. Returns 0 (the reply comes through done) or 1 with an
+ * error in out. */
+static int kill_sessions(const struct admin_ops *ops, struct config *hold, const struct backend *be,
+                         uint64_t id, const char *head, struct strbuf *out,
+                         void (*done)(void *, struct strbuf *), void *ctx)
+{
+    struct kill_call *k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        config_unref(hold);
+        strbuf_printf(out, "error: %sout of memory\n", head);
+        return 1;
+    }
+    k->done = done;
+    k->ctx = ctx;
+    k->hold = hold;
+    k->be = be;
+    k->id = id;
+    snprintf(k->head, sizeof(k->head), "%s", head);
+    if (ops->fanout(ops->ctx, kill_collect, kill_done, k) < 0) {
+        config_unref(hold);
+        free(k);
+        strbuf_printf(out, "error: %sout of memory\n", head);
+        return 1;
+    }
+    return 0;
+}
+
+/* `shutdown session ID` and `shutdown sessions server POOL/NAME`. */
+static int shutdown_sessions(const struct admin_ops *ops, int argc, char **argv, struct strbuf *out,
+                             void (*done)(void *, struct strbuf *), void *ctx)
+{
+    if (done == NULL) {
+        strbuf_puts(out, "error: shutdown needs a connection\n");
+        return 1;
+    }
+    struct config *cfg = ops->config(ops->ctx);
+    if (argc == 3) {
+        char *end;
+        errno = 0;
+        unsigned long long id = strtoull(argv[2], &end, 10);
+        if (errno != 0 || *end != '\0' || end == argv[2] || argv[2][0] == '-' || id == 0) {
+            strbuf_printf(out, "error: '%.64s' is not a session id (see show sessions)\n", argv[2]);
+            return 1;
+        }
+        config_ref(cfg);
+        return kill_sessions(ops, cfg, NULL, id, "", out, done, ctx);
+    }
+    struct server_conf *sv = find_server(ops, argv[3], out);
+    if (sv == NULL)
+        return 1;
+    char head[320];
+    snprintf(head, sizeof(head), "%s: ", sv->be->obj.key);
+    config_ref(cfg);
+    return kill_sessions(ops, cfg, sv->be, 0, head, out, done, ctx);
+}
+
+static struct pool_conf *find_pool(const struct admin_ops *ops, const char *ref, const char **name,
+                                   struct strbuf *out)
+{
+    const char *slash = ref ? strchr(ref, '/') : NULL;
+    if (slash == NULL || slash[1] == '\0') {
+        strbuf_puts(out, "error: expected POOL/NAME\n");
+        return NULL;
+    }
+    struct config *cfg = ops->config(ops->ctx);
+    for (int i = 0; i < cfg->npools; i++) {
+        struct pool_conf *p = &cfg->pools[i];
+        if (strncmp(p->name, ref, (size_t)(slash - ref)) == 0 && p->name[slash - ref] == '\0') {
+            *name = slash + 1;
+            return p;
+        }
+    }
+    strbuf_printf(out, "error: no pool '%.*s'\n",
+                  (int)(slash - ref) > 128 ? 128 : (int)(slash - ref), ref);
+    return NULL;
+}
+
+/* A literal server address (IP:PORT, [IPv6]:PORT or unix:PATH), checked
+ * as the file's server lines are; host names are for the file only. */
+static bool runtime_addr(const char *addr, struct sockaddr_any *a, struct strbuf *out)
+{
+    const char *why = addr_parse(addr, ADDR_ALLOW_UNIX, a);
+    if (why == NULL)
+        return true;
+    char host[ADDR_STRLEN];
+    int port;
+    if (addr_parse_host(addr, host, sizeof(host), &port))
+        strbuf_printf(out,
+                      "error: '%.128s': host names are not taken at runtime (give an "
+                      "address, or put the name in the config file)\n",
+                      addr);
+    else
+        strbuf_printf(out, "error: '%.128s': %s\n", addr, why);
+    return false;
+}
+
+/* add server POOL/NAME ADDRESS [weight=N] [backup] [max_conns=N] */
+static void add_server(const struct admin_ops *ops, int argc, char **argv, struct strbuf *out)
+{
+    const char *name;
+    struct pool_conf *p = find_pool(ops, argv[2], &name, out);
+    struct sockaddr_any a = {0};
+    if (p == NULL || !runtime_addr(argv[3], &a, out))
+        return;
+    for (int i = 0; i < p->nservers + p->nnamed; i++) {
+        const char *o = i < p->nservers ? p->servers[i].name : p->named[i - p->nservers].name;
+        if (strcmp(o, name) == 0) {
+            strbuf_printf(out, "error: pool %s already has a server '%.128s'\n", p->name, name);
+            return;
+        }
+    }
+    long weight = 1, max_conns = 0;
+    bool backup = false;
+    for (int i = 4; i < argc; i++) {
+        if (strncmp(argv[i], "weight=", 7) == 0) {
+            if (!parse_int_range(argv[i] + 7, 0, 256, &weight)) {
+                strbuf_puts(out, "error: weight must be 0..256\n");
+                return;
+            }
+        } else if (strncmp(argv[i], "max_conns=", 10) == 0) {
+            if (!parse_int_range(argv[i] + 10, 0, 1000000, &max_conns)) {
+                strbuf_puts(out, "error: max_conns must be 0..1000000\n");
+                return;
+            }
+        } else if (strcmp(argv[i], "backup") == 0) {
+            backup = true;
+        } else {
+            strbuf_printf(out, "error: unknown option '%.64s' (weight=N, backup, max_conns=N)\n",
+                          argv[i]);
+            return;
+        }
+    }
+    char addr[ADDR_STRLEN], value[ADMIN_LINE_MAX], key[ADMIN_LINE_MAX];
+    char what[2 * ADMIN_LINE_MAX + 16];
+    addr_format(&a.u.sa, a.len, addr, sizeof(addr));
+    snprintf(value, sizeof(value), "%s %s weight=%ld max_conns=%ld%s", name, addr, weight,
+             max_conns, backup ? " backup" : "");
+    snprintf(key, sizeof(key), "%s/%s", p->name, name);
+    snprintf(what, sizeof(what), "add server %s %s", key, value + strlen(name) + 1);
+    bool checks = p->check != CHECK_NONE;
+    struct config_edit e = {.op = CONFIG_EDIT_ADD, .pool = p->name, .value = value};
+    if (ops->server_change(ops->ctx, &e, what, out) < 0)
+        return;
+    p = NULL; /* the replaced generation's */
+    /* The new generation has it; a server of that name deleted a moment
+     * ago and still finishing sessions left its state behind: reset the
+     * part an operator set (the counters carry on, as on a reload). */
+    struct server_conf *sv = find_server(ops, key, out);
+    if (sv == NULL)
+        return;
+    atomic_store(&sv->be->admin, ADMIN_ENABLED);
+    atomic_store(&sv->be->weight, (int)weight);
+    strbuf_printf(out,
+                  "added server %s %s (weight %ld%s%s): takes new sessions (a reload drops it "
+                  "unless the config file has it)\n",
+                  key, addr, weight, backup ? ", backup" : "", checks ? ", health checks on" : "");
+}
+
+/* del server POOL/NAME [force] */
+static int del_server(const struct admin_ops *ops, int argc, char **argv, struct strbuf *out,
+                      void (*done)(void *, struct strbuf *), void *ctx)
+{
+    bool force = argc == 4;
+    if (force && strcmp(argv[3], "force") != 0) {
+        strbuf_printf(out, "error: unknown option '%.64s' (only force)\n", argv[3]);
+        return 1;
+    }
+    if (force && done == NULL) {
+        strbuf_puts(out, "error: del server force needs a connection\n");
+        return 1;
+    }
+    struct server_conf *sv = find_server(ops, argv[2], out);
+    if (sv == NULL)
+        return 1;
+    const struct pool_conf *p = sv->pool;
+    if (sv->tmpl != NULL) {
+        strbuf_printf(out,
+                      "error: %s comes from the DNS answer of '%s' (resolve=all/srv): it "
+                      "follows the records, not admin commands\n",
+                      sv->be->obj.key, sv->tmpl->addr_str);
+        return 1;
+    }
+    int lines = p->nnamed;
+    for (int i = 0; i < p->nservers; i++)
+        lines += p->servers[i].tmpl == NULL;
+    if (lines <= 1) {
+        strbuf_printf(out, "error: %s is the last server of pool %s (a pool needs one)\n",
+                      sv->be->obj.key, p->name);
+        return 1;
+    }
+    struct backend *be = sv->be;
+    char key[320], what[400];
+    snprintf(key, sizeof(key), "%s", be->obj.key);
+    snprintf(what, sizeof(what), "del server %s%s", key, force ? " force" : "");
+    /* Drain first: from now on no worker picks it. */
+    int prev = atomic_exchange(&be->admin, ADMIN_DRAINING);
+    int active = atomic_load(&be->active);
+    if (active > 0 && !force) {
+        if (prev != ADMIN_DRAINING)
+            log_info("admin: %s: draining (was %s), %d live sessions", what,
+                     backend_admin_str((enum backend_admin)prev), active);
+        strbuf_printf(out,
+                      "error: %s has %d live session%s: now draining (no new sessions); "
+                      "del again once they ended, or del server %s force\n",
+                      key, active, active == 1 ? "" : "s", key);
+        return 1;
+    }
+    struct config *hold = ops->config(ops->ctx);
+    config_ref(hold); /* keeps be for the sessions still on it */
+    struct config_edit e = {.op = CONFIG_EDIT_DEL, .pool = p->name, .server = sv->name};
+    if (ops->server_change(ops->ctx, &e, what, out) < 0) {
+        atomic_store(&be->admin, prev);
+        config_unref(hold);
+        return 1;
+    }
+    if (!force) {
+        config_unref(hold);
+        strbuf_printf(
+            out, "deleted server %s (a reload brings it back if the config file has it)\n", key);
+        return 1;
+    }
+    char head[400];
+    snprintf(head, sizeof(head), "deleted server %s: ", key);
+    return kill_sessions(ops, hold, be, 0, head, out, done, ctx);
+}
+
+/* set server POOL/NAME addr ADDRESS */
+static void set_server_addr(const struct admin_ops *ops, char **argv, struct strbuf *out)
+{
+    struct server_conf *sv = find_server(ops, argv[2], out);
+    struct sockaddr_any a = {0};
+    if (sv == NULL || !runtime_addr(argv[4], &a, out))
+        return;
+    if (sv->tmpl != NULL) {
+        strbuf_printf(out,
+                      "error: %s comes from the DNS answer of '%s' (resolve=all/srv): it "
+                      "follows the records, not admin commands\n",
+                      sv->be->obj.key, sv->tmpl->addr_str);
+        return;
+    }
+    struct backend *be = sv->be; /* the new generation keeps it */
+    char addr[ADDR_STRLEN], old[ADDR_STRLEN], what[400];
+    addr_format(&a.u.sa, a.len, addr, sizeof(addr));
+    snprintf(old, sizeof(old), "%s", sv->addr_str);
+    if (sv->host == NULL && addr_equal(&a, &sv->addr)) {
+        strbuf_printf(out, "address of %s is already %s\n", be->obj.key, addr);
+        return;
+    }
+    snprintf(what, sizeof(what), "set server %s addr %s", be->obj.key, addr);
+    struct config_edit e = {
+        .op = CONFIG_EDIT_ADDR, .pool = sv->pool->name, .server = sv->name, .value = addr};
+    if (ops->server_change(ops->ctx, &e, what, out) < 0)
+        return;
+    /* Passive failures were the old address's. */
+    atomic_store(&be->fails, 0);
+    atomic_store(&be->down_until_ms, 0);
+    strbuf_printf(out, "address of %s: %s -> %s (new sessions; %d live sessions stay on %s)\n",
+                  be->obj.key, old, addr, atomic_load(&be->active), old);
 }
 
 int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *out,
@@ -362,6 +686,17 @@ int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *
         int prev = atomic_exchange(&sv->be->weight, (int)w);
         log_info("admin: weight of %s %d -> %ld", sv->be->obj.key, prev, w);
         strbuf_printf(out, "weight of %s: %d -> %ld\n", sv->be->obj.key, prev, w);
+    } else if (argc >= 4 && argc <= 7 && IS(0, "add") && IS(1, "server")) {
+        add_server(ops, argc, argv, out);
+    } else if ((argc == 3 || argc == 4) && IS(0, "del") && IS(1, "server")) {
+        return del_server(ops, argc, argv, out, done, ctx);
+    } else if (argc == 5 && IS(0, "set") && IS(1, "server") && IS(3, "addr")) {
+        set_server_addr(ops, argv, out);
+    } else if ((argc == 3 && IS(0, "shutdown") && IS(1, "session")) ||
+               (argc == 4 && IS(0, "shutdown") && IS(1, "sessions") && IS(2, "server"))) {
+        return shutdown_sessions(ops, argc, argv, out, done, ctx);
+    } else if (argc == 2 && IS(0, "show") && IS(1, "config")) {
+        ops->show_config(ops->ctx, out);
     } else if (argc == 1 && IS(0, "reload")) {
         ops->reload(ops->ctx, out);
     } else if (argc == 2 && IS(0, "reload") && IS(1, "dry-run")) {

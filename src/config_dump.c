@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -270,22 +271,36 @@ static void file_comment(struct config_sink *sink, const char *text)
     fprintf(((struct file_sink *)sink)->out, "; %s\n", text);
 }
 
-/* A server line: "server = NAME ADDRESS OPT=VALUE ... [backup]". */
+/* A server line: "server = NAME ADDRESS OPT=VALUE ... [backup]", with the
+ * weight the server runs with (`set weight` included) and, for an edit of
+ * its address, the new literal address without the DNS options. */
+struct line_sink {
+    struct config_sink sink;
+    FILE *out;
+    const char *new_addr; /* NULL: as configured */
+    int weight;           /* -1: as configured */
+};
+
 static void line_kv(struct config_sink *sink, const char *key, const char *value)
 {
-    FILE *out = ((struct file_sink *)sink)->out;
+    struct line_sink *ls = (struct line_sink *)sink;
+    bool dns_key = strcmp(key, "resolve") == 0 || strcmp(key, "family") == 0 ||
+                   strcmp(key, "init_addr") == 0;
     if (strcmp(key, "address") == 0)
-        fprintf(out, " %s", value);
+        fprintf(ls->out, " %s", ls->new_addr ? ls->new_addr : value);
+    else if (ls->new_addr != NULL && dns_key)
+        return;
+    else if (strcmp(key, "weight") == 0 && ls->weight >= 0)
+        fprintf(ls->out, " weight=%d", ls->weight);
     else if (strcmp(key, "backup") == 0)
-        fputs(strcmp(value, "yes") == 0 ? " backup" : "", out);
+        fputs(strcmp(value, "yes") == 0 ? " backup" : "", ls->out);
     else
-        fprintf(out, " %s=%s", key, value);
+        fprintf(ls->out, " %s=%s", key, value);
 }
 
-static void dump_pool(const struct pool_conf *p, FILE *out)
+static void dump_pool(const struct pool_conf *p, FILE *out, const struct config_edit *edit)
 {
     struct file_sink fs = {{file_kv, file_comment}, out};
-    struct file_sink line = {{line_kv, NULL}, out};
     fprintf(out, "\n[pool %s]\n", p->name);
     config_emit_pool(p, &fs.sink);
     /* The server lines: servers made from a resolve=all/srv answer are
@@ -294,18 +309,26 @@ static void dump_pool(const struct pool_conf *p, FILE *out)
         const struct server_conf *s = i < p->nservers ? &p->servers[i] : &p->named[i - p->nservers];
         if (!config_server_is_line(s))
             continue;
+        bool edited = edit != NULL && edit->op != CONFIG_EDIT_ADD &&
+                      strcmp(edit->pool, p->name) == 0 && strcmp(edit->server, s->name) == 0;
+        if (edited && edit->op == CONFIG_EDIT_DEL)
+            continue;
+        struct line_sink line = {{line_kv, NULL}, out, NULL, -1};
+        if (edited && edit->op == CONFIG_EDIT_ADDR)
+            line.new_addr = edit->value;
+        if (s->be != NULL)
+            line.weight = atomic_load(&s->be->weight);
         fprintf(out, "server = %s", s->name);
         config_emit_server(s, &line.sink);
         fputc('\n', out);
     }
+    if (edit != NULL && edit->op == CONFIG_EDIT_ADD && strcmp(edit->pool, p->name) == 0)
+        fprintf(out, "server = %s\n", edit->value);
 }
 
-void config_dump(const struct config *cfg, FILE *out)
+static void dump(const struct config *cfg, FILE *out, const struct config_edit *edit)
 {
     struct file_sink fs = {{file_kv, file_comment}, out};
-    fprintf(out, "; the effective configuration of %s (sluice -T): every key with its\n"
-                 "; value or default\n",
-            cfg->path);
     fprintf(out, "[global]\n");
     config_emit_global(cfg, &fs.sink);
     for (int i = 0; i < cfg->nlisteners; i++) {
@@ -313,5 +336,18 @@ void config_dump(const struct config *cfg, FILE *out)
         config_emit_listener(&cfg->listeners[i], &fs.sink);
     }
     for (int i = 0; i < cfg->npools; i++)
-        dump_pool(&cfg->pools[i], out);
+        dump_pool(&cfg->pools[i], out, edit);
+}
+
+void config_dump(const struct config *cfg, FILE *out)
+{
+    fprintf(out, "; the effective configuration of %s (sluice -T): every key with its\n"
+                 "; value or default\n",
+            cfg->path);
+    dump(cfg, out, NULL);
+}
+
+void config_dump_edited(const struct config *cfg, FILE *out, const struct config_edit *edit)
+{
+    dump(cfg, out, edit);
 }

@@ -1,6 +1,7 @@
 /* control.c - the main thread: open listening sockets, start workers,
  * signals, in-process reload, fan-out calls to workers, graceful stop. */
 #include "sluice/control.h"
+#include "sluice/addr.h"
 #include "sluice/admin.h"
 #include "sluice/config.h"
 #include "sluice/config_diff.h"
@@ -540,6 +541,10 @@ struct reload_plan {
     int started; /* new slots old_n..started-1 have a thread */
     bool dns;    /* a DNS change: the running text with new answers */
     bool dry_run; /* reload_validate() only: errors go to the report, not the log */
+    /* A runtime server change: this text (the running generation's dump,
+     * edited) instead of the file. */
+    const char *text;
+    size_t text_len;
     char err[300];
 };
 
@@ -573,6 +578,8 @@ static int reload_validate(struct control *ctl, struct reload_plan *p, struct st
      * (which may have been edited since): only the answers differ. */
     if (p->dns)
         p->cfg = config_load_buffer(p->old->text, p->old->text_len, p->old->path, &errs);
+    else if (p->text)
+        p->cfg = config_load_buffer(p->text, p->text_len, p->old->path, &errs);
     else
         p->cfg = config_load_file(ctl->config_path, &errs);
     if (p->cfg == NULL)
@@ -592,7 +599,8 @@ static int reload_validate(struct control *ctl, struct reload_plan *p, struct st
         snprintf(p->err, sizeof(p->err), "out of memory");
         return -1;
     }
-    if (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group)) {
+    /* (A runtime change's text names the running identity, resolved.) */
+    if (p->text == NULL && (!same_str(old->user, cfg->user) || !same_str(old->group, cfg->group))) {
         /* The process switched identity at start and cannot switch back. */
         if (!p->dry_run)
             log_warn("reload: user/group changes take effect at the next restart");
@@ -742,8 +750,9 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
     ctl->nworkers = p->new_n;
     ctl->cfg = cfg;
     /* A DNS update re-parses the same text: applying its weights would
-     * undo `set weight`. Only an SRV weight that changed is applied. */
-    if (p->dns)
+     * undo `set weight`. Only an SRV weight that changed is applied. A
+     * runtime change's text has the running weights already. */
+    if (p->dns || p->text)
         resolver_apply_weights(old, cfg);
     else
         config_apply_weights(cfg);
@@ -805,6 +814,212 @@ static void log_lines(const char *prefix, const struct strbuf *text)
     }
 }
 
+/* ---- runtime server changes (add/del server, set server addr) ---- */
+
+/* One runtime change, remembered until the file is loaded again. */
+struct runtime_change {
+    struct runtime_change *next;
+    enum config_edit_op op;
+    char *pool, *server; /* ADD: server is the new one's name */
+    char *addr;          /* ADD, ADDR: the address given */
+    char *what;          /* the command, as logged and listed */
+};
+
+static void runtime_change_free(struct runtime_change *c)
+{
+    free(c->pool);
+    free(c->server);
+    free(c->addr);
+    free(c->what);
+    free(c);
+}
+
+static void runtime_changes_clear(struct control *ctl)
+{
+    while (ctl->runtime_changes) {
+        struct runtime_change *next = ctl->runtime_changes->next;
+        runtime_change_free(ctl->runtime_changes);
+        ctl->runtime_changes = next;
+    }
+}
+
+/* A record of change e (NULL when it cannot be allocated: the change is
+ * then only missing from `show config`'s list and the reload warning).
+ * Made before the commit: e may point into the running generation. */
+static struct runtime_change *runtime_change_new(const struct config_edit *e, const char *what)
+{
+    struct runtime_change *c = calloc(1, sizeof(*c));
+    bool add = e->op == CONFIG_EDIT_ADD;
+    const char *addr = add ? strchr(e->value, ' ') : e->value;
+    if (add && addr != NULL)
+        addr++;
+    if (c == NULL || (c->pool = strdup(e->pool)) == NULL ||
+        (c->server = add ? strndup(e->value, strcspn(e->value, " ")) : strdup(e->server)) == NULL ||
+        (c->what = strdup(what)) == NULL ||
+        (addr != NULL && (c->addr = strndup(addr, strcspn(addr, " "))) == NULL)) {
+        if (c != NULL)
+            runtime_change_free(c);
+        log_warn("admin: %s: out of memory noting the change (show config will not list it)", what);
+        return NULL;
+    }
+    c->op = e->op;
+    return c;
+}
+
+/* Add c to the list, folding it into what is there for the same server,
+ * so the list says what differs from the file: a deleted server's earlier
+ * changes go (with an add, the del goes too: nothing is left), and a new
+ * address replaces an earlier one (or the address of its add). */
+static void runtime_change_append(struct control *ctl, struct runtime_change *c)
+{
+    bool added = false;
+    struct runtime_change **pp = &ctl->runtime_changes;
+    while (*pp) {
+        struct runtime_change *o = *pp;
+        bool same = strcmp(o->pool, c->pool) == 0 && strcmp(o->server, c->server) == 0;
+        if (same && o->op == CONFIG_EDIT_ADD && c->op == CONFIG_EDIT_ADDR) {
+            /* "add server P/N OLD opts" -> "add server P/N NEW opts" */
+            const char *rest = strstr(o->what, o->addr);
+            char *what = NULL;
+            if (rest != NULL && asprintf(&what, "%.*s%s%s", (int)(rest - o->what), o->what, c->addr,
+                                         rest + strlen(o->addr)) >= 0) {
+                free(o->what);
+                o->what = what;
+                free(o->addr);
+                o->addr = c->addr;
+                c->addr = NULL;
+                runtime_change_free(c);
+                return;
+            }
+        }
+        if (same && (c->op == CONFIG_EDIT_DEL || o->op == CONFIG_EDIT_ADDR)) {
+            added |= o->op == CONFIG_EDIT_ADD;
+            *pp = o->next;
+            runtime_change_free(o);
+            continue;
+        }
+        pp = &o->next;
+    }
+    if (added && c->op == CONFIG_EDIT_DEL) {
+        runtime_change_free(c);
+        return;
+    }
+    *pp = c;
+}
+
+/* Whether the generation cfg, loaded from the file, has what change c
+ * made (the operator wrote it into the file too). */
+static bool runtime_change_kept(const struct runtime_change *c, struct config *cfg)
+{
+    struct pool_conf *p = config_find_pool(cfg, c->pool);
+    const struct server_conf *sv = NULL;
+    for (int i = 0; p != NULL && i < p->nservers; i++)
+        if (strcmp(p->servers[i].name, c->server) == 0)
+            sv = &p->servers[i];
+    if (c->op == CONFIG_EDIT_DEL)
+        return sv == NULL;
+    if (sv == NULL)
+        return false;
+    struct sockaddr_any a = {0};
+    return addr_parse(c->addr, ADDR_ALLOW_UNIX, &a) == NULL && sv->host == NULL &&
+           addr_equal(&a, &sv->addr);
+}
+
+/* A reload is about to commit cfg, read from the file: the runtime
+ * changes are gone with it (the file is the configuration, as with
+ * HAProxy's dynamic servers). Warn about each the file does not have. */
+static void runtime_changes_dropped(struct control *ctl, struct config *cfg, struct strbuf *report)
+{
+    int n = 0;
+    for (struct runtime_change *c = ctl->runtime_changes; c; c = c->next) {
+        if (runtime_change_kept(c, cfg))
+            continue;
+        log_warn("reload: runtime change dropped (not in %s): %s", ctl->config_path, c->what);
+        strbuf_printf(report, "warning: runtime change dropped (not in %s): %s\n", ctl->config_path,
+                      c->what);
+        n++;
+    }
+    if (n > 0)
+        strbuf_printf(report,
+                      "warning: %d runtime change%s dropped: `show config` before a reload "
+                      "prints a file that keeps them\n",
+                      n, n == 1 ? "" : "s");
+    runtime_changes_clear(ctl);
+}
+
+/* The first error of a runtime change's load without its "FILE:LINE: "
+ * (the line is one of the dump, which the operator never saw). */
+static void runtime_error(const struct reload_plan *p, const struct strbuf *report,
+                          struct strbuf *out)
+{
+    const char *msg = report->len > 0 ? report->data : p->err;
+    size_t plen = strlen(p->old->path);
+    if (strncmp(msg, p->old->path, plen) == 0 && msg[plen] == ':') {
+        const char *r = msg + plen + 1;
+        r += strspn(r, "0123456789");
+        if (r[0] == ':' && r[1] == ' ')
+            msg = r + 2;
+    }
+    strbuf_printf(out, "error: %.*s\n", (int)strcspn(msg, "\n"), msg);
+}
+
+/* Build a generation from the running one with edit applied and commit it
+ * the way a reload does (prepare, then commit or abort): workers adopt it
+ * between events, servers that stay keep their runtime state, the health
+ * and resolver threads re-plan. Returns 0, or -1 with "error: ..." in out
+ * and nothing changed. */
+static int runtime_change(struct control *ctl, const struct config_edit *edit, const char *what,
+                          struct strbuf *out)
+{
+    if (ctl->stopping) {
+        strbuf_puts(out, "error: stopping\n");
+        return -1;
+    }
+    /* The text keeps the worker count: the same workers adopt it. */
+    if (ctl->nworkers != ctl->cfg->workers) {
+        strbuf_puts(out, "error: not serving (the workers are not running)\n");
+        return -1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f != NULL)
+        config_dump_edited(ctl->cfg, f, edit);
+    struct reload_plan *p = calloc(1, sizeof(*p));
+    if (f == NULL || fclose(f) != 0 || p == NULL) {
+        free(text);
+        free(p);
+        strbuf_puts(out, "error: out of memory\n");
+        return -1;
+    }
+    p->text = text;
+    p->text_len = len;
+    struct runtime_change *note = runtime_change_new(edit, what);
+    struct strbuf report;
+    strbuf_init(&report);
+    int rc = reload_prepare(ctl, p, &report);
+    if (rc < 0) {
+        reload_abort(ctl, p);
+        runtime_error(p, &report, out);
+        log_warn("admin: %s: refused: %s", what, p->err);
+        if (note != NULL)
+            runtime_change_free(note);
+    } else {
+        /* edit may point into the generation this replaces: not used
+         * after the commit. */
+        reload_commit(ctl, p);
+        ctl->runtime_changes_total++;
+        if (note != NULL)
+            runtime_change_append(ctl, note);
+        log_info("admin: %s: generation %llu (until the next reload: see show config)", what,
+                 (unsigned long long)ctl->generation);
+    }
+    strbuf_free(&report);
+    free(text);
+    free(p);
+    return rc;
+}
+
 /* A reload is prepare, then commit or abort (nginx's ngx_init_cycle keeps
  * the old cycle until the new one is whole): every failure, at any step,
  * leaves the running generation as it was through the same abort. */
@@ -825,6 +1040,7 @@ static int reload(struct control *ctl, struct strbuf *report)
         /* Before the commit lets old go and applies the weights. */
         diff_lines(p->old, p->cfg, &changes);
         undone_lines(p->old, p->cfg, &changes);
+        runtime_changes_dropped(ctl, p->cfg, report);
         reload_commit(ctl, p);
         ctl->reloads_ok++;
         ctl->last_reload = ev_time();
@@ -1078,6 +1294,46 @@ static void op_reopen(void *ctx, struct strbuf *reply)
     control_reopen_access_log(ctx, "admin", reply);
 }
 
+static int op_server_change(void *ctx, const struct config_edit *edit, const char *what,
+                            struct strbuf *out)
+{
+    return runtime_change(ctx, edit, what, out);
+}
+
+/* `show config`: the running generation as a file `sluice -t` accepts. */
+static void op_show_config(void *ctx, struct strbuf *out)
+{
+    struct control *ctl = ctx;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) {
+        strbuf_puts(out, "error: out of memory\n");
+        return;
+    }
+    fprintf(f,
+            "; the running configuration of sluice (show config): generation %llu, loaded "
+            "from %s\n",
+            (unsigned long long)ctl->generation, ctl->config_path);
+    if (ctl->runtime_changes == NULL)
+        fprintf(f, "; no runtime changes since the file was loaded\n");
+    else
+        fprintf(f,
+                "; with these runtime changes, which a reload from %s drops unless it has "
+                "them:\n",
+                ctl->config_path);
+    for (struct runtime_change *c = ctl->runtime_changes; c; c = c->next)
+        fprintf(f, ";   %s\n", c->what);
+    config_dump_edited(ctl->cfg, f, NULL);
+    if (fclose(f) != 0) {
+        free(text);
+        strbuf_puts(out, "error: out of memory\n");
+        return;
+    }
+    strbuf_append(out, text, len);
+    free(text);
+}
+
 void control_admin_ops(struct control *ctl, struct admin_ops *ops)
 {
     *ops = (struct admin_ops){
@@ -1094,6 +1350,8 @@ void control_admin_ops(struct control *ctl, struct admin_ops *ops)
         .reload = op_reload,
         .reload_dry_run = op_reload_dry_run,
         .reopen = op_reopen,
+        .server_change = op_server_change,
+        .show_config = op_show_config,
     };
 }
 
@@ -1251,6 +1509,7 @@ out:
     /* The fan-out results nobody waited for. */
     fanout_done_cb(ctl->loop, &ctl->w_fanout_done, 0);
     pidfile_close(ctl->pidfile);
+    runtime_changes_clear(ctl);
     log_access_close();
     config_unref(ctl->cfg);
     pthread_mutex_destroy(&ctl->fanout_lock);

@@ -1073,6 +1073,9 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
     }
     memset(s, 0, sizeof(*s));
     s->w = w;
+    /* Unique without a shared counter: the slot's own sequence, and the
+     * slot in the low digits (show sessions, shutdown session ID). */
+    s->id = ++w->session_seq * SLUICE_MAX_WORKERS + (uint64_t)w->id;
     s->cfg = cfg;
     config_ref(s->cfg);
     s->lc = lc;

@@ -208,6 +208,7 @@ void stats_info(struct control *ctl, struct strbuf *out)
                   last, ctl->last_reload_result[0] ? ctl->last_reload_result : "-",
                   (unsigned long long)ctl->dns_updates, (unsigned long long)ctl->dns_updates_failed,
                   ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
+    strbuf_printf(out, "runtime_changes: %llu\n", (unsigned long long)ctl->runtime_changes_total);
 }
 
 void stats_table(struct control *ctl, struct strbuf *out)

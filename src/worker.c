@@ -279,8 +279,10 @@ int worker_init(struct worker *w, const struct worker_host *host, int id, struct
 {
     /* A slot can be reused after its worker retired: counters carry on. */
     struct worker_stats keep = w->stats;
+    uint64_t seq = w->session_seq;
     memset(w, 0, sizeof(*w));
     w->stats = keep;
+    w->session_seq = seq;
     w->id = id;
     w->host = host;
     w->session_gone = worker_session_gone;

@@ -5,6 +5,7 @@
 
 struct config;
 struct server_conf;
+struct config_edit;
 struct strbuf;
 struct worker;
 
@@ -29,6 +30,14 @@ struct admin_ops {
     void (*reopen)(void *ctx, struct strbuf *reply);  /* the access log */
     /* `reload dry-run`: what a reload would change, applying nothing. */
     void (*reload_dry_run)(void *ctx, struct strbuf *report);
+    /* A runtime server change (add/del server, set server addr): a new
+     * generation from the running one with edit applied, committed like a
+     * reload. `what` is the command for logs. 0, or -1 with one line
+     * "error: ..." in out and nothing changed. */
+    int (*server_change)(void *ctx, const struct config_edit *edit, const char *what,
+                         struct strbuf *out);
+    /* The running configuration as an INI file (show config). */
+    void (*show_config)(void *ctx, struct strbuf *out);
 };
 
 #endif

@@ -63,6 +63,27 @@ void config_post(struct thread_mailbox *m, struct config *cfg);
  * config_load_file() reads it back to the same configuration. */
 void config_dump(const struct config *cfg, FILE *out);
 
+/* One change to a pool's server lines, made while dumping (the runtime
+ * `add server`, `del server` and `set server ... addr` commands build
+ * their generation from the running one's dump with it). */
+enum config_edit_op {
+    CONFIG_EDIT_ADD,  /* a line "server = VALUE" at the end of pool's */
+    CONFIG_EDIT_DEL,  /* no line for server */
+    CONFIG_EDIT_ADDR, /* server's address is VALUE (a literal: DNS options dropped) */
+};
+
+struct config_edit {
+    enum config_edit_op op;
+    const char *pool;
+    const char *server; /* DEL, ADDR */
+    const char *value;  /* ADD: "NAME ADDRESS [options]"; ADDR: the address */
+};
+
+/* config_dump() without its header comment, with one edit applied (NULL:
+ * none). Servers print the weight they run with (`set weight` included),
+ * so a file made from it keeps them on reload. */
+void config_dump_edited(const struct config *cfg, FILE *out, const struct config_edit *edit);
+
 enum config_section { CONFIG_GLOBAL, CONFIG_LISTENER, CONFIG_POOL };
 /* The keys a section accepts (the parser's own table). */
 const char *const *config_section_keys(enum config_section sec, size_t *n);

@@ -19,6 +19,7 @@ struct admin;
 struct admin_http;
 struct config;
 struct fanout;
+struct runtime_change;
 struct strbuf;
 
 /* A `bind = unix:PATH` socket. Unix sockets have no SO_REUSEPORT: the main
@@ -77,6 +78,11 @@ struct control {
     uid_t owner_uid;
     gid_t owner_gid;
     struct unix_bind *unix_binds; /* of the current generation */
+    /* Runtime server changes (add/del server, set server addr) since the
+     * file was last loaded, oldest first: `show config` lists them and a
+     * reload warns about those the file does not have. */
+    struct runtime_change *runtime_changes;
+    uint64_t runtime_changes_total; /* applied since start */
 };
 
 #endif

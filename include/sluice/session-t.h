@@ -41,7 +41,8 @@ enum session_state {
     X(no_route)       /* route = sni: no rule for the name, no sni_default */  \
     X(queue_timeout)  /* waited queue_timeout in the pool's queue */           \
     X(queue_full)     /* every server full and max_queue sessions waiting */  \
-    X(denied)         /* the access list (allow/deny) refused the client */
+    X(denied)         /* the access list (allow/deny) refused the client */   \
+    X(admin)          /* shutdown session(s), del server force */
 
 enum end_reason {
 #define X(name) END_##name,
@@ -66,6 +67,7 @@ struct relay_dir {
 
 struct session {
     struct worker *w;
+    uint64_t id;                 /* unique in the process: see session_start() */
     struct session *prev, *next; /* worker's live list */
     struct config *cfg;          /* generation this session started on */
     struct listener_conf *lc;

@@ -122,6 +122,9 @@ struct worker {
     _Atomic bool joined;
 
     struct worker_stats stats;
+    /* Sessions this slot has started (kept, like stats, when the slot is
+     * reused): the sequence part of session ids. */
+    uint64_t session_seq;
 };
 
 #endif

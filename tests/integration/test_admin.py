@@ -191,7 +191,7 @@ def test_show_sessions_many_workers(sluice, named, port, sockdir):
         for c, name in held:
             local = f"127.0.0.1:{c.getsockname()[1]}"
             rows = [l.split() for l in text.splitlines() if local in l.split()]
-            assert len(rows) == 1 and f"main/{name}" in rows[0] and rows[0][0] in ("0", "1"), (local, text)
+            assert len(rows) == 1 and f"main/{name}" in rows[0] and rows[0][1] in ("0", "1"), (local, text)
         text = ct.ask(sock, "show sessions 1")
         assert "8 sessions" in text and "shown" in text, text
     finally:
@@ -218,7 +218,7 @@ def test_show_sessions_lists_sessions_of_a_retired_worker(sluice, named, port, s
         def on_both():
             held.append(ct.hold(port))
             text = ct.ask(sock, "show sessions")
-            workers = {l.split()[0] for l in text.splitlines()[1:-1]}
+            workers = {l.split()[1] for l in text.splitlines()[1:-1]}  # ID WORKER ...
             return workers == {"0", "1"} and len(held) >= 4
         st.wait_for(on_both, 10.0 * st.SLOW, "live sessions on both workers", interval=0)
         ct.write_config(s.cfg, cfg(1))

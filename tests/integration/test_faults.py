@@ -444,7 +444,7 @@ def session_bytes_down(rig, client_port):
     kernel before sluice's accept)."""
     for line in ct.ask(rig.sock, "show sessions").splitlines():
         f = line.split()
-        if len(f) >= 8 and f[2].endswith(f":{client_port}"):
+        if len(f) >= 9 and f[3].endswith(f":{client_port}"):  # ID WORKER LISTENER CLIENT ...
             return int(f[-1])
     return None
 

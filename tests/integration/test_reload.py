@@ -385,8 +385,8 @@ def _sessions_by_worker(sock):
     out = {}
     for line in ct.ask(sock, "show sessions").splitlines()[1:]:
         f = line.split()
-        if len(f) >= 3 and f[0].isdigit():
-            out[int(f[2].rsplit(":", 1)[1])] = int(f[0])
+        if len(f) >= 4 and f[0].isdigit():  # ID WORKER LISTENER CLIENT ...
+            out[int(f[3].rsplit(":", 1)[1])] = int(f[1])
     return out
 
 

@@ -1585,10 +1585,87 @@ static void test_error_sni(void)
                   {3, "sni", "belongs in [listener NAME]"});
 }
 
-UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
-          TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys), TEST(test_sizes), TEST(test_keys_in_progress),
-          TEST(test_admin_http_vs_bind), TEST(test_error_sections), TEST(test_error_keys),
-          TEST(test_resolve_templates), TEST(test_error_servers), TEST(test_error_listeners),
+/* config_dump_edited(cfg, edit) reloaded: cfg with that one server line
+ * changed, everything else as it was. */
+static struct config *load_edited(const struct config *cfg, const struct config_edit *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return NULL;
+    config_dump_edited(cfg, f, e);
+    fclose(f);
+    struct config_errors errs = {0};
+    struct config *out = config_load_buffer(text, len, "edited.ini", &errs);
+    CHECK_MSG(out != NULL, "the edited dump does not load: %s\n%s", errs.n ? errs.msgs[0] : "?",
+              text);
+    config_errors_free(&errs);
+    free(text);
+    return out;
+}
+
+static void test_dump_edited(void)
+{
+    struct config *cfg = load_ok("[listener l]\nbind = 127.0.0.1:2\npool = p\n"
+                                 "[pool p]\nserver = a 127.0.0.1:10 weight=3\n"
+                                 "server = b 127.0.0.1:11 backup\n"
+                                 "server = n name.example:12 init_addr=none\n"
+                                 "[pool q]\nserver = a 127.0.0.1:20\n");
+    REQUIRE(cfg != NULL);
+    struct config_edit add = {
+        .op = CONFIG_EDIT_ADD, .pool = "p", .value = "c [::1]:13 weight=7 max_conns=5 backup"};
+    struct config *a = load_edited(cfg, &add);
+    REQUIRE(a != NULL);
+    REQUIRE_EQ_INT(a->pools[0].nservers, 4);
+    CHECK_STR(a->pools[0].servers[3].name, "c");
+    CHECK_STR(a->pools[0].servers[3].addr_str, "[::1]:13");
+    CHECK_EQ_INT(a->pools[0].servers[3].weight, 7);
+    CHECK_EQ_INT(a->pools[0].servers[3].max_conns, 5);
+    CHECK(a->pools[0].servers[3].backup);
+    CHECK_EQ_INT(a->pools[0].servers[0].weight, 3);
+    CHECK_EQ_INT(a->pools[1].nservers, 1);
+    config_unref(a);
+
+    struct config_edit del = {.op = CONFIG_EDIT_DEL, .pool = "q", .server = "a"};
+    struct config_edit del_p = {.op = CONFIG_EDIT_DEL, .pool = "p", .server = "a"};
+    struct config *d = load_edited(cfg, &del_p);
+    REQUIRE(d != NULL);
+    REQUIRE_EQ_INT(d->pools[0].nservers, 2);
+    CHECK_STR(d->pools[0].servers[0].name, "b");
+    CHECK_EQ_INT(d->pools[1].nservers, 1); /* q/a is another server */
+    config_unref(d);
+
+    /* A pool's last server: the dump has none and the parser refuses it. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    REQUIRE(f != NULL);
+    config_dump_edited(cfg, f, &del);
+    fclose(f);
+    struct config_errors errs = {0};
+    CHECK(config_load_buffer(text, len, "edited.ini", &errs) == NULL);
+    CHECK(errs.n == 1 && strstr(errs.msgs[0], "pool 'q' has no servers") != NULL);
+    config_errors_free(&errs);
+    free(text);
+
+    /* A new address; a host name becomes a literal (its DNS options go). */
+    struct config_edit addr = {
+        .op = CONFIG_EDIT_ADDR, .pool = "p", .server = "n", .value = "127.0.0.1:14"};
+    struct config *m = load_edited(cfg, &addr);
+    REQUIRE(m != NULL);
+    CHECK(m->pools[0].servers[2].host == NULL);
+    CHECK_STR(m->pools[0].servers[2].addr_str, "127.0.0.1:14");
+    CHECK_STR(m->pools[0].servers[0].addr_str, "127.0.0.1:10");
+    config_unref(m);
+    config_unref(cfg);
+}
+
+UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words),
+          TEST(test_workers), TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys),
+          TEST(test_sizes), TEST(test_keys_in_progress), TEST(test_admin_http_vs_bind),
+          TEST(test_error_sections), TEST(test_error_keys), TEST(test_resolve_templates),
+          TEST(test_error_servers), TEST(test_error_listeners),
           TEST(test_error_bind_in_two_listeners), TEST(test_error_pools),
           TEST(test_error_max_buffer), TEST(test_error_no_listener), TEST(test_error_long_lines),
           TEST(test_error_syntax), TEST(test_error_all_reported),
@@ -1596,4 +1673,5 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_load_file), TEST(test_registry_counts), TEST(test_registry_direct),
           TEST(test_inline_comments), TEST(test_key_hints), TEST(test_error_order_and_values),
           TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_keepalive),
-          TEST(test_dump_round_trip), TEST(test_sni_rules), TEST(test_error_sni))
+          TEST(test_dump_round_trip), TEST(test_sni_rules), TEST(test_error_sni),
+          TEST(test_dump_edited))
