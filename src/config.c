@@ -11,6 +11,7 @@
 #include "sluice/log.h"
 #include "sluice/parse.h"
 #include "sluice/privilege.h"
+#include "sluice/srclimit.h"
 #include "sluice/thread.h"
 #include "sluice/tls_hello.h"
 
@@ -272,6 +273,9 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         cfg->listeners[i].bind_mode = 0660;
         keepalive_defaults(&cfg->listeners[i].keepalive);
         cfg->listeners[i].sni_timeout_ms = 5000;
+        cfg->listeners[i].source_prefix_v4 = 32;
+        cfg->listeners[i].source_prefix_v6 = 64;
+        cfg->listeners[i].source_table_size = 65536;
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
@@ -417,6 +421,37 @@ static bool val_int(struct parse_ctx *c, const char *key, const char *v, long mi
     return true;
 }
 
+/* "N/DURATION" (N new connections per DURATION, e.g. 100/1s, 600/1m) or
+ * "off". */
+static bool val_rate(struct parse_ctx *c, const char *key, const char *v, struct rate_conf *out)
+{
+    if (strcmp(v, "off") == 0) {
+        *out = (struct rate_conf){0, 0};
+        return true;
+    }
+    const char *slash = strchr(v, '/');
+    char num[32];
+    long n;
+    int64_t ms;
+    if (slash == NULL || (size_t)(slash - v) >= sizeof(num)) {
+        add_error(c, c->lineno, key, "'%s' is not N/DURATION (e.g. 100/1s, 600/1m) or off", v);
+        return false;
+    }
+    memcpy(num, v, (size_t)(slash - v));
+    num[slash - v] = '\0';
+    if (!parse_int_range(num, 1, 1000000, &n)) {
+        add_error(c, c->lineno, key, "'%s': the count must be a number in 1..1000000", v);
+        return false;
+    }
+    if (!parse_duration_ms(slash + 1, &ms) || ms < 1 || ms > 86400000) {
+        add_error(c, c->lineno, key, "'%s': the period must be a duration in 1ms..24h (e.g. 1s, 1m)",
+                  v);
+        return false;
+    }
+    *out = (struct rate_conf){(int)n, ms};
+    return true;
+}
+
 static bool val_size(struct parse_ctx *c, const char *key, const char *v, uint64_t min,
                      uint64_t max, uint32_t *out)
 {
@@ -532,7 +567,8 @@ static const char *const listener_keys[] = {
     "relay",         "accept_proxy",   "proxy_timeout", "bind_mode",
     "bind_owner",    "tcp_keepalive",  "keepalive_idle", "keepalive_interval",
     "keepalive_count", "route",        "sni",           "sni_default",
-    "sni_timeout"};
+    "sni_timeout",   "max_conns_per_source", "rate_per_source", "source_prefix_v4",
+    "source_prefix_v6", "source_table_size", "max_conn_rate"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
@@ -879,6 +915,18 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
         l->sni_default_line = c->lineno;
     } else if (strcmp(key, "sni_timeout") == 0) {
         val_duration(c, key, v, 1, &l->sni_timeout_ms);
+    } else if (strcmp(key, "max_conns_per_source") == 0) {
+        val_int(c, key, v, 0, 1000000, &l->max_conns_per_source);
+    } else if (strcmp(key, "rate_per_source") == 0) {
+        val_rate(c, key, v, &l->rate_per_source);
+    } else if (strcmp(key, "max_conn_rate") == 0) {
+        val_rate(c, key, v, &l->max_conn_rate);
+    } else if (strcmp(key, "source_prefix_v4") == 0) {
+        val_int(c, key, v, 1, 32, &l->source_prefix_v4);
+    } else if (strcmp(key, "source_prefix_v6") == 0) {
+        val_int(c, key, v, 1, 128, &l->source_prefix_v6);
+    } else if (strcmp(key, "source_table_size") == 0) {
+        val_int(c, key, v, 1, 16777216, &l->source_table_size);
     }
 }
 
@@ -1490,6 +1538,36 @@ static void backend_fini(struct registry_obj *o)
 static void listener_fini(struct registry_obj *o)
 {
     ws_free(((struct listener_state *)o)->ws);
+    srclimit_table_put(((struct listener_state *)o)->srct);
+}
+
+/* Give l its per-source table: the one its listener already has when it
+ * was made for the same size and prefixes (so a reload keeps every
+ * source's live count and bucket), else a new, empty one, which then
+ * becomes the listener's. Sessions keep the table of the generation they
+ * started on (their config holds a reference), so they always give back
+ * their count where they took it. Control thread. */
+static int attach_sources(struct listener_conf *l)
+{
+    struct listener_state *st = l->st;
+    if (l->max_conns_per_source == 0 && l->rate_per_source.n == 0) {
+        srclimit_table_put(st->srct); /* older generations keep their own */
+        st->srct = NULL;
+        return 0;
+    }
+    if (st->srct == NULL ||
+        !srclimit_table_fits(st->srct, l->source_table_size, l->source_prefix_v4,
+                             l->source_prefix_v6)) {
+        struct src_table *t =
+            srclimit_table_new(l->source_table_size, l->source_prefix_v4, l->source_prefix_v6);
+        if (t == NULL)
+            return -1;
+        srclimit_table_put(st->srct);
+        st->srct = t;
+    }
+    srclimit_table_ref(st->srct);
+    l->srct = st->srct;
+    return 0;
 }
 
 /* Link s (of pool p) to its struct backend "POOL/NAME". */
@@ -1530,7 +1608,8 @@ int config_attach_runtime(struct config *cfg)
         struct listener_conf *l = &cfg->listeners[i];
         l->st = (struct listener_state *)registry_get(&listener_registry, l->name,
                                                       sizeof(struct listener_state), NULL);
-        if (l->st == NULL || ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0)
+        if (l->st == NULL || ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0 ||
+            attach_sources(l) < 0)
             return -1;
     }
     cfg->runtime_attached = true;
@@ -1623,6 +1702,7 @@ static void config_free(struct config *cfg)
     }
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
+        srclimit_table_put(l->srct);
         if (l->st)
             registry_put(&listener_registry, &l->st->obj);
         for (int r = 0; r < l->nsni_rules; r++) {

@@ -22,6 +22,25 @@ static void put_duration(FILE *out, const char *key, int64_t ms)
         fprintf(out, "%s = %" PRId64 "ms\n", key, ms);
 }
 
+static void put_rate(FILE *out, const char *key, const struct rate_conf *r)
+{
+    if (r->n == 0) {
+        fprintf(out, "%s = off\n", key);
+        return;
+    }
+    char per[32];
+    int64_t ms = r->per_ms;
+    if (ms % 3600000 == 0)
+        snprintf(per, sizeof(per), "%" PRId64 "h", ms / 3600000);
+    else if (ms % 60000 == 0)
+        snprintf(per, sizeof(per), "%" PRId64 "m", ms / 60000);
+    else if (ms % 1000 == 0)
+        snprintf(per, sizeof(per), "%" PRId64 "s", ms / 1000);
+    else
+        snprintf(per, sizeof(per), "%" PRId64 "ms", ms);
+    fprintf(out, "%s = %d/%s\n", key, r->n, per);
+}
+
 static void put_size(FILE *out, const char *key, uint32_t bytes)
 {
     if (bytes != 0 && bytes % (1024 * 1024) == 0)
@@ -166,6 +185,12 @@ static void dump_listener(const struct listener_conf *l, FILE *out)
         fprintf(out, "; bind_owner = (none: the user sluice runs as)\n");
     put_keepalive(out, &l->keepalive);
     put_duration(out, "sni_timeout", l->sni_timeout_ms);
+    fprintf(out, "max_conns_per_source = %d\n", l->max_conns_per_source);
+    put_rate(out, "rate_per_source", &l->rate_per_source);
+    fprintf(out, "source_prefix_v4 = %d\n", l->source_prefix_v4);
+    fprintf(out, "source_prefix_v6 = %d\n", l->source_prefix_v6);
+    fprintf(out, "source_table_size = %d\n", l->source_table_size);
+    put_rate(out, "max_conn_rate", &l->max_conn_rate);
 }
 
 static void dump_pool(const struct pool_conf *p, FILE *out)

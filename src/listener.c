@@ -4,6 +4,7 @@
 #include "sluice/keepalive.h"
 #include "sluice/limits.h"
 #include "sluice/log.h"
+#include "sluice/srclimit.h"
 #include "sluice/worker-t.h"
 
 #include <errno.h>
@@ -197,6 +198,71 @@ static void accept_exhausted(struct worker *w, int err)
         listen_pause(w, wl, LISTENER_EXHAUSTED_PAUSE);
 }
 
+void listener_abortive_close(int fd)
+{
+    static const struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+    close(fd);
+}
+
+enum end_reason listener_source_admit(struct worker *w, struct listener_conf *lc,
+                                      const struct sockaddr *sa, struct src_entry **src)
+{
+    *src = NULL;
+    if (lc->srct == NULL)
+        return END_NONE;
+    struct listener_state *st = lc->st;
+    enum src_verdict v = srclimit_admit(lc->srct, sa, lc->max_conns_per_source,
+                                        &lc->rate_per_source, srclimit_now_ns(), src);
+    const char *why;
+    enum end_reason r = END_NONE;
+    switch (v) {
+    case SRC_OK:
+    case SRC_NOT_LIMITED:
+        return END_NONE;
+    case SRC_UNTRACKED:
+        counter_add(&listener_ws(st, w->id)->source_table_full, 1);
+        why = "admitted without per-source accounting: source_table_size full of sources "
+              "with live sessions";
+        break;
+    case SRC_CONN_LIMIT:
+        counter_add(&listener_ws(st, w->id)->source_conn_refused, 1);
+        why = "refused: source_conn_limit (max_conns_per_source)";
+        r = END_source_conn_limit;
+        break;
+    default:
+        counter_add(&listener_ws(st, w->id)->source_rate_refused, 1);
+        why = "refused: source_rate_limit (rate_per_source)";
+        r = END_source_rate_limit;
+        break;
+    }
+    unsigned long dropped;
+    if (log_enabled(LOG_WARN) &&
+        log_limit_shared_due(&st->src_log, time_mono_ms(), 1000, &dropped)) {
+        char a[ADDR_STRLEN];
+        addr_format(sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                 : sizeof(struct sockaddr_in6),
+                    a, sizeof(a));
+        log_warn("listener %s: client %s %s (%lu similar lines suppressed)", lc->name, a, why,
+                 dropped);
+    }
+    return r;
+}
+
+/* max_conn_rate: a token for one more accept, or pause the socket until
+ * one is back (the connections wait in the kernel's queue). */
+static bool conn_rate_take(struct worker *w, struct worker_listen *wl, struct listener_conf *lc)
+{
+    int64_t wait = ratelimit_take(&lc->st->conn_rate_tat, &lc->max_conn_rate, srclimit_now_ns());
+    if (wait == 0)
+        return true;
+    counter_add(&listener_ws(lc->st, w->id)->rate_pauses, 1);
+    ev_tstamp secs = (ev_tstamp)wait / 1e9;
+    wl->rate_until = ev_now(w->loop) + secs;
+    listen_pause(w, wl, secs);
+    return false;
+}
+
 enum accept_result listener_accept_batch(struct worker_listen *wl, listener_accepted_fn *accepted)
 {
     struct worker *w = wl->w;
@@ -215,6 +281,12 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             listen_pause(w, wl, LIMIT_RECHECK);
             return ACCEPT_PAUSED;
         }
+        bool rated = lc->max_conn_rate.n > 0;
+        if (rated && !conn_rate_take(w, wl, lc)) {
+            slot_put(&lc->st->active);
+            slot_put(&limits->active);
+            return ACCEPT_PAUSED;
+        }
         struct sockaddr_ip peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(wl->w_accept.fd, &peer.u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -222,6 +294,8 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             int err = errno;
             slot_put(&lc->st->active);
             slot_put(&limits->active);
+            if (rated)
+                ratelimit_give(&lc->st->conn_rate_tat, &lc->max_conn_rate);
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
             if (err == EAGAIN)
@@ -240,6 +314,19 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             memset(&peer, 0, sizeof(peer));
             peer.u.sa.sa_family = AF_UNIX;
         }
+        /* Per-source limits before a session exists (cheap under a flood);
+         * with accept_proxy they wait for the header's address. */
+        struct src_entry *src = NULL;
+        enum end_reason refused = END_NONE;
+        if (lc->srct != NULL && !lc->accept_proxy)
+            refused = listener_source_admit(w, lc, &peer.u.sa, &src);
+        if (refused != END_NONE) {
+            counter_add(&w->stats.ends[refused], 1);
+            listener_abortive_close(fd);
+            slot_put(&lc->st->active);
+            slot_put(&limits->active);
+            continue;
+        }
         counter_add(&w->stats.accepted, 1);
         /* Set on each accepted socket, not inherited from the listening
          * one: that socket outlives a reload, and a reload's values apply
@@ -248,7 +335,7 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             keepalive_apply(fd, &lc->keepalive) < 0)
             log_debug("worker %d: keepalive on a client of listener %s: %s", w->id, lc->name,
                       strerror(errno));
-        accepted(w, cfg, lc, fd, &peer);
+        accepted(w, cfg, lc, fd, &peer, src);
         if (wl->draining && --wl->owed <= 0)
             return ACCEPT_EMPTY;
     }
@@ -267,6 +354,11 @@ int listener_resume_paused(struct worker *w)
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
         if (!wl->paused)
             continue;
+        if (now < wl->rate_until) {
+            still = 1;
+            listen_pause(w, wl, wl->rate_until - now);
+            continue;
+        }
         bool full = global_full || atomic_load_explicit(&wl->lc->st->active,
                                                         memory_order_relaxed) >= wl->lc->max_conns;
         if (full) {
