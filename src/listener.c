@@ -243,8 +243,11 @@ enum end_reason listener_source_admit(struct worker *w, struct listener_conf *lc
         addr_format(sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                                  : sizeof(struct sockaddr_in6),
                     a, sizeof(a));
-        log_warn("listener %s: client %s %s (%lu similar lines suppressed)", lc->name, a, why,
-                 dropped);
+        if (dropped > 0)
+            log_warn("listener %s: client %s %s (%lu similar lines suppressed)", lc->name, a,
+                     why, dropped);
+        else
+            log_warn("listener %s: client %s %s", lc->name, a, why);
     }
     return r;
 }

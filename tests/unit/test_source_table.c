@@ -285,6 +285,12 @@ static void test_bounded_flood(void)
     srclimit_table_put(t);
 }
 
-UNIT_MAIN(TEST(test_key_masking), TEST(test_v4_mapped), TEST(test_live_limit),
+/* docs/operations.md states at most 72 bytes per entry. */
+static void test_entry_bytes(void)
+{
+    CHECK_MSG(srclimit_entry_bytes() <= 72, "%zu bytes", srclimit_entry_bytes());
+}
+
+UNIT_MAIN(TEST(test_entry_bytes), TEST(test_key_masking), TEST(test_v4_mapped), TEST(test_live_limit),
           TEST(test_live_limit_threads), TEST(test_rate_bucket), TEST(test_listener_rate),
           TEST(test_eviction_order), TEST(test_bounded_flood))
