@@ -1541,33 +1541,39 @@ static void listener_fini(struct registry_obj *o)
     srclimit_table_put(((struct listener_state *)o)->srct);
 }
 
-/* Give l its per-source table: the one its listener already has when it
- * was made for the same size and prefixes (so a reload keeps every
- * source's live count and bucket), else a new, empty one, which then
- * becomes the listener's. Sessions keep the table of the generation they
- * started on (their config holds a reference), so they always give back
- * their count where they took it. Control thread. */
+/* Give l its per-source table: the running generation's (st->srct) when
+ * it was made for the same size and prefixes (so a reload keeps every
+ * source's live count and bucket), else a new, empty one, which becomes
+ * the listener's when this generation is committed
+ * (config_commit_sources()). Sessions keep the table of the generation
+ * they started on (their config holds a reference), so they always give
+ * back their count where they took it. Control thread. */
 static int attach_sources(struct listener_conf *l)
 {
     struct listener_state *st = l->st;
-    if (l->max_conns_per_source == 0 && l->rate_per_source.n == 0) {
-        srclimit_table_put(st->srct); /* older generations keep their own */
-        st->srct = NULL;
+    if (l->max_conns_per_source == 0 && l->rate_per_source.n == 0)
+        return 0;
+    if (st->srct != NULL && srclimit_table_fits(st->srct, l->source_table_size,
+                                                l->source_prefix_v4, l->source_prefix_v6)) {
+        srclimit_table_ref(st->srct);
+        l->srct = st->srct;
         return 0;
     }
-    if (st->srct == NULL ||
-        !srclimit_table_fits(st->srct, l->source_table_size, l->source_prefix_v4,
-                             l->source_prefix_v6)) {
-        struct src_table *t =
-            srclimit_table_new(l->source_table_size, l->source_prefix_v4, l->source_prefix_v6);
-        if (t == NULL)
-            return -1;
-        srclimit_table_put(st->srct);
-        st->srct = t;
+    l->srct = srclimit_table_new(l->source_table_size, l->source_prefix_v4, l->source_prefix_v6);
+    return l->srct == NULL ? -1 : 0;
+}
+
+void config_commit_sources(struct config *cfg)
+{
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        if (l->st->srct == l->srct)
+            continue;
+        srclimit_table_put(l->st->srct); /* older generations keep their own */
+        if (l->srct != NULL)
+            srclimit_table_ref(l->srct);
+        l->st->srct = l->srct;
     }
-    srclimit_table_ref(st->srct);
-    l->srct = st->srct;
-    return 0;
 }
 
 /* Link s (of pool p) to its struct backend "POOL/NAME". */

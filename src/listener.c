@@ -328,6 +328,8 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             listener_abortive_close(fd);
             slot_put(&lc->st->active);
             slot_put(&limits->active);
+            if (wl->draining && --wl->owed <= 0)
+                return ACCEPT_EMPTY;
             continue;
         }
         counter_add(&w->stats.accepted, 1);
@@ -357,9 +359,8 @@ int listener_resume_paused(struct worker *w)
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
         if (!wl->paused)
             continue;
-        if (now < wl->rate_until) {
+        if (now < wl->rate_until) { /* max_conn_rate: no token yet */
             still = 1;
-            listen_pause(w, wl, wl->rate_until - now);
             continue;
         }
         bool full = global_full || atomic_load_explicit(&wl->lc->st->active,

@@ -87,8 +87,7 @@ static void run_woken(struct session *s)
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = container_of(t, struct worker, w_resume);
-    /* A listener paused by max_conn_rate may have re-armed it already. */
-    if (listener_resume_paused(w) && !ev_is_active(t)) {
+    if (listener_resume_paused(w)) {
         ev_tstamp wait = w->emfile.until > ev_now(loop) ? w->emfile.until - ev_now(loop) : 0.02;
         ev_timer_set(t, wait, 0.);
         ev_timer_start(loop, t);
