@@ -444,8 +444,8 @@ static bool val_rate(struct parse_ctx *c, const char *key, const char *v, struct
         return false;
     }
     if (!parse_duration_ms(slash + 1, &ms) || ms < 1 || ms > 86400000) {
-        add_error(c, c->lineno, key, "'%s': the period must be a duration in 1ms..24h (e.g. 1s, 1m)",
-                  v);
+        add_error(c, c->lineno, key,
+                  "'%s': the period must be a duration in 1ms..24h (e.g. 1s, 1m)", v);
         return false;
     }
     *out = (struct rate_conf){(int)n, ms};
@@ -1553,8 +1553,8 @@ static int attach_sources(struct listener_conf *l)
     struct listener_state *st = l->st;
     if (l->max_conns_per_source == 0 && l->rate_per_source.n == 0)
         return 0;
-    if (st->srct != NULL && srclimit_table_fits(st->srct, l->source_table_size,
-                                                l->source_prefix_v4, l->source_prefix_v6)) {
+    if (st->srct != NULL && srclimit_table_fits(st->srct, l->source_table_size, l->source_prefix_v4,
+                                                l->source_prefix_v6)) {
         srclimit_table_ref(st->srct);
         l->srct = st->srct;
         return 0;
@@ -1614,7 +1614,8 @@ int config_attach_runtime(struct config *cfg)
         struct listener_conf *l = &cfg->listeners[i];
         l->st = (struct listener_state *)registry_get(&listener_registry, l->name,
                                                       sizeof(struct listener_state), NULL);
-        if (l->st == NULL || ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0 ||
+        if (l->st == NULL ||
+            ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0 ||
             attach_sources(l) < 0)
             return -1;
     }

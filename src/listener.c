@@ -240,12 +240,12 @@ enum end_reason listener_source_admit(struct worker *w, struct listener_conf *lc
     if (log_enabled(LOG_WARN) &&
         log_limit_shared_due(&st->src_log, time_mono_ms(), 1000, &dropped)) {
         char a[ADDR_STRLEN];
-        addr_format(sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                 : sizeof(struct sockaddr_in6),
-                    a, sizeof(a));
+        addr_format(
+            sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+            a, sizeof(a));
         if (dropped > 0)
-            log_warn("listener %s: client %s %s (%lu similar lines suppressed)", lc->name, a,
-                     why, dropped);
+            log_warn("listener %s: client %s %s (%lu similar lines suppressed)", lc->name, a, why,
+                     dropped);
         else
             log_warn("listener %s: client %s %s", lc->name, a, why);
     }

@@ -16,13 +16,13 @@
 
 struct src_entry {
     uint8_t key[16];
-    _Atomic int32_t live;    /* live sessions; +1 only under the shard lock */
-    uint32_t hnext;          /* hash chain */
-    uint32_t lprev, lnext;   /* recency list: head = most recently seen */
-    _Atomic int64_t tat;     /* token bucket (GCRA): 0 = full */
-    int64_t win_start;       /* ns: start of the current one-second window */
-    uint32_t win_cur;        /* connections seen in it */
-    uint32_t win_prev;       /* ... and in the second before */
+    _Atomic int32_t live;  /* live sessions; +1 only under the shard lock */
+    uint32_t hnext;        /* hash chain */
+    uint32_t lprev, lnext; /* recency list: head = most recently seen */
+    _Atomic int64_t tat;   /* token bucket (GCRA): 0 = full */
+    int64_t win_start;     /* ns: start of the current one-second window */
+    uint32_t win_cur;      /* connections seen in it */
+    uint32_t win_prev;     /* ... and in the second before */
     _Atomic uint32_t refused;
     uint32_t used;
 };

@@ -206,12 +206,11 @@ static void stats_source_table(struct control *ctl, struct strbuf *out)
         }
         struct listener_sums s;
         sum_listener(ctl, l->st, &s);
-        strbuf_printf(out, "%-20s %11d %10d %13llu %13llu %10llu %11llu\n", l->name,
-                      l->srct ? srclimit_table_used(l->srct) : 0,
-                      l->srct ? srclimit_table_size(l->srct) : 0,
-                      (unsigned long long)s.source_conn_refused,
-                      (unsigned long long)s.source_rate_refused,
-                      (unsigned long long)s.source_table_full, (unsigned long long)s.rate_pauses);
+        strbuf_printf(
+            out, "%-20s %11d %10d %13llu %13llu %10llu %11llu\n", l->name,
+            l->srct ? srclimit_table_used(l->srct) : 0, l->srct ? srclimit_table_size(l->srct) : 0,
+            (unsigned long long)s.source_conn_refused, (unsigned long long)s.source_rate_refused,
+            (unsigned long long)s.source_table_full, (unsigned long long)s.rate_pauses);
     }
 }
 

@@ -76,9 +76,9 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
  * a new client at sa: END_NONE when admitted (then *src is the entry the
  * session holds, or NULL when not counted), else the end reason
  * (source_conn_limit, source_rate_limit), already counted for the
- * listener (not in the worker's end reasons: the caller's) and logged at most once per second per listener. The caller
- * closes the client abortively (and, with a session, ends it with that
- * reason). Any worker. */
+ * listener (not in the worker's end reasons: the caller's) and logged at
+ * most once per second per listener. The caller closes the client
+ * abortively (and, with a session, ends it with that reason). Any worker. */
 enum end_reason listener_source_admit(struct worker *w, struct listener_conf *lc,
                                       const struct sockaddr *sa, struct src_entry **src);
 

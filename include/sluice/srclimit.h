@@ -58,10 +58,10 @@ void srclimit_release(struct src_entry *e);
 
 /* One source as `show sources` lists it. */
 struct src_top {
-    char addr[64];     /* "ADDR/PREFIX" */
+    char addr[64]; /* "ADDR/PREFIX" */
     int live;
-    double rate;       /* connections per second, recent */
-    uint64_t refused;  /* refusals (conn and rate limits) */
+    double rate;      /* connections per second, recent */
+    uint64_t refused; /* refusals (conn and rate limits) */
 };
 
 /* The n busiest sources of t (most live sessions, then highest recent

@@ -24,8 +24,8 @@ static struct sockaddr_in sa4(const char *s)
 
 static const struct rate_conf no_rate = {0, 0};
 
-static enum src_verdict admit4(struct src_table *t, const char *ip, int max, const struct rate_conf *r,
-                               int64_t now, struct src_entry **e)
+static enum src_verdict admit4(struct src_table *t, const char *ip, int max,
+                               const struct rate_conf *r, int64_t now, struct src_entry **e)
 {
     struct sockaddr_in a = sa4(ip);
     return srclimit_admit(t, (struct sockaddr *)&a, max, r, now, e);
@@ -118,8 +118,8 @@ static void test_live_limit(void)
 
 struct race {
     struct src_table *t;
-    _Atomic int over;  /* times more than LIMIT were held at once */
-    _Atomic int held;  /* currently admitted, over all threads */
+    _Atomic int over; /* times more than LIMIT were held at once */
+    _Atomic int held; /* currently admitted, over all threads */
     _Atomic int admitted;
 };
 
@@ -291,6 +291,6 @@ static void test_entry_bytes(void)
     CHECK_MSG(srclimit_entry_bytes() <= 72, "%zu bytes", srclimit_entry_bytes());
 }
 
-UNIT_MAIN(TEST(test_entry_bytes), TEST(test_key_masking), TEST(test_v4_mapped), TEST(test_live_limit),
-          TEST(test_live_limit_threads), TEST(test_rate_bucket), TEST(test_listener_rate),
-          TEST(test_eviction_order), TEST(test_bounded_flood))
+UNIT_MAIN(TEST(test_entry_bytes), TEST(test_key_masking), TEST(test_v4_mapped),
+          TEST(test_live_limit), TEST(test_live_limit_threads), TEST(test_rate_bucket),
+          TEST(test_listener_rate), TEST(test_eviction_order), TEST(test_bounded_flood))
