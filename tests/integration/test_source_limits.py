@@ -183,6 +183,10 @@ def test_prefix_groups_v4_sources(sluice, backend, port, sockdir):
     d = try_session(port, "127.0.3.1")
     assert served(d)
     assert ("main", "127.0.2.0/24", 2) in [r[:3] for r in sources(sock, "main", "5")]
+    assert [r[1] for r in sources(sock, "1")] == ["127.0.2.0/24"]  # the busiest only
+    assert ct.ask(sock, "show sources nope").startswith("error: no listener 'nope'")
+    assert ct.ask(sock, "show sources main 0").startswith("error: N must be 1..10000")
+    assert "show sources [LISTENER] [N]" in ct.ask(sock, "help")
     for x in (a, c, d):
         x.close()
     s.stop()
