@@ -3,6 +3,7 @@
  * listener-wide connection rates. */
 #include "sluice/srclimit.h"
 #include "sluice/common.h"
+#include "sluice/hash.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -178,10 +179,7 @@ static uint64_t key_hash(const uint8_t key[16])
     uint64_t a, b;
     memcpy(&a, key, 8);
     memcpy(&b, key + 8, 8);
-    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 29);
+    return hash_mix64(a ^ hash_mix64(b));
 }
 
 static void lru_unlink(struct src_shard *s, uint32_t i)
