@@ -341,3 +341,26 @@ def test_ipv6_sources_group_by_64(sluice, tmp_path):
             b.close()
     finally:
         netns._ip("netns", "del", ns, check=False)
+
+
+def test_full_table_admits_untracked(sluice, backend, port, sockdir):
+    """Every entry has live sessions: a new source is admitted without
+    per-source accounting (and counted), not refused."""
+    b = backend(st.echo_handler)
+    s = sluice(config(port, b, sockdir, max_conns_per_source=1, source_table_size=2))
+    sock = sockdir / "admin.sock"
+    held = [try_session(port, f"127.0.6.{i}") for i in (1, 2)]
+    assert all(served(h) for h in held)
+    extra = [try_session(port, "127.0.6.3") for _ in range(2)]
+    assert all(served(e) for e in extra), extra  # untracked: its limit cannot apply
+    lst = listener(sock)
+    assert lst["source_table_full"] == 2 and lst["source_entries"] == 2
+    s.wait_log("source_table_size full")
+    held[0].close()
+    st.wait_for(lambda: sum(r[2] for r in sources(sock)) == 1, T, "a live count to drop")
+    again = try_session(port, "127.0.6.3")  # an idle entry to reuse: tracked again
+    assert served(again)
+    assert try_session(port, "127.0.6.3") == "ConnectionResetError"
+    for c in held[1:] + extra + [again]:
+        c.close()
+    s.stop()
