@@ -11,6 +11,7 @@
 #include "sluice/parse.h"
 #include "sluice/session.h"
 #include "sluice/statspage.h"
+#include "sluice/srclimit.h"
 #include "sluice/strbuf.h"
 #include "sluice/worker-t.h"
 
@@ -184,6 +185,7 @@ static const char help_text[] =
     "  show backends                     state of every server and why\n"
     "  show sessions [N]                 up to N live sessions (default 100)\n"
     "  show latency [POOL/NAME]          latency percentiles: of one server, or a line each\n"
+    "  show sources [LISTENER] [N]       the N busiest client sources (default 20)\n"
     "  disable server POOL/NAME          out of service: no new sessions (live ones stay)\n"
     "  drain server POOL/NAME            no new sessions; state 'drained' once live ones end\n"
     "  enable server POOL/NAME           take new sessions again\n"
@@ -219,6 +221,79 @@ static struct server_conf *find_server(const struct admin_ops *ops, const char *
     }
     strbuf_printf(out, "error: no server '%.128s'\n", ref);
     return NULL;
+}
+
+#define SOURCES_DEFAULT 20
+#define SOURCES_MAX 10000
+
+struct source_row {
+    const char *listener;
+    struct src_top top;
+};
+
+static int source_row_cmp(const void *a, const void *b)
+{
+    const struct src_top *x = &((const struct source_row *)a)->top;
+    const struct src_top *y = &((const struct source_row *)b)->top;
+    if (x->live != y->live)
+        return x->live > y->live ? -1 : 1;
+    if (x->rate != y->rate)
+        return x->rate > y->rate ? -1 : 1;
+    return x->refused > y->refused ? -1 : x->refused < y->refused;
+}
+
+/* show sources [LISTENER] [N]: the N busiest sources of every listener
+ * with a per-source table (or of LISTENER's), busiest first. */
+static void show_sources(const struct admin_ops *ops, int argc, char **argv, struct strbuf *out)
+{
+    struct config *cfg = ops->config(ops->ctx);
+    const char *only = NULL;
+    long n = SOURCES_DEFAULT;
+    const char *count = NULL;
+    if (argc == 3 && parse_int_range(argv[2], 1, SOURCES_MAX, &n))
+        ; /* show sources N */
+    else if (argc >= 3)
+        only = argv[2];
+    if (argc == 4)
+        count = argv[3];
+    if (count != NULL && !parse_int_range(count, 1, SOURCES_MAX, &n)) {
+        strbuf_printf(out, "error: N must be 1..%d\n", SOURCES_MAX);
+        return;
+    }
+    int nl = 0;
+    for (int l = 0; l < cfg->nlisteners; l++)
+        if (only == NULL || strcmp(cfg->listeners[l].name, only) == 0)
+            nl++;
+    if (only != NULL && nl == 0) {
+        strbuf_printf(out, "error: no listener '%.128s'\n", only);
+        return;
+    }
+    struct source_row *rows = calloc((size_t)n * (size_t)(nl ? nl : 1), sizeof(*rows));
+    struct src_top *tops = calloc((size_t)n, sizeof(*tops));
+    if (rows == NULL || tops == NULL) {
+        free(rows);
+        free(tops);
+        strbuf_puts(out, "error: out of memory\n");
+        return;
+    }
+    int have = 0;
+    int64_t now = srclimit_now_ns();
+    for (int l = 0; l < cfg->nlisteners; l++) {
+        struct listener_conf *lc = &cfg->listeners[l];
+        if ((only != NULL && strcmp(lc->name, only) != 0) || lc->srct == NULL)
+            continue;
+        int got = srclimit_top(lc->srct, now, tops, (int)n);
+        for (int k = 0; k < got; k++)
+            rows[have++] = (struct source_row){lc->name, tops[k]};
+    }
+    qsort(rows, (size_t)have, sizeof(*rows), source_row_cmp);
+    strbuf_printf(out, "%-20s %-44s %6s %9s %10s\n", "LISTENER", "SOURCE", "LIVE", "CONN/S",
+                  "REFUSED");
+    for (int k = 0; k < have && k < n; k++)
+        strbuf_printf(out, "%-20s %-44s %6d %9.1f %10llu\n", rows[k].listener, rows[k].top.addr,
+                      rows[k].top.live, rows[k].top.rate, (unsigned long long)rows[k].top.refused);
+    free(rows);
+    free(tops);
 }
 
 struct sessions_call {
@@ -662,6 +737,8 @@ int admin_execute(const struct admin_ops *ops, const char *line, struct strbuf *
         if (argc == 3 && (sv = find_server(ops, argv[2], out)) == NULL)
             return 1;
         ops->latency(ops->ctx, sv, out);
+    } else if (IS(0, "show") && IS(1, "sources") && argc <= 4) {
+        show_sources(ops, argc, argv, out);
     } else if (IS(0, "show") && IS(1, "sessions") && argc <= 3) {
         return show_sessions(ops, argc == 3 ? argv[2] : NULL, out, done, ctx);
     } else if (argc == 3 && IS(1, "server") &&

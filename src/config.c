@@ -12,6 +12,7 @@
 #include "sluice/log.h"
 #include "sluice/parse.h"
 #include "sluice/privilege.h"
+#include "sluice/srclimit.h"
 #include "sluice/thread.h"
 #include "sluice/tls_hello.h"
 
@@ -273,6 +274,9 @@ static void section_begin(struct parse_ctx *c, const char *header, int line)
         cfg->listeners[i].bind_mode = 0660;
         keepalive_defaults(&cfg->listeners[i].keepalive);
         cfg->listeners[i].sni_timeout_ms = 5000;
+        cfg->listeners[i].source_prefix_v4 = 32;
+        cfg->listeners[i].source_prefix_v6 = 64;
+        cfg->listeners[i].source_table_size = 65536;
         c->kind = SEC_LISTENER;
         c->cur = i;
     } else {
@@ -418,6 +422,37 @@ static bool val_int(struct parse_ctx *c, const char *key, const char *v, long mi
     return true;
 }
 
+/* "N/DURATION" (N new connections per DURATION, e.g. 100/1s, 600/1m) or
+ * "off". */
+static bool val_rate(struct parse_ctx *c, const char *key, const char *v, struct rate_conf *out)
+{
+    if (strcmp(v, "off") == 0) {
+        *out = (struct rate_conf){0, 0};
+        return true;
+    }
+    const char *slash = strchr(v, '/');
+    char num[32];
+    long n;
+    int64_t ms;
+    if (slash == NULL || (size_t)(slash - v) >= sizeof(num)) {
+        add_error(c, c->lineno, key, "'%s' is not N/DURATION (e.g. 100/1s, 600/1m) or off", v);
+        return false;
+    }
+    memcpy(num, v, (size_t)(slash - v));
+    num[slash - v] = '\0';
+    if (!parse_int_range(num, 1, 1000000, &n)) {
+        add_error(c, c->lineno, key, "'%s': the count must be a number in 1..1000000", v);
+        return false;
+    }
+    if (!parse_duration_ms(slash + 1, &ms) || ms < 1 || ms > 86400000) {
+        add_error(c, c->lineno, key,
+                  "'%s': the period must be a duration in 1ms..24h (e.g. 1s, 1m)", v);
+        return false;
+    }
+    *out = (struct rate_conf){(int)n, ms};
+    return true;
+}
+
 static bool val_size(struct parse_ctx *c, const char *key, const char *v, uint64_t min,
                      uint64_t max, uint32_t *out)
 {
@@ -534,7 +569,8 @@ static const char *const listener_keys[] = {
     "bind_owner",    "tcp_keepalive",  "keepalive_idle", "keepalive_interval",
     "keepalive_count", "route",        "sni",           "sni_default",
     "sni_timeout",   "allow",          "deny",          "allow_file",
-    "deny_file"};
+    "deny_file",     "max_conns_per_source", "rate_per_source", "source_prefix_v4",
+    "source_prefix_v6", "source_table_size", "max_conn_rate"};
 static const char *const pool_keys[] = {
     "balance", "server",         "connect_timeout", "idle_timeout", "retries",   "fall",
     "rise",    "fail_timeout",   "check",           "check_interval", "check_timeout",
@@ -947,6 +983,18 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
         val_duration(c, key, v, 1, &l->sni_timeout_ms);
     } else if (acl_key_kind(key) >= 0) {
         handle_acl(c, l, key, (enum acl_kind)acl_key_kind(key), v);
+    } else if (strcmp(key, "max_conns_per_source") == 0) {
+        val_int(c, key, v, 0, 1000000, &l->max_conns_per_source);
+    } else if (strcmp(key, "rate_per_source") == 0) {
+        val_rate(c, key, v, &l->rate_per_source);
+    } else if (strcmp(key, "max_conn_rate") == 0) {
+        val_rate(c, key, v, &l->max_conn_rate);
+    } else if (strcmp(key, "source_prefix_v4") == 0) {
+        val_int(c, key, v, 1, 32, &l->source_prefix_v4);
+    } else if (strcmp(key, "source_prefix_v6") == 0) {
+        val_int(c, key, v, 1, 128, &l->source_prefix_v6);
+    } else if (strcmp(key, "source_table_size") == 0) {
+        val_int(c, key, v, 1, 16777216, &l->source_table_size);
     }
 }
 
@@ -1590,6 +1638,42 @@ static void listener_fini(struct registry_obj *o)
     ws_free_hists(((struct listener_state *)o)->ws, sizeof(struct listener_wstats),
                   offsetof(struct listener_wstats, hists));
     ws_free(((struct listener_state *)o)->ws);
+    srclimit_table_put(((struct listener_state *)o)->srct);
+}
+
+/* Give l its per-source table: the running generation's (st->srct) when
+ * it was made for the same size and prefixes (so a reload keeps every
+ * source's live count and bucket), else a new, empty one, which becomes
+ * the listener's when this generation is committed
+ * (config_commit_sources()). Sessions keep the table of the generation
+ * they started on (their config holds a reference), so they always give
+ * back their count where they took it. Control thread. */
+static int attach_sources(struct listener_conf *l)
+{
+    struct listener_state *st = l->st;
+    if (l->max_conns_per_source == 0 && l->rate_per_source.n == 0)
+        return 0;
+    if (st->srct != NULL && srclimit_table_fits(st->srct, l->source_table_size, l->source_prefix_v4,
+                                                l->source_prefix_v6)) {
+        srclimit_table_ref(st->srct);
+        l->srct = st->srct;
+        return 0;
+    }
+    l->srct = srclimit_table_new(l->source_table_size, l->source_prefix_v4, l->source_prefix_v6);
+    return l->srct == NULL ? -1 : 0;
+}
+
+void config_commit_sources(struct config *cfg)
+{
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        if (l->st->srct == l->srct)
+            continue;
+        srclimit_table_put(l->st->srct); /* older generations keep their own */
+        if (l->srct != NULL)
+            srclimit_table_ref(l->srct);
+        l->st->srct = l->srct;
+    }
 }
 
 /* Link s (of pool p) to its struct backend "POOL/NAME". */
@@ -1630,7 +1714,9 @@ int config_attach_runtime(struct config *cfg)
         struct listener_conf *l = &cfg->listeners[i];
         l->st = (struct listener_state *)registry_get(&listener_registry, l->name,
                                                       sizeof(struct listener_state), NULL);
-        if (l->st == NULL || ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0)
+        if (l->st == NULL ||
+            ws_reserve(l->st->ws, sizeof(struct listener_wstats), cfg->workers) < 0 ||
+            attach_sources(l) < 0)
             return -1;
     }
     cfg->runtime_attached = true;
@@ -1723,6 +1809,7 @@ static void config_free(struct config *cfg)
     }
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct listener_conf *l = &cfg->listeners[i];
+        srclimit_table_put(l->srct);
         if (l->st)
             registry_put(&listener_registry, &l->st->obj);
         for (int r = 0; r < l->nsni_rules; r++) {

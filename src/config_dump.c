@@ -54,6 +54,23 @@ static void put_duration(struct config_sink *sink, const char *key, int64_t ms)
         kvf(sink, key, "%" PRId64 "ms", ms);
 }
 
+static void put_rate(struct config_sink *sink, const char *key, const struct rate_conf *r)
+{
+    if (r->n == 0) {
+        kv(sink, key, "off");
+        return;
+    }
+    int64_t ms = r->per_ms;
+    if (ms % 3600000 == 0)
+        kvf(sink, key, "%d/%" PRId64 "h", r->n, ms / 3600000);
+    else if (ms % 60000 == 0)
+        kvf(sink, key, "%d/%" PRId64 "m", r->n, ms / 60000);
+    else if (ms % 1000 == 0)
+        kvf(sink, key, "%d/%" PRId64 "s", r->n, ms / 1000);
+    else
+        kvf(sink, key, "%d/%" PRId64 "ms", r->n, ms);
+}
+
 static void put_size(struct config_sink *sink, const char *key, uint32_t bytes)
 {
     if (bytes != 0 && bytes % (1024 * 1024) == 0)
@@ -204,6 +221,12 @@ void config_emit_listener(const struct listener_conf *l, struct config_sink *sin
     static const char *const acl_keys[] = {"allow", "deny", "allow_file", "deny_file"};
     for (int i = 0; i < l->nacl_lines; i++)
         kv(sink, acl_keys[l->acl_lines[i].kind], l->acl_lines[i].text);
+    kvf(sink, "max_conns_per_source", "%d", l->max_conns_per_source);
+    put_rate(sink, "rate_per_source", &l->rate_per_source);
+    kvf(sink, "source_prefix_v4", "%d", l->source_prefix_v4);
+    kvf(sink, "source_prefix_v6", "%d", l->source_prefix_v6);
+    kvf(sink, "source_table_size", "%d", l->source_table_size);
+    put_rate(sink, "max_conn_rate", &l->max_conn_rate);
 }
 
 void config_emit_pool(const struct pool_conf *p, struct config_sink *sink)

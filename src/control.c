@@ -749,6 +749,7 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
     }
     ctl->nworkers = p->new_n;
     ctl->cfg = cfg;
+    config_commit_sources(cfg);
     /* A DNS update re-parses the same text: applying its weights would
      * undo `set weight`. Only an SRV weight that changed is applied. A
      * runtime change's text has the running weights already. */
@@ -1386,6 +1387,7 @@ int control_run(struct config *cfg, const char *config_path)
         log_error("out of memory");
         goto out;
     }
+    config_commit_sources(cfg);
     /* main.c resolved its host names: one server per address of a
      * resolve=all/srv name, then every answer to its backend. */
     if (resolver_expand(cfg, NULL) < 0) {

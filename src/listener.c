@@ -5,6 +5,7 @@
 #include "sluice/keepalive.h"
 #include "sluice/limits.h"
 #include "sluice/log.h"
+#include "sluice/srclimit.h"
 #include "sluice/worker-t.h"
 
 #include <errno.h>
@@ -235,17 +236,85 @@ bool listener_admit(struct worker *w, struct listener_conf *lc, const struct soc
     return false;
 }
 
-/* A client refused before it got a session: RST (SO_LINGER 0), so a flood
- * of them leaves no TIME_WAIT here, and counted like a session end. */
-static void accept_denied(struct worker *w, struct listener_conf *lc, int fd)
+void listener_abortive_close(int fd)
 {
     static const struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
     close(fd);
+}
+
+/* A client refused before it got a session (access list, per-source
+ * limit): RST, so a flood of them leaves no TIME_WAIT here, and counted
+ * like a session that ended for that reason. */
+static void accept_refused(struct worker *w, struct listener_conf *lc, int fd,
+                           enum end_reason reason)
+{
+    listener_abortive_close(fd);
     counter_add(&listener_ws(lc->st, w->id)->accepted, 1);
-    counter_add(&w->stats.ends[END_denied], 1);
+    counter_add(&w->stats.ends[reason], 1);
     slot_put(&lc->st->active);
     slot_put(&w->host->limits->active);
+}
+
+enum end_reason listener_source_admit(struct worker *w, struct listener_conf *lc,
+                                      const struct sockaddr *sa, struct src_entry **src)
+{
+    *src = NULL;
+    if (lc->srct == NULL)
+        return END_NONE;
+    struct listener_state *st = lc->st;
+    enum src_verdict v = srclimit_admit(lc->srct, sa, lc->max_conns_per_source,
+                                        &lc->rate_per_source, srclimit_now_ns(), src);
+    const char *why;
+    enum end_reason r = END_NONE;
+    switch (v) {
+    case SRC_OK:
+    case SRC_NOT_LIMITED:
+        return END_NONE;
+    case SRC_UNTRACKED:
+        counter_add(&listener_ws(st, w->id)->source_table_full, 1);
+        why = "admitted without per-source accounting: source_table_size full of sources "
+              "with live sessions";
+        break;
+    case SRC_CONN_LIMIT:
+        counter_add(&listener_ws(st, w->id)->source_conn_refused, 1);
+        why = "refused: source_conn_limit (max_conns_per_source)";
+        r = END_source_conn_limit;
+        break;
+    default:
+        counter_add(&listener_ws(st, w->id)->source_rate_refused, 1);
+        why = "refused: source_rate_limit (rate_per_source)";
+        r = END_source_rate_limit;
+        break;
+    }
+    unsigned long dropped;
+    if (log_enabled(LOG_WARN) &&
+        log_limit_shared_due(&st->src_log, time_mono_ms(), 1000, &dropped)) {
+        char a[ADDR_STRLEN];
+        addr_format(
+            sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+            a, sizeof(a));
+        if (dropped > 0)
+            log_warn("listener %s: client %s %s (%lu similar lines suppressed)", lc->name, a, why,
+                     dropped);
+        else
+            log_warn("listener %s: client %s %s", lc->name, a, why);
+    }
+    return r;
+}
+
+/* max_conn_rate: a token for one more accept, or pause the socket until
+ * one is back (the connections wait in the kernel's queue). */
+static bool conn_rate_take(struct worker *w, struct worker_listen *wl, struct listener_conf *lc)
+{
+    int64_t wait = ratelimit_take(&lc->st->conn_rate_tat, &lc->max_conn_rate, srclimit_now_ns());
+    if (wait == 0)
+        return true;
+    counter_add(&listener_ws(lc->st, w->id)->rate_pauses, 1);
+    ev_tstamp secs = (ev_tstamp)wait / 1e9;
+    wl->rate_until = ev_now(w->loop) + secs;
+    listen_pause(w, wl, secs);
+    return false;
 }
 
 enum accept_result listener_accept_batch(struct worker_listen *wl, listener_accepted_fn *accepted)
@@ -266,6 +335,12 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             listen_pause(w, wl, LIMIT_RECHECK);
             return ACCEPT_PAUSED;
         }
+        bool rated = lc->max_conn_rate.n > 0;
+        if (rated && !conn_rate_take(w, wl, lc)) {
+            slot_put(&lc->st->active);
+            slot_put(&limits->active);
+            return ACCEPT_PAUSED;
+        }
         struct sockaddr_ip peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(wl->w_accept.fd, &peer.u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -273,6 +348,8 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             int err = errno;
             slot_put(&lc->st->active);
             slot_put(&limits->active);
+            if (rated)
+                ratelimit_give(&lc->st->conn_rate_tat, &lc->max_conn_rate);
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
             if (err == EAGAIN)
@@ -292,9 +369,19 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             peer.u.sa.sa_family = AF_UNIX;
         }
         counter_add(&w->stats.accepted, 1);
-        /* With accept_proxy the header's address decides (session.c). */
-        if (!lc->accept_proxy && !listener_admit(w, lc, &peer)) {
-            accept_denied(w, lc, fd);
+        /* The access list, then the per-source limits, before a session
+         * exists (cheap under a flood); with accept_proxy the header's
+         * address decides (session.c). */
+        struct src_entry *src = NULL;
+        enum end_reason refused = END_NONE;
+        if (!lc->accept_proxy && !listener_admit(w, lc, &peer))
+            refused = END_denied;
+        else if (lc->srct != NULL && !lc->accept_proxy)
+            refused = listener_source_admit(w, lc, &peer.u.sa, &src);
+        if (refused != END_NONE) {
+            accept_refused(w, lc, fd, refused);
+            if (wl->draining && --wl->owed <= 0)
+                return ACCEPT_EMPTY;
             continue;
         }
         /* Set on each accepted socket, not inherited from the listening
@@ -304,7 +391,7 @@ enum accept_result listener_accept_batch(struct worker_listen *wl, listener_acce
             keepalive_apply(fd, &lc->keepalive) < 0)
             log_debug("worker %d: keepalive on a client of listener %s: %s", w->id, lc->name,
                       strerror(errno));
-        accepted(w, cfg, lc, fd, &peer);
+        accepted(w, cfg, lc, fd, &peer, src);
         if (wl->draining && --wl->owed <= 0)
             return ACCEPT_EMPTY;
     }
@@ -323,6 +410,10 @@ int listener_resume_paused(struct worker *w)
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
         if (!wl->paused)
             continue;
+        if (now < wl->rate_until) { /* max_conn_rate: no token yet */
+            still = 1;
+            continue;
+        }
         bool full = global_full || atomic_load_explicit(&wl->lc->st->active,
                                                         memory_order_relaxed) >= wl->lc->max_conns;
         if (full) {

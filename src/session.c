@@ -13,6 +13,8 @@
 #include "sluice/log.h"
 #include "sluice/proxy_proto.h"
 #include "sluice/limits.h"
+#include "sluice/listener.h"
+#include "sluice/srclimit.h"
 #include "sluice/queue.h"
 #include "sluice/relay.h"
 #include "sluice/splice.h"
@@ -207,7 +209,9 @@ void session_finish(struct session *s, enum end_reason reason)
      * meant for a side are being thrown away (idle timeout on a stalled
      * reader, shutdown, a local error), that side gets an RST instead, so
      * it cannot mistake a cut stream for a complete one. */
-    bool aborted = reason == END_reset || reason == END_keepalive_timeout || reason == END_denied;
+    bool aborted = reason == END_reset || reason == END_keepalive_timeout ||
+                   reason == END_denied || reason == END_source_conn_limit ||
+                   reason == END_source_rate_limit;
     if (aborted || dir_pending(&s->down) > 0)
         set_abortive_close(client_fd(s));
     if (aborted || dir_pending(&s->up) > 0)
@@ -233,6 +237,10 @@ void session_finish(struct session *s, enum end_reason reason)
               end_reason_str(reason), (unsigned long long)s->up.bytes,
               (unsigned long long)s->down.bytes);
 
+    if (s->src != NULL) {
+        srclimit_release(s->src);
+        s->src = NULL;
+    }
     atomic_fetch_sub_explicit(&s->lc->st->active, 1, memory_order_relaxed);
     slot_put(&w->host->limits->active);
     DLIST_UNLINK(w->sessions, s, prev, next);
@@ -1035,9 +1043,16 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
             s->local = h.dst;
             s->has_local = true;
         }
-        /* LOCAL (a health check by the proxy in front): its own address. */
-        if (!listener_admit(w, s->lc, &s->client)) {
-            session_finish(s, END_denied);
+        /* The access list, then the per-source limits, on the header's
+         * address (LOCAL, a health check by the proxy in front: its own
+         * address), before a backend. */
+        enum end_reason refused = END_NONE;
+        if (!listener_admit(w, s->lc, &s->client))
+            refused = END_denied;
+        else if (s->lc->srct != NULL)
+            refused = listener_source_admit(w, s->lc, &s->client.u.sa, &s->src);
+        if (refused != END_NONE) {
+            session_finish(s, refused);
             session_leave(s);
             return;
         }
@@ -1057,7 +1072,7 @@ static void proxy_header_cb(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 void session_start(struct worker *w, struct config *cfg, struct listener_conf *lc, int fd,
-                   const struct sockaddr_ip *client)
+                   const struct sockaddr_ip *client, struct src_entry *src)
 {
     struct session *s = w->free_sessions;
     if (s != NULL) {
@@ -1066,6 +1081,8 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
     } else if ((s = malloc(sizeof(*s))) == NULL) {
         counter_add(&w->stats.alloc_failures, 1);
         close(fd);
+        if (src != NULL)
+            srclimit_release(src);
         atomic_fetch_sub_explicit(&lc->st->active, 1, memory_order_relaxed);
         slot_put(&w->host->limits->active);
         w->session_gone(w);
@@ -1081,6 +1098,7 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
     s->lc = lc;
     s->pool = lc->pool;
     s->client = *client;
+    s->src = src;
     s->started = s->last_activity = ev_now(w->loop);
     s->accepted_us = hist_now_us();
     s->reason = END_NONE;

@@ -9,6 +9,7 @@
 #include "sluice/log.h"
 #include "sluice/queue-t.h"
 #include "sluice/session.h"
+#include "sluice/srclimit.h"
 #include "sluice/strbuf.h"
 #include "sluice/worker-t.h"
 
@@ -211,6 +212,8 @@ void stats_info(struct control *ctl, struct strbuf *out)
     strbuf_printf(out, "runtime_changes: %llu\n", (unsigned long long)ctl->runtime_changes_total);
 }
 
+static void stats_source_table(struct control *ctl, struct strbuf *out);
+
 void stats_table(struct control *ctl, struct strbuf *out)
 {
     struct config *cfg = ctl->cfg;
@@ -248,6 +251,32 @@ void stats_table(struct control *ctl, struct strbuf *out)
         struct pool_conf *p = &cfg->pools[i];
         strbuf_printf(out, "%-20s %7d %9d %10llu %14llu\n", p->name, ival(&p->q->length),
                       p->max_queue, uval(&p->q->queued), uval(&p->q->wait_us) / 1000);
+    }
+    stats_source_table(ctl, out);
+}
+
+/* Listeners with per-source limits or max_conn_rate: their table and
+ * refusals (nothing when no listener has any). */
+static void stats_source_table(struct control *ctl, struct strbuf *out)
+{
+    struct config *cfg = ctl->cfg;
+    bool header = false;
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct listener_conf *l = &cfg->listeners[i];
+        if (l->srct == NULL && l->max_conn_rate.n == 0)
+            continue;
+        if (!header) {
+            strbuf_printf(out, "%-20s %11s %10s %13s %13s %10s %11s\n", "LISTENER", "SRC_ENTRIES",
+                          "SRC_TABLE", "CONN_REFUSED", "RATE_REFUSED", "TABLE_FULL", "RATE_PAUSES");
+            header = true;
+        }
+        struct listener_sums s;
+        sum_listener(ctl, l->st, &s);
+        strbuf_printf(
+            out, "%-20s %11d %10d %13llu %13llu %10llu %11llu\n", l->name,
+            l->srct ? srclimit_table_used(l->srct) : 0, l->srct ? srclimit_table_size(l->srct) : 0,
+            (unsigned long long)s.source_conn_refused, (unsigned long long)s.source_rate_refused,
+            (unsigned long long)s.source_table_full, (unsigned long long)s.rate_pauses);
     }
 }
 
@@ -314,6 +343,9 @@ void stats_json(struct control *ctl, struct strbuf *out)
         else
             strbuf_puts(out, "null"); /* route = sni: pools by rule */
         strbuf_printf(out, ",\"active\":%d,\"max_conns\":%d", ival(&l->st->active), l->max_conns);
+        strbuf_printf(out, ",\"source_entries\":%d,\"source_table_size\":%d",
+                      l->srct ? srclimit_table_used(l->srct) : 0,
+                      l->srct ? srclimit_table_size(l->srct) : 0);
 #define X(name) strbuf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s.name);
         LISTENER_COUNTERS(X)
 #undef X
@@ -546,11 +578,16 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
     for (int i = 0; i < cfg->nlisteners; i++) {
         struct hist_snap h;
         char labels[160]; /* names: at most 64 chars */
-        ;
         merge_listener(ctl, cfg->listeners[i].st, &h);
         snprintf(labels, sizeof(labels), "listener=\"%s\"", cfg->listeners[i].name);
         prom_hist(out, "sluice_listener_connect_seconds", labels, &h);
     }
+    prom_header(out, "sluice_listener_source_entries", "gauge",
+                "Entries in use in the listener's per-source table (0: no per-source limit).");
+    for (int i = 0; i < cfg->nlisteners; i++)
+        strbuf_printf(out, "sluice_listener_source_entries{listener=\"%s\"} %d\n",
+                      cfg->listeners[i].name,
+                      cfg->listeners[i].srct ? srclimit_table_used(cfg->listeners[i].srct) : 0);
 
     prom_header(out, "sluice_pool_queue_length", "gauge",
                 "Sessions waiting in the pool's queue for a server slot.");

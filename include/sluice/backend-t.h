@@ -112,6 +112,10 @@ static inline struct backend_wstats *backend_ws(const struct backend *b, int w)
     X(accepted)   /* connections accepted */                                   \
     X(no_backend) /* closed at once: no usable server */                       \
     X(denied)     /* refused by the access list (allow/deny) */                \
+    X(source_conn_refused) /* closed at once: max_conns_per_source */          \
+    X(source_rate_refused) /* closed at once: rate_per_source */               \
+    X(source_table_full)   /* admitted untracked: no evictable entry */        \
+    X(rate_pauses)         /* accept paused by max_conn_rate */                \
     X(bytes_in)   /* bytes from clients */                                     \
     X(bytes_out)  /* bytes to clients */
 
@@ -122,10 +126,18 @@ struct listener_wstats {
     struct histogram *_Atomic hists; /* [1]: accept to backend connected, as in backend */
 } __attribute__((aligned(SLUICE_CACHELINE)));
 
+struct src_table; /* srclimit-t.h */
+
 struct listener_state {
     struct registry_obj obj; /* key: listener name */
     _Atomic int active;      /* live sessions over all workers */
     struct log_limit_shared denied_log; /* "denied" lines: one per second, all workers */
+    /* The per-source table of the newest generation with a per-source
+     * limit (one reference; control thread only), so the next reload
+     * keeps its counts; NULL when none. */
+    struct src_table *srct;
+    _Atomic int64_t conn_rate_tat; /* max_conn_rate's token bucket (srclimit.h) */
+    struct log_limit_shared src_log; /* refusal log lines, across workers */
     void *ws[SLUICE_WS_CHUNKS]; /* each: struct listener_wstats[SLUICE_WS_CHUNK], as in backend */
 };
 

@@ -6,6 +6,7 @@
 #include "sluice/addr-t.h"
 #include "sluice/backend-t.h"
 #include "sluice/keepalive-t.h"
+#include "sluice/srclimit-t.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -132,6 +133,16 @@ struct listener_conf {
     struct acl_line *acl_lines;
     int nacl_lines;
     struct acl *acl;
+    /* Per-source limits, keyed by the client address masked to
+     * source_prefix_v4/v6 (the PROXY header's with accept_proxy). */
+    int max_conns_per_source;     /* 0 = unlimited */
+    struct rate_conf rate_per_source; /* n == 0: off */
+    int source_prefix_v4;
+    int source_prefix_v6;
+    int source_table_size;
+    struct rate_conf max_conn_rate; /* listener-wide accept pace; n == 0: off */
+    /* The table (one reference) when a per-source limit is on; else NULL. */
+    struct src_table *srct;
     struct listener_state *st; /* runtime state, attached at start/reload */
 };
 

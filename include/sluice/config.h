@@ -50,6 +50,10 @@ bool config_server_known(const struct pool_conf *p, const char *name);
 /* Commit the file's weights to the runtime state (a reload that went
  * through overrides `set weight`). */
 void config_apply_weights(struct config *cfg);
+/* Make cfg's per-source tables their listeners' current ones, so the next
+ * reload keeps them (see attach_sources in config.c). Control thread, at
+ * start and when a reload is committed. */
+void config_commit_sources(struct config *cfg);
 
 void config_ref(struct config *cfg);
 /* Frees the generation (and releases its runtime state) at zero. */

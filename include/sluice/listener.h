@@ -5,6 +5,8 @@
 
 #include "sluice/addr.h"
 #include "sluice/listener-t.h"
+#include "sluice/session-t.h"
+#include "sluice/srclimit-t.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -72,14 +74,30 @@ enum accept_result {
 };
 
 /* What becomes of an accepted connection: the worker starts a session
- * (slots in the process and listener counts are already taken for it).
+ * (slots in the process and listener counts are already taken for it, and
+ * src, when not NULL, is its count in its source's entry, to be released
+ * with srclimit_release() when it ends).
  * A callback, so this module does not depend on sessions or workers. */
 typedef void listener_accepted_fn(struct worker *w, struct config *cfg, struct listener_conf *lc,
-                                  int fd, const struct sockaddr_ip *peer);
+                                  int fd, const struct sockaddr_ip *peer, struct src_entry *src);
 
 /* Accept up to one batch from a worker's listening socket, handing each
  * connection to `accepted`. */
 enum accept_result listener_accept_batch(struct worker_listen *wl, listener_accepted_fn *accepted);
+
+/* The per-source limits of lc (max_conns_per_source, rate_per_source) for
+ * a new client at sa: END_NONE when admitted (then *src is the entry the
+ * session holds, or NULL when not counted), else the end reason
+ * (source_conn_limit, source_rate_limit), already counted for the
+ * listener (not in the worker's end reasons: the caller's) and logged at
+ * most once per second per listener. The caller closes the client
+ * abortively (and, with a session, ends it with that reason). Any worker. */
+enum end_reason listener_source_admit(struct worker *w, struct listener_conf *lc,
+                                      const struct sockaddr *sa, struct src_entry **src);
+
+/* Make close(fd) send RST instead of FIN (SO_LINGER 0): a refused client
+ * leaves no TIME_WAIT on the proxy. */
+void listener_abortive_close(int fd);
 
 /* Worker thread: restart accept watchers paused at a limit or EMFILE when
  * they may accept again (a draining one is also woken, so it notices an

@@ -9,6 +9,7 @@
 #include "sluice/queue-t.h"
 #include "sluice/relay-t.h"
 #include "sluice/splice-t.h"
+#include "sluice/srclimit-t.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -42,7 +43,9 @@ enum session_state {
     X(queue_timeout)  /* waited queue_timeout in the pool's queue */           \
     X(queue_full)     /* every server full and max_queue sessions waiting */  \
     X(denied)         /* the access list (allow/deny) refused the client */   \
-    X(admin)          /* shutdown session(s), del server force */
+    X(admin)          /* shutdown session(s), del server force */             \
+    X(source_conn_limit) /* the client's source had max_conns_per_source live */ \
+    X(source_rate_limit) /* the client's source exceeded rate_per_source */
 
 enum end_reason {
 #define X(name) END_##name,
@@ -104,6 +107,7 @@ struct session {
     bool queued;                 /* joined the queue and has not left it */
     ev_tstamp queued_at;
     double queued_ms;            /* time spent queued, for the access log */
+    struct src_entry *src;       /* counted in its source's entry (srclimit.h); NULL: not */
 };
 
 #endif

@@ -10,9 +10,11 @@ const char *end_reason_str(enum end_reason r);
 
 /* Take ownership of an accepted fd (slots in the global and listener
  * counts already reserved by the caller) and start connecting. `lc`
- * belongs to generation `cfg`, of which the session takes a reference. */
+ * belongs to generation `cfg`, of which the session takes a reference.
+ * src (may be NULL): the client's count in its source entry, which the
+ * session now holds and releases when it ends. */
 void session_start(struct worker *w, struct config *cfg, struct listener_conf *lc, int fd,
-                   const struct sockaddr_ip *client);
+                   const struct sockaddr_ip *client, struct src_entry *src);
 
 /* Worker: s (one of its sessions) was woken from its pool's queue
  * (w->wake): it picks a server again and connects, or keeps its place at

@@ -48,6 +48,7 @@ struct worker_listen {
     struct sockaddr_any addr;
     ev_io w_accept;
     bool paused; /* stopped at a limit or after EMFILE */
+    ev_tstamp rate_until; /* max_conn_rate: paused until a token is back */
     /* Going away (its bind was removed, or its worker retires) with
      * connections still queued that a limit kept it from accepting: it
      * accepts `owed` more, then the worker closes it. `cfg` is the

@@ -1486,6 +1486,58 @@ static void test_dump_round_trip(void)
     check_round_trip(__LINE__, "[listener acl]\nbind = 127.0.0.1:8443\npool = zz\n"
                                "deny = 10.1.2.3\nallow = 10.0.0.0/8  2001:db8::/32\n"
                                "deny = all\n" TAIL);
+    check_round_trip(__LINE__, "[listener l]\nbind = 127.0.0.1:8443\npool = zz\n"
+                               "max_conns_per_source = 7\nrate_per_source = 600/1m\n"
+                               "source_prefix_v4 = 24\nsource_prefix_v6 = 48\n"
+                               "source_table_size = 1000\nmax_conn_rate = 5/250ms\n" TAIL);
+}
+
+/* ---- per-source limits ---- */
+
+static void test_source_limits(void)
+{
+    struct config *cfg = load_ok("[listener l]\nbind = 127.0.0.1:2\npool = zz\n"
+                                 "max_conns_per_source = 3\nrate_per_source = 100/1s\n"
+                                 "source_prefix_v4 = 24\nsource_prefix_v6 = 56\n"
+                                 "source_table_size = 10\nmax_conn_rate = 2000/1m\n" TAIL);
+    REQUIRE(cfg != NULL);
+    struct listener_conf *l = &cfg->listeners[0];
+    CHECK_EQ_INT(l->max_conns_per_source, 3);
+    CHECK_EQ_INT(l->rate_per_source.n, 100);
+    CHECK_EQ_INT((int)l->rate_per_source.per_ms, 1000);
+    CHECK_EQ_INT(l->source_prefix_v4, 24);
+    CHECK_EQ_INT(l->source_prefix_v6, 56);
+    CHECK_EQ_INT(l->source_table_size, 10);
+    CHECK_EQ_INT(l->max_conn_rate.n, 2000);
+    CHECK_EQ_INT((int)l->max_conn_rate.per_ms, 60000);
+    struct listener_conf *d = &cfg->listeners[1]; /* the defaults */
+    CHECK_EQ_INT(d->max_conns_per_source, 0);
+    CHECK_EQ_INT(d->rate_per_source.n, 0);
+    CHECK_EQ_INT(d->max_conn_rate.n, 0);
+    CHECK_EQ_INT(d->source_prefix_v4, 32);
+    CHECK_EQ_INT(d->source_prefix_v6, 64);
+    CHECK_EQ_INT(d->source_table_size, 65536);
+    config_unref(cfg);
+}
+
+static void test_error_source_limits(void)
+{
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nrate_per_source = 100\n" TAIL,
+                  {4, "rate_per_source", "not N/DURATION"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nrate_per_source = 0/1s\n" TAIL,
+                  {4, "rate_per_source", "count must be a number in 1..1000000"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nmax_conn_rate = 5/fast\n" TAIL,
+                  {4, "max_conn_rate", "period must be a duration"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nmax_conn_rate = 5/0s\n" TAIL,
+                  {4, "max_conn_rate", "period must be a duration"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nsource_prefix_v4 = 33\n" TAIL,
+                  {4, "source_prefix_v4", "1..32"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nsource_prefix_v6 = 0\n" TAIL,
+                  {4, "source_prefix_v6", "1..128"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nsource_table_size = 0\n" TAIL,
+                  {4, "source_table_size", "1..16777216"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\nmax_conns_per_source = -1\n" TAIL,
+                  {4, "max_conns_per_source", "0..1000000"});
 }
 
 /* ---- route = sni ---- */
@@ -1673,5 +1725,6 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_load_file), TEST(test_registry_counts), TEST(test_registry_direct),
           TEST(test_inline_comments), TEST(test_key_hints), TEST(test_error_order_and_values),
           TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_keepalive),
-          TEST(test_dump_round_trip), TEST(test_sni_rules), TEST(test_error_sni),
+          TEST(test_dump_round_trip), TEST(test_source_limits),
+          TEST(test_error_source_limits), TEST(test_sni_rules), TEST(test_error_sni),
           TEST(test_dump_edited))
