@@ -99,6 +99,12 @@ static void dump_global(const struct config *cfg, FILE *out)
     fprintf(out, "workers = %d\n", cfg->workers);
     fprintf(out, "log_level = %s\n", log_level_str((enum log_level)cfg->log_level));
     fprintf(out, "access_log = %s\n", cfg->access_log);
+    if (cfg->access_fmt.kind == ACCESS_FMT_TEMPLATE)
+        fprintf(out, "access_log_format = \"%s\"\n", cfg->access_log_format);
+    else
+        fprintf(out, "access_log_format = %s\n", cfg->access_log_format);
+    fprintf(out, "syslog_facility = %s\n", log_syslog_facility_str(cfg->syslog_facility));
+    fprintf(out, "syslog_tag = %s\n", cfg->syslog_tag);
     fprintf(out, "max_conns = %d\n", cfg->max_conns);
     put_duration(out, "shutdown_timeout", cfg->shutdown_timeout_ms);
     put_size(out, "buffer_size", cfg->buffer_size);
