@@ -357,10 +357,15 @@ int log_access_open(const char *target, uid_t owner, gid_t group)
         fchown(fd, owner, group) < 0)
         log_warn("access_log %s: chown: %s (a reopen may fail)", target, strerror(errno));
     /* A line in flight to the old sink may go to the new one with the
-     * old framing: harmless (one line), and not worth a lock. */
-    if (install_slot(fd) < 0)
+     * old framing: harmless (one line). The lock keeps a worker's syslog
+     * reconnect from putting a socket back over the new file. */
+    pthread_mutex_lock(&syslog_lock);
+    int rc = install_slot(fd);
+    if (rc == 0)
+        atomic_store(&access_sink, SINK_FD);
+    pthread_mutex_unlock(&syslog_lock);
+    if (rc < 0)
         return -1;
-    atomic_store(&access_sink, SINK_FD);
     atomic_store(&access_fd, access_slot);
     return 0;
 }
@@ -385,6 +390,10 @@ static void syslog_reconnect(void)
         return;
     if (pthread_mutex_trylock(&syslog_lock) != 0)
         return;
+    if (atomic_load(&access_sink) != SINK_SYSLOG_UNIX) { /* switched meanwhile */
+        pthread_mutex_unlock(&syslog_lock);
+        return;
+    }
     bool connected = false;
     int fd = syslog_socket(&syslog_addr, syslog_addr_len, &connected);
     if (fd >= 0 && connected && install_slot(fd) == 0)

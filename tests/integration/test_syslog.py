@@ -4,12 +4,19 @@ syslog_tag; a full or absent syslog socket never slows sessions down: lines
 are dropped and counted (access_log_dropped), and a Unix socket that comes
 back is reconnected (docs/operations.md, Syslog)."""
 
+import grp
 import json
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from pathlib import Path
+
+import pytest
 
 import ctltest as ct
 import sluicetest as st
@@ -195,3 +202,58 @@ def test_bad_syslog_keys_are_located_errors(tmp_path):
         r = st.run_sluice(["-t", "-c", str(path)])
         assert r.returncode != 0, r.stdout
         assert f"{path}:{ct.line_of(text, key + ' =')}: {key}: " in r.stderr and why in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_connected_before_the_privilege_drop(backend, port):
+    """A syslog socket only root may write: connected as root before the
+    drop, it works; a reconnect as the unprivileged user (SIGUSR1) cannot
+    connect, and lines are dropped and counted until the socket is
+    writable for it (then the once-a-second retry reconnects)."""
+    nobody = pwd.getpwnam("nobody")
+    d = Path(tempfile.mkdtemp(prefix="slsys", dir="/tmp"))
+    d.chmod(0o755)
+    path = d / "log.sock"
+    b = backend(st.echo_handler)
+    r = unix_receiver(path)
+    path.chmod(0o600)
+    sock = str(d / "admin.sock")
+    text = ct.ctl_config(port, [f"b {b.addr}"], sock=sock,
+                         glob={"access_log": f"syslog:{path}", "user": "nobody",
+                               "group": grp.getgrgid(nobody.pw_gid).gr_name})
+    s = st.Sluice(d, text.replace("allow_root = yes\n", ""))
+    s.cfg.chmod(0o644)
+    try:
+        s.start()
+        assert int(proc_status_uid(s.pid)) == nobody.pw_uid
+        one_session(port)
+        assert RFC5424.match(recv_messages(r, 1)[0])
+        s.signal(signal.SIGUSR1)
+        s.wait_log("Permission denied")
+        before = dropped(sock)
+        one_session(port)
+        st.wait_for(lambda: dropped(sock) > before, 5 * st.SLOW, "a dropped line")
+        path.chmod(0o666)
+
+        def arrived():
+            one_session(port)
+            r.settimeout(0.05)
+            try:
+                return r.recv(65536).decode()
+            except socket.timeout:
+                return None
+        assert RFC5424.match(st.wait_for(arrived, 5 * st.SLOW, "a line once the socket is writable"))
+        s.stop()
+    finally:
+        s.kill()
+        r.close()
+        reports = s.sanitizer_reports()
+        shutil.rmtree(d, ignore_errors=True)
+        assert not reports, "\n".join(reports[:40])
+
+
+def proc_status_uid(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return line.split()[2]  # effective uid
+    return None
