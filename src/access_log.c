@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum field_type { FT_STR, FT_U64, FT_INT, FT_MS, FT_SERVER };
 
@@ -177,20 +178,27 @@ static void put_json_str(struct out *o, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     put(o, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (;;) {
+        /* Copy the run of bytes that need no escaping in one go. */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        put(o, (const char *)run, (size_t)(p - run));
         unsigned char c = *p;
+        if (c == '\0')
+            break;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             put(o, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else {
             /* Control characters, and every byte outside ASCII (a name
              * from the network is not promised to be UTF-8): \u00XX, so
              * the line is always valid JSON and valid UTF-8. */
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             put(o, e, 6);
-        } else {
-            put(o, (const char *)p, 1);
         }
+        p++;
     }
     put(o, "\"", 1);
 }
@@ -323,4 +331,36 @@ size_t access_format_line(const struct access_format *fmt, const struct access_r
     }
     buf[o.len++] = '\n';
     return o.len;
+}
+
+void access_time_format(double t, char *buf)
+{
+    /* gmtime_r and snprintf once per second and thread, not per line. */
+    static _Thread_local time_t cached_sec = (time_t)-1;
+    static _Thread_local char cached[20];
+    if (t < 0)
+        t = 0;
+    time_t sec = (time_t)t;
+    int ms = (int)((t - (double)sec) * 1000.0);
+    if (ms < 0)
+        ms = 0;
+    if (ms > 999)
+        ms = 999;
+    if (sec != cached_sec) {
+        struct tm tm;
+        char tmp[64];
+        gmtime_r(&sec, &tm);
+        snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        memcpy(cached, tmp, sizeof(cached) - 1);
+        cached[sizeof(cached) - 1] = '\0';
+        cached_sec = sec;
+    }
+    memcpy(buf, cached, 19);
+    buf[19] = '.';
+    buf[20] = (char)('0' + ms / 100);
+    buf[21] = (char)('0' + ms / 10 % 10);
+    buf[22] = (char)('0' + ms % 10);
+    buf[23] = 'Z';
+    buf[24] = '\0';
 }

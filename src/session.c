@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Sessions kept for reuse per worker; beyond that they go back to malloc. */
@@ -133,24 +132,13 @@ static const char *term_phase(const struct session *s)
     }
 }
 
-static void format_time(ev_tstamp t, char *buf, size_t size)
-{
-    struct tm tm;
-    time_t sec = (time_t)t;
-    long msec = (long)((t - (double)sec) * 1000.0);
-    gmtime_r(&sec, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             msec < 0 ? 0 : msec > 999 ? 999 : msec);
-}
-
 static void access_log(struct session *s)
 {
     /* The format of the worker's current generation: a reload that
      * changes access_log_format applies to every line written after it. */
     const struct access_format *fmt = &s->w->cfg->access_fmt;
-    char line[ACCESS_LINE_MAX], ts[32], start[64], client[ADDR_STRLEN];
-    log_timestamp(ts, sizeof(ts));
+    char line[ACCESS_LINE_MAX], ts[ACCESS_TIME_LEN], start[ACCESS_TIME_LEN], client[ADDR_STRLEN];
+    access_time_format(ev_time(), ts);
     addr_format(&s->client.u.sa, sizeof(s->client), client, sizeof(client));
     double ms = (ev_now(s->w->loop) - s->started) * 1000.0;
     struct access_rec r = {
@@ -172,7 +160,7 @@ static void access_log(struct session *s)
         .term_side = term_side(s),
         .term_phase = term_phase(s),
     };
-    format_time(s->started, start, sizeof(start));
+    access_time_format(s->started, start);
     r.start = start;
     size_t n = access_format_line(fmt, &r, line);
     log_access_line(line, n);

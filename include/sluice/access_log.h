@@ -82,4 +82,10 @@ void access_format_free(struct access_format *f);
 size_t access_format_line(const struct access_format *f, const struct access_rec *rec,
                           char *buf);
 
+/* t (seconds since the epoch) as "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars and
+ * a NUL: buf holds ACCESS_TIME_LEN), UTC, milliseconds truncated like
+ * log_timestamp's. Caches the date per thread: cheap per line. */
+#define ACCESS_TIME_LEN 25
+void access_time_format(double t, char *buf);
+
 #endif

@@ -131,7 +131,7 @@ def test_full_socket_drops_and_counts(sluice, backend, port, sockdir):
     sock = str(sockdir / "admin.sock")
     r = unix_receiver(path, rcvbuf=1024)  # never read: full after a line or two
     with r:
-        s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock,
+        s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock, workers=2,
                                  glob={"access_log": f"syslog:{path}"}))
         n = 200
         run_sessions(port, n, 20 * st.SLOW)
@@ -157,7 +157,7 @@ def test_absent_socket_then_back(sluice, backend, port, sockdir):
     b = backend(st.echo_handler)
     path = sockdir / "log.sock"
     sock = str(sockdir / "admin.sock")
-    s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock,
+    s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock, workers=2,
                              glob={"access_log": f"syslog:{path}"}))
     s.wait_log(f"access_log syslog:{path}: ")
     run_sessions(port, 50, 20 * st.SLOW)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 static struct access_rec sample(void)
 {
@@ -167,6 +168,28 @@ static void test_template_errors(void)
     }
 }
 
+static void test_time_format(void)
+{
+    static const double ts[] = {0, 1.5, 1795000000.0, 1795000000.9999, 1795000001.001,
+                                1795000001.25, 1795086399.999, 1795086400.0, 4102444800.123};
+    char buf[ACCESS_TIME_LEN], want[64];
+    for (size_t i = 0; i < UNIT_LEN(ts); i++) {
+        time_t sec = (time_t)ts[i];
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)((ts[i] - (double)sec) * 1000.0));
+        access_time_format(ts[i], buf);
+        CHECK_STR(buf, want);
+        /* again: from the per-thread cache */
+        access_time_format(ts[i], buf);
+        CHECK_STR(buf, want);
+    }
+    access_time_format(1795000000.0, buf);
+    CHECK_STR(buf, "2026-11-18T11:06:40.000Z");
+}
+
 static void test_syslog_targets(void)
 {
     struct sockaddr_storage ss;
@@ -194,4 +217,5 @@ static void test_syslog_targets(void)
 }
 
 UNIT_MAIN(TEST(test_kv_line), TEST(test_json_every_field), TEST(test_json_escaping),
-          TEST(test_template), TEST(test_template_errors), TEST(test_syslog_targets))
+          TEST(test_template), TEST(test_template_errors), TEST(test_time_format),
+          TEST(test_syslog_targets))
