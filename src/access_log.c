@@ -18,7 +18,7 @@ static const struct {
     uint8_t type;
     uint16_t offset;
 } fields[] = {
-#define X(name, type, member)                                                  \
+#define X(name, type, member)                                                                      \
     {#name, sizeof(#name) - 1, FT_##type, offsetof(struct access_rec, member)},
     ACCESS_FIELDS(X)
 #undef X

@@ -680,7 +680,8 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
         if (code < 0)
             add_error(c, c->lineno, key,
                       "'%s' is not a facility (kern, user, mail, daemon, auth, syslog, lpr, news, "
-                      "uucp, cron, authpriv, ftp, local0 .. local7)", v);
+                      "uucp, cron, authpriv, ftp, local0 .. local7)",
+                      v);
         else
             cfg->syslog_facility = code;
     } else if (strcmp(key, "syslog_tag") == 0) {
@@ -689,7 +690,8 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
         for (size_t i = 0; ok && i < n; i++)
             ok = v[i] > ' ' && v[i] <= '~';
         if (!ok)
-            add_error(c, c->lineno, key, "'%s' must be 1 to 48 printable ASCII characters, no spaces", v);
+            add_error(c, c->lineno, key,
+                      "'%s' must be 1 to 48 printable ASCII characters, no spaces", v);
         else
             set_string(c, &cfg->syslog_tag, v);
     } else if (strcmp(key, "max_conns") == 0) {

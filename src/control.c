@@ -729,7 +729,8 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
         config_apply_weights(cfg);
     atomic_store(&ctl->limits.max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
-    if ((old->syslog_facility != cfg->syslog_facility || strcmp(old->syslog_tag, cfg->syslog_tag) != 0) &&
+    if ((old->syslog_facility != cfg->syslog_facility ||
+         strcmp(old->syslog_tag, cfg->syslog_tag) != 0) &&
         log_access_syslog_setup(cfg->syslog_facility, cfg->syslog_tag) < 0)
         log_error("reload: syslog_tag %s: out of memory (still the previous one)", cfg->syslog_tag);
     if (strcmp(old->access_log, cfg->access_log) != 0 && access_log_open(ctl, cfg->access_log) < 0)

@@ -149,10 +149,10 @@ static const struct {
     const char *name;
     int code;
 } facilities[] = {
-    {"kern", 0},    {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
-    {"syslog", 5},  {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
-    {"authpriv", 10}, {"ftp", 11},  {"local0", 16}, {"local1", 17}, {"local2", 18},
-    {"local3", 19}, {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23},
+    {"kern", 0},      {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
+    {"syslog", 5},    {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
+    {"authpriv", 10}, {"ftp", 11},    {"local0", 16}, {"local1", 17}, {"local2", 18},
+    {"local3", 19},   {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23},
 };
 
 int log_syslog_facility_parse(const char *name)
@@ -315,8 +315,8 @@ static int open_syslog(const char *target)
     int rc = -1;
     if (fd >= 0) {
         if (!connected)
-            log_warn("access_log %s: %s (lines are dropped and counted until it is back)",
-                     target, strerror(errno));
+            log_warn("access_log %s: %s (lines are dropped and counted until it is back)", target,
+                     strerror(errno));
         rc = install_slot(fd);
     }
     if (rc == 0) {
@@ -434,9 +434,8 @@ static void syslog_send(int fd, int sink, const char *line, size_t len)
         atomic_fetch_add_explicit(&access_dropped, 1, memory_order_relaxed);
         /* The receiving socket was closed (syslogd restarted) or never
          * connected: reconnect later. A full one (EAGAIN) just drops. */
-        if (sink == SINK_SYSLOG_UNIX &&
-            (errno == ECONNREFUSED || errno == ENOTCONN || errno == EDESTADDRREQ ||
-             errno == ENOENT))
+        if (sink == SINK_SYSLOG_UNIX && (errno == ECONNREFUSED || errno == ENOTCONN ||
+                                         errno == EDESTADDRREQ || errno == ENOENT))
             atomic_store(&syslog_broken, true);
     }
 }

@@ -103,8 +103,9 @@ static const char *term_side(const struct session *s)
         return "server";
     case END_reset:
     case END_keepalive_timeout:
-        return s->fail_side == FAIL_SERVER ? "server" : s->fail_side == FAIL_CLIENT ? "client"
-                                                                                    : "proxy";
+        return s->fail_side == FAIL_SERVER   ? "server"
+               : s->fail_side == FAIL_CLIENT ? "client"
+                                             : "proxy";
     default:
         return "proxy";
     }
@@ -146,15 +147,17 @@ static void access_log(struct session *s)
         .worker = s->w->id,
         .listener = s->lc->name,
         .client = client,
-        .pool = s->srv ? s->srv->pool->name : s->pool ? s->pool->name : NULL,
+        .pool = s->srv    ? s->srv->pool->name
+                : s->pool ? s->pool->name
+                          : NULL,
         .backend = s->srv ? s->srv->name : NULL,
         .addr = s->srv ? s->srv->addr_str : NULL,
         .up = s->up.bytes,
         .down = s->down.bytes,
         .duration_ms = ms < 0 ? 0 : ms,
         .queued_ms = s->queued_ms,
-        .connect_ms = s->connected_at > 0 ? fmax(0, (s->connected_at - s->connect_started) * 1000.0)
-                                          : -1,
+        .connect_ms =
+            s->connected_at > 0 ? fmax(0, (s->connected_at - s->connect_started) * 1000.0) : -1,
         .reason = end_reason_str((enum end_reason)s->reason),
         .sni = s->sni,
         .term_side = term_side(s),

@@ -21,10 +21,10 @@ struct access_op {
 #define ACCESS_OP_LITERAL 0xffff
 
 struct access_format {
-    int kind;               /* enum access_format_kind */
-    struct access_op *ops;  /* template: compiled at config load */
+    int kind;              /* enum access_format_kind */
+    struct access_op *ops; /* template: compiled at config load */
     int nops;
-    char *text;             /* template: the literal pieces, back to back */
+    char *text; /* template: the literal pieces, back to back */
 };
 
 #endif

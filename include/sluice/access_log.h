@@ -16,24 +16,24 @@
  * = absent: "-" in kv and templates, null in json), U64, INT, MS (a
  * double of milliseconds printed whole; negative = absent), SERVER
  * (pool "/" backend, absent without a server). */
-#define ACCESS_FIELDS(X)                                                       \
-    X(time, STR, time)                                                         \
-    X(worker, INT, worker)                                                     \
-    X(listener, STR, listener)                                                 \
-    X(client, STR, client)                                                     \
-    X(backend, STR, backend)                                                   \
-    X(addr, STR, addr)                                                         \
-    X(up, U64, up)                                                             \
-    X(down, U64, down)                                                         \
-    X(duration_ms, MS, duration_ms)                                            \
-    X(reason, STR, reason)                                                     \
-    X(sni, STR, sni)                                                           \
-    X(queued_ms, MS, queued_ms)                                                \
-    X(pool, STR, pool)                                                         \
-    X(server, SERVER, backend)                                                 \
-    X(connect_ms, MS, connect_ms)                                              \
-    X(start, STR, start)                                                       \
-    X(term_side, STR, term_side)                                               \
+#define ACCESS_FIELDS(X)                                                                           \
+    X(time, STR, time)                                                                             \
+    X(worker, INT, worker)                                                                         \
+    X(listener, STR, listener)                                                                     \
+    X(client, STR, client)                                                                         \
+    X(backend, STR, backend)                                                                       \
+    X(addr, STR, addr)                                                                             \
+    X(up, U64, up)                                                                                 \
+    X(down, U64, down)                                                                             \
+    X(duration_ms, MS, duration_ms)                                                                \
+    X(reason, STR, reason)                                                                         \
+    X(sni, STR, sni)                                                                               \
+    X(queued_ms, MS, queued_ms)                                                                    \
+    X(pool, STR, pool)                                                                             \
+    X(server, SERVER, backend)                                                                     \
+    X(connect_ms, MS, connect_ms)                                                                  \
+    X(start, STR, start)                                                                           \
+    X(term_side, STR, term_side)                                                                   \
     X(term_phase, STR, term_phase)
 
 enum access_field {
@@ -45,20 +45,20 @@ enum access_field {
 
 /* One finished session, as the formatter sees it. */
 struct access_rec {
-    const char *time;     /* end, "YYYY-MM-DDTHH:MM:SS.mmmZ" */
-    const char *start;    /* accept, same form */
+    const char *time;  /* end, "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+    const char *start; /* accept, same form */
     int worker;
     const char *listener;
-    const char *client;   /* "1.2.3.4:port", "[v6]:port" */
-    const char *pool;     /* NULL: none chosen */
-    const char *backend;  /* server name, NULL: none */
-    const char *addr;     /* server address, NULL: none */
+    const char *client;  /* "1.2.3.4:port", "[v6]:port" */
+    const char *pool;    /* NULL: none chosen */
+    const char *backend; /* server name, NULL: none */
+    const char *addr;    /* server address, NULL: none */
     uint64_t up, down;
     double duration_ms;
     double queued_ms;
-    double connect_ms;    /* < 0: never connected */
+    double connect_ms; /* < 0: never connected */
     const char *reason;
-    const char *sni;      /* NULL: none */
+    const char *sni;        /* NULL: none */
     const char *term_side;  /* client, server, proxy */
     const char *term_phase; /* header, queue, connect, relay, close */
 };
@@ -79,8 +79,7 @@ void access_format_free(struct access_format *f);
 
 /* Format rec into buf (ACCESS_LINE_MAX bytes), ending in '\n'; returns
  * the length. */
-size_t access_format_line(const struct access_format *f, const struct access_rec *rec,
-                          char *buf);
+size_t access_format_line(const struct access_format *f, const struct access_rec *rec, char *buf);
 
 /* t (seconds since the epoch) as "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars and
  * a NUL: buf holds ACCESS_TIME_LEN), UTC, milliseconds truncated like

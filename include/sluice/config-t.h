@@ -144,10 +144,10 @@ struct config {
     int workers;            /* resolved: auto -> online CPUs */
     int log_level;          /* enum log_level */
     char *access_log;       /* "off", "stderr", a path or "syslog:..." */
-    char *access_log_format; /* "kv", "json" or a template, as written */
+    char *access_log_format;         /* "kv", "json" or a template, as written */
     struct access_format access_fmt; /* access_log_format compiled */
-    int syslog_facility;    /* 0..23 (local0 = 16) */
-    char *syslog_tag;       /* RFC 5424 APP-NAME */
+    int syslog_facility;             /* 0..23 (local0 = 16) */
+    char *syslog_tag;                /* RFC 5424 APP-NAME */
     int max_conns;
     int64_t shutdown_timeout_ms;
     uint32_t buffer_size;

@@ -38,10 +38,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* The input also serves as every string of the record. */
     struct access_rec r = {
-        .time = spec, .start = spec, .worker = (int)size, .listener = spec, .client = spec,
-        .pool = spec, .backend = spec, .addr = spec, .up = size, .down = UINT64_MAX,
-        .duration_ms = (double)size, .queued_ms = 0.5, .connect_ms = size % 2 ? -1 : 2.5,
-        .reason = spec, .sni = spec, .term_side = spec, .term_phase = spec,
+        .time = spec,
+        .start = spec,
+        .worker = (int)size,
+        .listener = spec,
+        .client = spec,
+        .pool = spec,
+        .backend = spec,
+        .addr = spec,
+        .up = size,
+        .down = UINT64_MAX,
+        .duration_ms = (double)size,
+        .queued_ms = 0.5,
+        .connect_ms = size % 2 ? -1 : 2.5,
+        .reason = spec,
+        .sni = spec,
+        .term_side = spec,
+        .term_phase = spec,
     };
     static char line[ACCESS_LINE_MAX];
     size_t n = access_format_line(&f, &r, line);

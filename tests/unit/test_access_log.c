@@ -170,8 +170,15 @@ static void test_template_errors(void)
 
 static void test_time_format(void)
 {
-    static const double ts[] = {0, 1.5, 1795000000.0, 1795000000.9999, 1795000001.001,
-                                1795000001.25, 1795086399.999, 1795086400.0, 4102444800.123};
+    static const double ts[] = {0,
+                                1.5,
+                                1795000000.0,
+                                1795000000.9999,
+                                1795000001.001,
+                                1795000001.25,
+                                1795086399.999,
+                                1795086400.0,
+                                4102444800.123};
     char buf[ACCESS_TIME_LEN], want[64];
     for (size_t i = 0; i < UNIT_LEN(ts); i++) {
         time_t sec = (time_t)ts[i];

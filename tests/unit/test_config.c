@@ -1254,7 +1254,8 @@ static void test_error_order_and_values(void)
         "t.ini:1: server: pool 'p' has no servers",
         "t.ini:2: connect_timeout: '0ms' must be at least 1ms",
         "t.ini:4: buffer_size: '100' must be between 1024 and 1048576 bytes",
-        "t.ini:5: access_log: 'relative.log' must be off, stderr, an absolute path or syslog:ADDRESS",
+        "t.ini:5: access_log: 'relative.log' must be off, stderr, an absolute path or "
+        "syslog:ADDRESS",
         "t.ini:9: server: pool 'zz' has no servers",
         "t.ini:10: server: z: weight must be 0..256, not '300'",
     };
@@ -1635,10 +1636,11 @@ static void test_access_log_keys(void)
                   {4, "access_log_format", NULL});
 }
 
-UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words), TEST(test_workers),
-          TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys), TEST(test_sizes), TEST(test_keys_in_progress),
-          TEST(test_admin_http_vs_bind), TEST(test_error_sections), TEST(test_error_keys),
-          TEST(test_resolve_templates), TEST(test_error_servers), TEST(test_error_listeners),
+UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words),
+          TEST(test_workers), TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys),
+          TEST(test_sizes), TEST(test_keys_in_progress), TEST(test_admin_http_vs_bind),
+          TEST(test_error_sections), TEST(test_error_keys), TEST(test_resolve_templates),
+          TEST(test_error_servers), TEST(test_error_listeners),
           TEST(test_error_bind_in_two_listeners), TEST(test_error_pools),
           TEST(test_error_max_buffer), TEST(test_error_no_listener), TEST(test_error_long_lines),
           TEST(test_error_syntax), TEST(test_error_all_reported),
