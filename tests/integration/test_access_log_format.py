@@ -145,3 +145,27 @@ def test_reload_changes_format_and_a_bad_one_keeps_the_old(sluice, backend, port
     one_session(port, b"1234")
     assert wait_lines(log, 4)[3] == "client_close:4"
     s.stop()
+
+
+def test_termination_flags(sluice, backend, port, tmp_path):
+    """term_side/term_phase for a proxy decision in mid-relay (idle
+    timeout) and a client that aborts (RST)."""
+    b = backend(st.echo_handler)
+    log = tmp_path / "access.log"
+    s = sluice(st.make_config(port, [f"b {b.addr}"], glob={"access_log": str(log),
+                                                          "access_log_format": "json"},
+                              pool={"idle_timeout": f"{int(300 * st.SLOW)}ms"}))
+    with st.connect(port) as c:
+        st.roundtrip(c, b"x")
+        st.recv_until_close(c, timeout=10 * st.SLOW)
+    rec = json.loads(wait_lines(log, 1)[0])
+    assert rec["reason"] == "idle_timeout", rec
+    assert (rec["term_side"], rec["term_phase"]) == ("proxy", "relay"), rec
+
+    c = st.connect(port)
+    st.roundtrip(c, b"y")
+    st.rst_close(c)
+    rec = json.loads(wait_lines(log, 2)[1])
+    assert rec["reason"] == "reset", rec
+    assert (rec["term_side"], rec["term_phase"]) == ("client", "relay"), rec
+    s.stop()
