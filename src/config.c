@@ -8,6 +8,7 @@
 #include "sluice/acl.h"
 #include "sluice/queue.h"
 #include "sluice/registry.h"
+#include "sluice/access_log.h"
 #include "sluice/addr.h"
 #include "sluice/log.h"
 #include "sluice/parse.h"
@@ -556,6 +557,7 @@ static const char *static_key(const char *name, const char *const *keys, size_t 
 }
 
 static const char *const global_keys[] = {"workers",     "log_level",    "access_log",
+                                          "access_log_format", "syslog_facility", "syslog_tag",
                                           "max_conns",   "shutdown_timeout", "buffer_size",
                                           "max_buffer",  "admin_socket", "admin_mode",
                                           "admin_http",  "user",         "group",
@@ -676,11 +678,60 @@ static void handle_global(struct parse_ctx *c, const char *key, const char *v)
         else
             add_error(c, c->lineno, key, "'%s' is not one of error, warn, info, debug", v);
     } else if (strcmp(key, "access_log") == 0) {
-        if (strcmp(v, "off") != 0 && strcmp(v, "stderr") != 0 && v[0] != '/') {
-            add_error(c, c->lineno, key, "'%s' must be off, stderr or an absolute path", v);
+        if (strncmp(v, "syslog:", 7) == 0) {
+            struct sockaddr_storage ss;
+            socklen_t len;
+            bool is_unix;
+            const char *why = log_syslog_parse(v, &ss, &len, &is_unix);
+            if (why != NULL) {
+                add_error(c, c->lineno, key, "'%s': %s", v, why);
+                return;
+            }
+        } else if (strcmp(v, "off") != 0 && strcmp(v, "stderr") != 0 && v[0] != '/') {
+            add_error(c, c->lineno, key,
+                      "'%s' must be off, stderr, an absolute path or syslog:ADDRESS", v);
             return;
         }
         set_string(c, &cfg->access_log, v);
+    } else if (strcmp(key, "access_log_format") == 0) {
+        /* A template may be written in double quotes (it may start or
+         * end with spaces, which the INI reader strips otherwise). */
+        size_t n = strlen(v);
+        char *spec = n >= 2 && v[0] == '"' && v[n - 1] == '"' ? strndup(v + 1, n - 2) : strdup(v);
+        if (spec == NULL) {
+            c->oom = true;
+            return;
+        }
+        struct access_format f;
+        char why[200];
+        if (access_format_compile(spec, &f, why, sizeof(why)) < 0) {
+            add_error(c, c->lineno, key, "%s", why);
+            free(spec);
+            return;
+        }
+        access_format_free(&cfg->access_fmt);
+        cfg->access_fmt = f;
+        free(cfg->access_log_format);
+        cfg->access_log_format = spec;
+    } else if (strcmp(key, "syslog_facility") == 0) {
+        int code = log_syslog_facility_parse(v);
+        if (code < 0)
+            add_error(c, c->lineno, key,
+                      "'%s' is not a facility (kern, user, mail, daemon, auth, syslog, lpr, news, "
+                      "uucp, cron, authpriv, ftp, local0 .. local7)",
+                      v);
+        else
+            cfg->syslog_facility = code;
+    } else if (strcmp(key, "syslog_tag") == 0) {
+        size_t n = strlen(v);
+        bool ok = n >= 1 && n <= 48;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = v[i] > ' ' && v[i] <= '~';
+        if (!ok)
+            add_error(c, c->lineno, key,
+                      "'%s' must be 1 to 48 printable ASCII characters, no spaces", v);
+        else
+            set_string(c, &cfg->syslog_tag, v);
     } else if (strcmp(key, "max_conns") == 0) {
         val_int(c, key, v, 1, 1000000, &cfg->max_conns);
     } else if (strcmp(key, "shutdown_timeout") == 0) {
@@ -1495,6 +1546,10 @@ struct config *config_load_buffer(const char *data, size_t len, const char *name
     atomic_init(&cfg->refs, 1);
     cfg->log_level = LOG_INFO;
     cfg->access_log = strdup("off");
+    cfg->access_log_format = strdup("kv");
+    cfg->access_fmt.kind = ACCESS_FMT_KV;
+    cfg->syslog_facility = 16; /* local0 */
+    cfg->syslog_tag = strdup("sluice");
     cfg->max_conns = 100000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->buffer_size = 16 * 1024;
@@ -1509,7 +1564,8 @@ struct config *config_load_buffer(const char *data, size_t len, const char *name
         .name = name, .data = data, .len = len, .cfg = cfg, .errs = errs,
         .kind = SEC_NONE, .cur = -1, .workers_auto = true,
     };
-    if (cfg->access_log == NULL || cfg->path == NULL)
+    if (cfg->access_log == NULL || cfg->path == NULL || cfg->access_log_format == NULL ||
+        cfg->syslog_tag == NULL)
         c.oom = true;
     int rc = ini_parse_stream(reader, &c, handler, &c);
     if (rc > 0) {
@@ -1830,6 +1886,9 @@ static void config_free(struct config *cfg)
     free(cfg->pools);
     free(cfg->listeners);
     free(cfg->access_log);
+    free(cfg->access_log_format);
+    access_format_free(&cfg->access_fmt);
+    free(cfg->syslog_tag);
     free(cfg->admin_socket);
     free(cfg->pid_file);
     free(cfg->resolvers);

@@ -149,6 +149,12 @@ void config_emit_global(const struct config *cfg, struct config_sink *sink)
     kvf(sink, "workers", "%d", cfg->workers);
     kv(sink, "log_level", log_level_str((enum log_level)cfg->log_level));
     kv(sink, "access_log", cfg->access_log);
+    if (cfg->access_fmt.kind == ACCESS_FMT_TEMPLATE)
+        kvf(sink, "access_log_format", "\"%s\"", cfg->access_log_format);
+    else
+        kv(sink, "access_log_format", cfg->access_log_format);
+    kv(sink, "syslog_facility", log_syslog_facility_str(cfg->syslog_facility));
+    kv(sink, "syslog_tag", cfg->syslog_tag);
     kvf(sink, "max_conns", "%d", cfg->max_conns);
     put_duration(sink, "shutdown_timeout", cfg->shutdown_timeout_ms);
     put_size(sink, "buffer_size", cfg->buffer_size);

@@ -759,6 +759,10 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
         config_apply_weights(cfg);
     atomic_store(&ctl->limits.max_conns, cfg->max_conns);
     log_current_level = cfg->log_level;
+    if ((old->syslog_facility != cfg->syslog_facility ||
+         strcmp(old->syslog_tag, cfg->syslog_tag) != 0) &&
+        log_access_syslog_setup(cfg->syslog_facility, cfg->syslog_tag) < 0)
+        log_error("reload: syslog_tag %s: out of memory (still the previous one)", cfg->syslog_tag);
     if (strcmp(old->access_log, cfg->access_log) != 0 && access_log_open(ctl, cfg->access_log) < 0)
         log_error("reload: access_log %s: %s (still writing the previous one)", cfg->access_log,
                   strerror(errno));
@@ -1400,7 +1404,9 @@ int control_run(struct config *cfg, const char *config_path)
         goto out;
     }
     privilege_owner(cfg, &ctl->owner_uid, &ctl->owner_gid);
-    if (access_log_open(ctl, cfg->access_log) < 0) {
+    /* Before the privilege drop: /dev/log is connected as root. */
+    if (log_access_syslog_setup(cfg->syslog_facility, cfg->syslog_tag) < 0 ||
+        access_log_open(ctl, cfg->access_log) < 0) {
         log_error("access_log %s: %s", cfg->access_log, strerror(errno));
         goto out;
     }

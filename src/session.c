@@ -2,6 +2,7 @@
  * relay both directions through buffer chains, half-close, timeouts, and
  * one end reason, counted and access-logged. */
 #include "sluice/session.h"
+#include "sluice/access_log.h"
 #include "sluice/addr.h"
 #include "sluice/backend.h"
 #include "sluice/balance.h"
@@ -22,6 +23,7 @@
 #include "sluice/worker-t.h"
 
 #include <errno.h>
+#include <math.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,22 +93,85 @@ static void io_want(struct ev_loop *loop, ev_io *io, int events)
         ev_io_start(loop, io);
 }
 
+/* term_side: who ended the session. Reasons not listed here (decisions
+ * sluice takes: timeouts, limits, no server, shutdown) are the proxy's. */
+static const char *term_side(const struct session *s)
+{
+    switch ((enum end_reason)s->reason) {
+    case END_client_close:
+    case END_proxy_header:
+    case END_tls_hello:
+        return "client";
+    case END_backend_close:
+    case END_connect_failed:
+        return "server";
+    case END_reset:
+    case END_keepalive_timeout:
+        return s->fail_side == FAIL_SERVER   ? "server"
+               : s->fail_side == FAIL_CLIENT ? "client"
+                                             : "proxy";
+    default:
+        return "proxy";
+    }
+}
+
+/* term_phase: how far the session had got when it ended. */
+static const char *term_phase(const struct session *s)
+{
+    if (s->reason == END_queue_full || s->reason == END_queue_timeout)
+        return "queue";
+    switch ((enum session_state)s->end_state) {
+    case SS_PROXY_HEADER:
+    case SS_TLS_HELLO:
+        return "header";
+    case SS_QUEUED:
+        return "queue";
+    case SS_CONNECTING:
+        return "connect";
+    case SS_RELAYING:
+        return "relay";
+    case SS_HALF_CLOSED:
+        return "close";
+    default:
+        return "close";
+    }
+}
+
 static void access_log(struct session *s)
 {
-    char line[512], ts[32], client[ADDR_STRLEN];
-    log_timestamp(ts, sizeof(ts));
+    /* The format of the worker's current generation: a reload that
+     * changes access_log_format applies to every line written after it. */
+    const struct access_format *fmt = &s->w->cfg->access_fmt;
+    char line[ACCESS_LINE_MAX], ts[ACCESS_TIME_LEN], start[ACCESS_TIME_LEN], client[ADDR_STRLEN];
+    access_time_format(ev_time(), ts);
     addr_format(&s->client.u.sa, sizeof(s->client), client, sizeof(client));
     double ms = (ev_now(s->w->loop) - s->started) * 1000.0;
-    int n = snprintf(line, sizeof(line),
-                     "%s worker=%d listener=%s client=%s backend=%s addr=%s up=%llu down=%llu "
-                     "duration_ms=%.0f reason=%s sni=%s queued_ms=%.0f\n",
-                     ts, s->w->id, s->lc->name, client, s->srv ? s->srv->name : "-",
-                     s->srv ? s->srv->addr_str : "-", (unsigned long long)s->up.bytes,
-                     (unsigned long long)s->down.bytes, ms < 0 ? 0 : ms,
-                     end_reason_str((enum end_reason)s->reason), s->sni ? s->sni : "-",
-                     s->queued_ms);
-    if (n > 0)
-        log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    struct access_rec r = {
+        .id = s->id,
+        .time = ts,
+        .worker = s->w->id,
+        .listener = s->lc->name,
+        .client = client,
+        .pool = s->srv    ? s->srv->pool->name
+                : s->pool ? s->pool->name
+                          : NULL,
+        .backend = s->srv ? s->srv->name : NULL,
+        .addr = s->srv ? s->srv->addr_str : NULL,
+        .up = s->up.bytes,
+        .down = s->down.bytes,
+        .duration_ms = ms < 0 ? 0 : ms,
+        .queued_ms = s->queued_ms,
+        .connect_ms =
+            s->connected_at > 0 ? fmax(0, (s->connected_at - s->connect_started) * 1000.0) : -1,
+        .reason = end_reason_str((enum end_reason)s->reason),
+        .sni = s->sni,
+        .term_side = term_side(s),
+        .term_phase = term_phase(s),
+    };
+    access_time_format(s->started, start);
+    r.start = start;
+    size_t n = access_format_line(fmt, &r, line);
+    log_access_line(line, n);
 }
 
 /* One sample (us) into this worker's histogram `which` of s's server. */
@@ -145,11 +210,12 @@ static size_t dir_pending(const struct relay_dir *d)
  * silent (its keepalive probes, or retransmissions of bytes in flight, got
  * no answer): keepalive_timeout. Everything else is a reset, as is
  * ETIMEDOUT without keepalive (only a retransmission timeout gives it). */
-static enum end_reason error_reason(const struct session *s, int fd, int err)
+static enum end_reason error_reason(struct session *s, int fd, int err)
 {
+    bool client = fd == client_fd(s);
+    s->fail_side = client ? FAIL_CLIENT : FAIL_SERVER;
     if (err != ETIMEDOUT)
         return END_reset;
-    bool client = fd == client_fd(s);
     const struct keepalive_conf *ka = client ? &s->lc->keepalive : &s->srv->pool->keepalive;
     if (!ka->on)
         return END_reset;
@@ -199,6 +265,7 @@ void session_finish(struct session *s, enum end_reason reason)
         return;
     struct worker *w = s->w;
     bool pinned = s->queued && !queue_quit(s);
+    s->end_state = s->state;
     session_set_state(s, SS_CLOSING);
     s->reason = (uint8_t)reason;
     if (pinned)
@@ -477,6 +544,7 @@ static bool send_proxy_header(struct session *s)
     size_t n = proxy_build(version, &s->client.u.sa, &s->local.u.sa, hdr, sizeof(hdr));
     ssize_t sent = send(backend_fd(s), hdr, n, MSG_NOSIGNAL);
     if (sent != (ssize_t)n) {
+        s->fail_side = FAIL_SERVER;
         session_finish(s, sent < 0 && errno != EAGAIN ? END_reset : END_local_error);
         return false;
     }
@@ -487,6 +555,7 @@ static void session_connected(struct session *s)
 {
     struct worker *w = s->w;
     backend_connect_ok(s->srv);
+    s->connected_at = ev_now(w->loop);
     struct backend_wstats *bs = backend_ws(s->srv->be, w->id);
     counter_add(&bs->sessions, 1);
     /* A fresh clock, not ev_now(): a connect on a LAN or loopback takes
@@ -675,6 +744,7 @@ static void queued_client_cb(struct ev_loop *loop, ev_io *io, int revents)
         bool local = errno == ENOMEM || errno == EMFILE || errno == ENFILE;
         if (local)
             counter_add(&w->stats.alloc_failures, 1);
+        s->fail_side = FAIL_CLIENT;
         session_finish(s, local ? END_local_error : END_reset);
         session_leave(s);
         return;
@@ -695,6 +765,7 @@ static void session_enqueue(struct session *s)
     }
     s->queued = true;
     s->queued_at = ev_now(w->loop);
+    s->connect_started = 0; /* connect time starts after the queue */
     session_set_state(s, SS_QUEUED);
     ev_set_cb(&s->w_timer, queue_timer_cb);
     ev_timer_set(&s->w_timer, (ev_tstamp)pool->queue_timeout_ms / 1000.0, 0.);
@@ -785,6 +856,8 @@ static void session_connect_to(struct session *s, struct server_conf *srv)
     s->srv = srv;
     s->attempts++;
     s->holds_backend = true;
+    if (s->connect_started == 0)
+        s->connect_started = ev_now(w->loop);
     counter_add(&backend_ws(srv->be, w->id)->connect_attempts, 1);
 
     /* A server given by host name: the address last published by the
@@ -991,6 +1064,7 @@ static void hello_cb(struct ev_loop *loop, ev_io *io, int revents)
         counter_add(&w->stats.alloc_failures, 1);
         session_finish(s, END_local_error);
     } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        s->fail_side = FAIL_CLIENT;
         session_finish(s, END_reset);
     }
     session_leave(s);

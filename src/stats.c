@@ -210,6 +210,7 @@ void stats_info(struct control *ctl, struct strbuf *out)
                   (unsigned long long)ctl->dns_updates, (unsigned long long)ctl->dns_updates_failed,
                   ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
     strbuf_printf(out, "runtime_changes: %llu\n", (unsigned long long)ctl->runtime_changes_total);
+    strbuf_printf(out, "access_log_dropped: %llu\n", log_access_dropped());
 }
 
 static void stats_source_table(struct control *ctl, struct strbuf *out);
@@ -312,6 +313,7 @@ void stats_json(struct control *ctl, struct strbuf *out)
     strbuf_json_str(out, ctl->last_reload_result);
     strbuf_printf(out, ",\"dns_updates\":%llu,\"dns_updates_failed\":%llu",
                   (unsigned long long)ctl->dns_updates, (unsigned long long)ctl->dns_updates_failed);
+    strbuf_printf(out, ",\"access_log_dropped\":%llu", log_access_dropped());
     strbuf_printf(out, ",\"sessions_active\":%d,\"sessions_total\":%llu,\"max_conns\":%d},",
                   ival(&ctl->limits.active), (unsigned long long)ws.accepted, ival(&ctl->limits.max_conns));
     strbuf_puts(out, "\"process\":{");
@@ -555,6 +557,9 @@ void stats_prometheus(struct control *ctl, struct strbuf *out)
                   (unsigned long long)ws.limit_pauses);
     prom_header(out, "sluice_accept_errors_total", "counter", "Other accept failures.");
     strbuf_printf(out, "sluice_accept_errors_total %llu\n", (unsigned long long)ws.accept_errors);
+    prom_header(out, "sluice_access_log_dropped_total", "counter",
+                "Access log lines dropped: syslog socket full or absent, or a write error.");
+    strbuf_printf(out, "sluice_access_log_dropped_total %llu\n", log_access_dropped());
     prom_header(out, "sluice_alloc_failures_total", "counter", "Failed session/buffer allocations.");
     strbuf_printf(out, "sluice_alloc_failures_total %llu\n", (unsigned long long)ws.alloc_failures);
 

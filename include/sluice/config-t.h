@@ -3,6 +3,7 @@
 #define SLUICE_CONFIG_T_H
 
 #include "sluice/acl-t.h"
+#include "sluice/access_log-t.h"
 #include "sluice/addr-t.h"
 #include "sluice/backend-t.h"
 #include "sluice/keepalive-t.h"
@@ -159,7 +160,11 @@ struct config {
     /* [global] */
     int workers;            /* resolved: auto -> online CPUs */
     int log_level;          /* enum log_level */
-    char *access_log;       /* "off", "stderr" or a path */
+    char *access_log;       /* "off", "stderr", a path or "syslog:..." */
+    char *access_log_format;         /* "kv", "json" or a template, as written */
+    struct access_format access_fmt; /* access_log_format compiled */
+    int syslog_facility;             /* 0..23 (local0 = 16) */
+    char *syslog_tag;                /* RFC 5424 APP-NAME */
     int max_conns;
     int64_t shutdown_timeout_ms;
     uint32_t buffer_size;

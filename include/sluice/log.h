@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -67,7 +68,10 @@ int64_t time_mono_ms(void);
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into buf. */
 void log_timestamp(char *buf, size_t size);
 
-/* Access log: off (fd -1), stderr, or a file opened O_APPEND. Lines are
+/* Access log: off (fd -1), stderr, a file opened O_APPEND, or syslog
+ * ("syslog:/dev/log", "syslog:unix:/path", "syslog:IP:PORT",
+ * "syslog:[IPv6]:PORT": one RFC 5424 datagram per line, sent without
+ * blocking; a full or absent socket drops the line and counts it). Lines are
  * written with one write(2) each, so workers never interleave. Unless
  * owner/group are -1, the file is not opened through a symlink and, if it
  * is a regular file with one link, is given to them (so it can be reopened
@@ -76,5 +80,18 @@ int log_access_open(const char *target, uid_t owner, gid_t group);
 bool log_access_enabled(void);
 void log_access_line(const char *line, size_t len);
 void log_access_close(void);
+/* Lines not written (syslog full or absent, file write errors). */
+unsigned long long log_access_dropped(void);
+
+struct sockaddr_storage;
+/* Parse a "syslog:..." access_log target; NULL or why not. */
+const char *log_syslog_parse(const char *target, struct sockaddr_storage *ss, socklen_t *len,
+                             bool *is_unix);
+/* Facility name (kern .. ftp, local0 .. local7) -> code, or -1. */
+int log_syslog_facility_parse(const char *name);
+const char *log_syslog_facility_str(int code);
+/* PRI and the header's APP-NAME for syslog lines (before log_access_open
+ * and on reload). 0 ok, -1 out of memory. */
+int log_access_syslog_setup(int facility, const char *tag);
 
 #endif

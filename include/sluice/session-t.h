@@ -108,6 +108,13 @@ struct session {
     ev_tstamp queued_at;
     double queued_ms;            /* time spent queued, for the access log */
     struct src_entry *src;       /* counted in its source's entry (srclimit.h); NULL: not */
+    ev_tstamp connect_started;   /* first connect attempt (after any queue); 0: none */
+    ev_tstamp connected_at;      /* backend connection established; 0: never */
+    uint8_t end_state;           /* enum session_state when it finished */
+    uint8_t fail_side;           /* enum fail_side: whose socket failed (reset etc.) */
 };
+
+/* For the access log's term_side: which socket an error came from. */
+enum fail_side { FAIL_NONE, FAIL_CLIENT, FAIL_SERVER };
 
 #endif

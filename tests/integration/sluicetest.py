@@ -646,7 +646,8 @@ ACCESS_RE = re.compile(
     # Fields added later go at the end of the line; the ones this module
     # knows are optional (lines of older builds lack them), unknown ones
     # are skipped.
-    r"(?: sni=(?P<sni>\S+))?(?: queued_ms=(?P<queued_ms>\d+))?(?: [a-z_]+=\S*)*$")
+    r"(?: sni=(?P<sni>\S+))?(?: queued_ms=(?P<queued_ms>\d+))?(?: (?!id=)[a-z_]+=\S*)*"
+    r"(?: id=(?P<id>\d+))?(?: [a-z_]+=\S*)*$")
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
                      "runtime error:", "ERROR: ThreadSanitizer")

@@ -226,7 +226,9 @@ def test_shutdown_session_by_id(sluice, named, port, sockdir):
         r = ct.ask(sock, f"shutdown session {row['id']}")
         assert r.startswith("1 session shut (reason admin)"), r
         st.wait_closed(c1, 5 * st.SLOW)
-        assert s.access_for(c1.getsockname()[1])["reason"] == "admin"
+        entry = s.access_for(c1.getsockname()[1])
+        assert entry["reason"] == "admin"
+        assert entry["id"] == str(row["id"]), entry  # the access log names it the same way
         st.roundtrip(c2)  # the other one is untouched
         r = ct.ask(sock, f"shutdown session {row['id']}")
         assert r.startswith("error: no session"), r

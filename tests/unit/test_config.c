@@ -1254,7 +1254,8 @@ static void test_error_order_and_values(void)
         "t.ini:1: server: pool 'p' has no servers",
         "t.ini:2: connect_timeout: '0ms' must be at least 1ms",
         "t.ini:4: buffer_size: '100' must be between 1024 and 1048576 bytes",
-        "t.ini:5: access_log: 'relative.log' must be off, stderr or an absolute path",
+        "t.ini:5: access_log: 'relative.log' must be off, stderr, an absolute path or "
+        "syslog:ADDRESS",
         "t.ini:9: server: pool 'zz' has no servers",
         "t.ini:10: server: z: weight must be 0..256, not '300'",
     };
@@ -1490,6 +1491,10 @@ static void test_dump_round_trip(void)
                                "max_conns_per_source = 7\nrate_per_source = 600/1m\n"
                                "source_prefix_v4 = 24\nsource_prefix_v6 = 48\n"
                                "source_table_size = 1000\nmax_conn_rate = 5/250ms\n" TAIL);
+    check_round_trip(__LINE__, "[global]\naccess_log = syslog:/dev/log\naccess_log_format = json\n"
+                               "syslog_facility = daemon\nsyslog_tag = px\n" TAIL);
+    check_round_trip(__LINE__, "[global]\naccess_log = syslog:[::1]:5514\n"
+                               "access_log_format = \"%{client} %% %{server}\"\n" TAIL);
 }
 
 /* ---- per-source limits ---- */
@@ -1713,6 +1718,68 @@ static void test_dump_edited(void)
     config_unref(cfg);
 }
 
+/* ---- access_log_format and syslog ---- */
+
+static void test_access_log_keys(void)
+{
+    struct config *cfg = load_ok(TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK_STR(cfg->access_log_format, "kv");
+    CHECK_EQ_INT(cfg->access_fmt.kind, ACCESS_FMT_KV);
+    CHECK_EQ_INT(cfg->syslog_facility, 16);
+    CHECK_STR(cfg->syslog_tag, "sluice");
+    config_unref(cfg);
+
+    cfg = load_ok("[global]\naccess_log = syslog:[::1]:514\naccess_log_format = json\n"
+                  "syslog_facility = LOCAL5\nsyslog_tag = edge_1\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK_STR(cfg->access_log, "syslog:[::1]:514");
+    CHECK_EQ_INT(cfg->access_fmt.kind, ACCESS_FMT_JSON);
+    CHECK_EQ_INT(cfg->syslog_facility, 21);
+    CHECK_STR(cfg->syslog_tag, "edge_1");
+    config_unref(cfg);
+
+    /* A template, with and without the optional quotes. */
+    cfg = load_ok("[global]\naccess_log_format = \" %{client} %{reason} \"\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK_STR(cfg->access_log_format, " %{client} %{reason} ");
+    CHECK_EQ_INT(cfg->access_fmt.kind, ACCESS_FMT_TEMPLATE);
+    CHECK_EQ_INT(cfg->access_fmt.nops, 5);
+    config_unref(cfg);
+    cfg = load_ok("[global]\naccess_log_format = %{up}%%\n" TAIL);
+    REQUIRE(cfg != NULL);
+    CHECK_STR(cfg->access_log_format, "%{up}%%");
+    config_unref(cfg);
+
+    static const char *const logs[] = {"syslog:/dev/log", "syslog:unix:/run/x.sock",
+                                       "syslog:127.0.0.1:514"};
+    char text[512];
+    for (size_t i = 0; i < UNIT_LEN(logs); i++) {
+        snprintf(text, sizeof(text), "[global]\naccess_log = %s\n" TAIL, logs[i]);
+        cfg = load_ok(text);
+        if (cfg != NULL)
+            CHECK_STR(cfg->access_log, logs[i]);
+        config_unref(cfg);
+    }
+
+    EXPECT_ERRORS("[global]\naccess_log_format = %{client} %{nope}\n" TAIL,
+                  {2, "access_log_format", "column 11: unknown field 'nope'"});
+    EXPECT_ERRORS("[global]\naccess_log_format = JSON\n" TAIL,
+                  {2, "access_log_format", "is not kv, json or a template"});
+    EXPECT_ERRORS("[global]\naccess_log_format = kv\naccess_log_format = json\n" TAIL,
+                  {3, "access_log_format", "set twice"});
+    EXPECT_ERRORS("[global]\naccess_log = syslog:example.com:514\n" TAIL,
+                  {2, "access_log", "not an IP address"});
+    EXPECT_ERRORS("[global]\naccess_log = syslog:\n" TAIL, {2, "access_log", "expected syslog:"});
+    EXPECT_ERRORS("[global]\nsyslog_facility = local8\n" TAIL,
+                  {2, "syslog_facility", "'local8' is not a facility"});
+    EXPECT_ERRORS("[global]\nsyslog_tag = a\x01b\n" TAIL, {2, "syslog_tag", "printable ASCII"});
+    EXPECT_ERRORS("[global]\nsyslog_tag = 0123456789012345678901234567890123456789012345678\n" TAIL,
+                  {2, "syslog_tag", "1 to 48"});
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:2\npool = zz\naccess_log_format = json\n" TAIL,
+                  {4, "access_log_format", NULL});
+}
+
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words),
           TEST(test_workers), TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys),
           TEST(test_sizes), TEST(test_keys_in_progress), TEST(test_admin_http_vs_bind),
@@ -1727,4 +1794,4 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_keepalive),
           TEST(test_dump_round_trip), TEST(test_source_limits),
           TEST(test_error_source_limits), TEST(test_sni_rules), TEST(test_error_sni),
-          TEST(test_dump_edited))
+          TEST(test_dump_edited), TEST(test_access_log_keys))
