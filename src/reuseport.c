@@ -152,7 +152,9 @@ static void group_update(struct reuseport_group *g)
             errno != ENOENT)
             log_warn("%s: cannot detach the reuseport program: %s", a, strerror(errno));
         g->steer = 0;
-        log_debug("%s: no socket retiring, kernel hash over %d sockets", a, g->order.n);
+        log_info("%s: no worker retiring: new connections spread over its %d listening "
+                 "sockets again",
+                 a, g->order.n);
         return;
     }
     struct sock_filter insns[REUSEPORT_PROG_MAX];
@@ -168,7 +170,8 @@ static void group_update(struct reuseport_group *g)
         return;
     }
     g->steer = k;
-    log_debug("%s: new connections go to the first %d of %d sockets", a, k, g->order.n);
+    log_info("%s: new connections go to %d of its %d listening sockets while workers retire", a, k,
+             g->order.n);
 }
 
 static struct reuseport_group *group_of_fd(int fd, int *idx)

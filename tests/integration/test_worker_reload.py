@@ -181,6 +181,12 @@ def test_worker_count_reloads_under_a_storm_lose_nothing(sluice, backend, ns, so
     with _storm_through_sluice(sluice, backend, ns, sockdir, env) as (s, sock, cfg, storm):
         _cycles(s, sock, cfg, cycles, storm)
     assert not storm.failures, f"connections lost while workers changed: {storm.report()}"
+    port = storm.targets[0][1][1]
+    for addr in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+        for line in (f"{addr}: new connections go to 1 of its 4 listening sockets while workers retire",
+                     f"{addr}: no worker retiring: new connections spread over its 1 listening sockets again"):
+            n = s.log().count(line)
+            assert n == cycles, f"{line!r} {n} times in the log, not once per cycle ({cycles})"
     info = ct.show_info(sock)
     assert info["workers"] == "4" and int(info["generation"]) == 1 + 2 * cycles, info
     print(f"{cycles} cycles in {time.monotonic() - t0:.1f}s: {storm.report()}")
