@@ -192,25 +192,37 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
  * drain it themselves if its path is gone too). With `grace`, a socket
  * the kernel no longer sends new connections to (reuseport.h) is kept
  * accepting for now: handshakes begun on it before the steering may
- * still complete there. Returns how many were kept so. */
+ * still complete there; the unix: dup()s are then kept as long too (the
+ * worker lives that long anyway, and while it does, its epoll set would
+ * keep the closed dup()'s registration: the file stays open). Returns
+ * how many were kept so. */
 static int retire_listens(struct worker *w, struct config *keep, bool grace)
 {
+    bool steered = false;
+    for (struct worker_listen *wl = w->listens; wl && grace && !steered; wl = wl->next)
+        steered = !wl->draining && wl->addr.u.sa.sa_family != AF_UNIX &&
+                  reuseport_steered_away(wl->w_accept.fd);
     int kept = 0;
-    struct worker_listen **pp = &w->listens;
-    while (*pp) {
-        struct worker_listen *wl = *pp;
-        bool go = !wl->draining && (keep == NULL || find_bind(keep, &wl->addr) == NULL);
-        bool shared = keep == NULL && wl->addr.u.sa.sa_family == AF_UNIX;
-        if (go && !shared && grace && reuseport_steered_away(wl->w_accept.fd)) {
-            kept++;
-            pp = &wl->next;
-        } else if (go && (shared || drain_accept_queue(w, wl))) {
-            if (!shared)
-                fault_retire_close_delay();
-            *pp = wl->next;
-            close_listen(w, wl);
-        } else {
-            pp = &wl->next;
+    /* The unix: dup()s last, for the same reason. */
+    for (int pass = 0; pass < 2; pass++) {
+        struct worker_listen **pp = &w->listens;
+        while (*pp) {
+            struct worker_listen *wl = *pp;
+            bool go = !wl->draining && (keep == NULL || find_bind(keep, &wl->addr) == NULL);
+            bool shared = keep == NULL && wl->addr.u.sa.sa_family == AF_UNIX;
+            if (shared != (pass == 1)) {
+                pp = &wl->next;
+            } else if (go && steered && (shared || reuseport_steered_away(wl->w_accept.fd))) {
+                kept++;
+                pp = &wl->next;
+            } else if (go && (shared || drain_accept_queue(w, wl))) {
+                if (!shared)
+                    fault_retire_close_delay();
+                *pp = wl->next;
+                close_listen(w, wl);
+            } else {
+                pp = &wl->next;
+            }
         }
     }
     return kept;

@@ -28,7 +28,7 @@ from ctltest import sockdir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.threaded
 
-CLIENTS = 6  # two per bind: IPv4, IPv6, unix
+CLIENTS = 6  # spread over the binds: IPv4, IPv6, unix
 WINDOW_US = 20000  # SLUICE_FAULT_RETIRE_CLOSE_DELAY_US
 
 
@@ -162,8 +162,15 @@ def _storm_through_sluice(sluice, backend, ns, sockdir, env):
     fault = "SLUICE_FAULT_RETIRE_CLOSE_DELAY_US"
     if f"{fault}=" not in s.log():
         pytest.skip(f"{fault} needs a build with assertions (meson -Dassertions=true)")
-    targets = [(socket.AF_INET, ("127.0.0.1", port)), (socket.AF_INET6, ("::1", port)),
-               (socket.AF_UNIX, path)]
+    targets = [(socket.AF_INET, ("127.0.0.1", port)), (socket.AF_INET6, ("::1", port))]
+    # Not under TSan: a retiring worker's epoll set keeps the registration
+    # of its closed dup() of the unix: socket (the file stays open) until
+    # it exits; a client connecting meanwhile makes libev there call
+    # epoll_ctl(DEL) on that fd number, which another worker may have
+    # reused: harmless (ENOENT, libev rebuilds its epoll set), but TSan
+    # reports it (with the binary before the steering too).
+    if st.SANITIZER != "tsan":
+        targets.append((socket.AF_UNIX, path))
     storm = Storm(ns, targets).start()
     try:
         storm.wait_more(50, 10.0 * st.SLOW)
