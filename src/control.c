@@ -13,6 +13,7 @@
 #include "sluice/notify.h"
 #include "sluice/pidfile.h"
 #include "sluice/privilege.h"
+#include "sluice/reuseport.h"
 #include "sluice/stats.h"
 #include "sluice/strbuf.h"
 #include "sluice/worker.h"
@@ -263,7 +264,7 @@ static void free_new_listens(struct worker_new_listen *nl)
 {
     while (nl) {
         struct worker_new_listen *next = nl->next;
-        close(nl->fd);
+        reuseport_close(nl->fd);
         free(nl);
         nl = next;
     }
@@ -376,8 +377,8 @@ static void unix_bind_update(struct control *ctl, struct unix_bind *u,
  * `fresh`, made by this reload, or ctl->unix_binds). Returns -1 with err
  * set. */
 static int open_new_binds(struct control *ctl, struct config *cfg, struct config *old,
-                          struct unix_bind *fresh, struct worker_new_listen **out, char *err,
-                          size_t errlen)
+                          struct unix_bind *fresh, int worker, struct worker_new_listen **out,
+                          char *err, size_t errlen)
 {
     *out = NULL;
     for (int i = 0; i < cfg->nlisteners; i++) {
@@ -397,13 +398,13 @@ static int open_new_binds(struct control *ctl, struct config *cfg, struct config
                     snprintf(why, sizeof(why), "unix:%s: dup: %s", u->addr.u.un.sun_path,
                              strerror(errno));
             } else {
-                fd = listener_open(&lc->binds[b], lc->backlog, why, sizeof(why));
+                fd = reuseport_open(&lc->binds[b], lc->backlog, worker, why, sizeof(why));
             }
             struct worker_new_listen *nl = fd >= 0 ? calloc(1, sizeof(*nl)) : NULL;
             if (nl == NULL) {
                 snprintf(err, errlen, "listener %s: %s", lc->name, fd < 0 ? why : "out of memory");
                 if (fd >= 0)
-                    close(fd);
+                    reuseport_close(fd);
                 free_new_listens(*out);
                 *out = NULL;
                 return -1;
@@ -639,7 +640,7 @@ static int reload_prepare(struct control *ctl, struct reload_plan *p, struct str
     if (open_unix_binds(ctl, cfg, ctl->unix_binds, &p->unix_fresh, p->err, sizeof(p->err)) < 0)
         return -1;
     for (int i = 0; i < p->new_n; i++)
-        if (open_new_binds(ctl, cfg, i < p->old_n ? old : NULL, p->unix_fresh, &p->fresh[i],
+        if (open_new_binds(ctl, cfg, i < p->old_n ? old : NULL, p->unix_fresh, i, &p->fresh[i],
                            p->err, sizeof(p->err)) < 0)
             return -1;
     int nmsgs = p->old_n > p->new_n ? p->old_n : p->new_n;
@@ -742,6 +743,9 @@ static void reload_commit(struct control *ctl, struct reload_plan *p)
         worker_post(ctl->workers[i], m);
         p->msgs[i] = NULL;
     }
+    /* Before the retiring workers hear of it: no new connection is sent
+     * to their sockets while they drain them. */
+    reuseport_retire_workers(p->new_n);
     for (int i = p->new_n; i < p->old_n; i++) {
         p->msgs[i]->type = WMSG_RETIRE;
         worker_post(ctl->workers[i], p->msgs[i]);
@@ -1210,7 +1214,7 @@ static int open_startup_binds(struct control *ctl, struct config *cfg)
             break;
         }
         ctl->nworkers = i + 1;
-        if (open_new_binds(ctl, cfg, NULL, NULL, &nl, err, sizeof(err)) < 0) {
+        if (open_new_binds(ctl, cfg, NULL, NULL, i, &nl, err, sizeof(err)) < 0) {
             log_error("%s", err);
             rc = -1;
             break;
@@ -1219,7 +1223,7 @@ static int open_startup_binds(struct control *ctl, struct config *cfg)
             struct worker_new_listen *next = nl->next;
             if (worker_add_listen(ctl->workers[i], &cfg->listeners[nl->listener], &nl->addr,
                                   nl->fd) < 0)
-                close(nl->fd);
+                reuseport_close(nl->fd);
             free(nl);
             nl = next;
         }

@@ -14,6 +14,8 @@ static long worker_start_fail_at; /* 0: off */
 static long worker_start_calls;
 static bool fanout_wait_exit;
 static long pick_delay_us; /* set before any worker runs, then only read */
+static bool no_steering;   /* likewise */
+static long retire_close_delay_us; /* likewise */
 
 static long env_long(const char *name)
 {
@@ -34,6 +36,8 @@ void fault_init(void)
     worker_start_fail_at = env_long("SLUICE_FAULT_WORKER_START");
     fanout_wait_exit = env_long("SLUICE_FAULT_FANOUT_WAIT_EXIT") != 0;
     pick_delay_us = env_long("SLUICE_FAULT_PICK_DELAY_US");
+    no_steering = env_long("SLUICE_FAULT_NO_STEERING") != 0;
+    retire_close_delay_us = env_long("SLUICE_FAULT_RETIRE_CLOSE_DELAY_US");
 }
 
 bool fault_worker_start(void)
@@ -54,5 +58,16 @@ void fault_pick_delay(void)
 {
     if (pick_delay_us > 0)
         usleep((useconds_t)pick_delay_us);
+}
+
+bool fault_no_steering(void)
+{
+    return no_steering;
+}
+
+void fault_retire_close_delay(void)
+{
+    if (retire_close_delay_us > 0)
+        usleep((useconds_t)retire_close_delay_us);
 }
 #endif

@@ -5,6 +5,7 @@
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/relay.h"
+#include "sluice/reuseport.h"
 #include "sluice/session.h"
 #include "sluice/splice.h"
 #include "sluice/thread.h"
@@ -33,6 +34,7 @@ static void worker_close_listens(struct worker *w)
         close_listen(w, wl);
     }
     ev_timer_stop(w->loop, &w->w_resume);
+    ev_timer_stop(w->loop, &w->w_retire);
 }
 
 static void worker_maybe_exit(struct worker *w)
@@ -157,7 +159,7 @@ static bool drain_accept_queue(struct worker *w, struct worker_listen *wl)
 static void close_listen(struct worker *w, struct worker_listen *wl)
 {
     ev_io_stop(w->loop, &wl->w_accept);
-    close(wl->w_accept.fd);
+    reuseport_close(wl->w_accept.fd);
     config_unref(wl->cfg);
     free(wl);
 }
@@ -187,23 +189,53 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
  * ones that cannot be closed yet are left draining. A retiring worker
  * (keep NULL) just closes its dup() of a unix: socket: the queue is
  * shared with the workers that stay, which go on accepting from it (and
- * drain it themselves if its path is gone too). */
-static void retire_listens(struct worker *w, struct config *keep)
+ * drain it themselves if its path is gone too). With `grace`, a socket
+ * the kernel no longer sends new connections to (reuseport.h) is kept
+ * accepting for now: handshakes begun on it before the steering may
+ * still complete there; the unix: dup()s are then kept as long too (the
+ * worker lives that long anyway, and while it does, its epoll set would
+ * keep the closed dup()'s registration: the file stays open). Returns
+ * how many were kept so. */
+static int retire_listens(struct worker *w, struct config *keep, bool grace)
 {
-    struct worker_listen **pp = &w->listens;
-    while (*pp) {
-        struct worker_listen *wl = *pp;
-        bool go = !wl->draining && (keep == NULL || find_bind(keep, &wl->addr) == NULL);
-        bool shared = keep == NULL && wl->addr.u.sa.sa_family == AF_UNIX;
-        if (go && (shared || drain_accept_queue(w, wl))) {
-            *pp = wl->next;
-            close_listen(w, wl);
-        } else {
-            pp = &wl->next;
+    bool steered = false;
+    for (struct worker_listen *wl = w->listens; wl && grace && !steered; wl = wl->next)
+        steered = !wl->draining && wl->addr.u.sa.sa_family != AF_UNIX &&
+                  reuseport_steered_away(wl->w_accept.fd);
+    int kept = 0;
+    /* The unix: dup()s last, for the same reason. */
+    for (int pass = 0; pass < 2; pass++) {
+        struct worker_listen **pp = &w->listens;
+        while (*pp) {
+            struct worker_listen *wl = *pp;
+            bool go = !wl->draining && (keep == NULL || find_bind(keep, &wl->addr) == NULL);
+            bool shared = keep == NULL && wl->addr.u.sa.sa_family == AF_UNIX;
+            if (shared != (pass == 1)) {
+                pp = &wl->next;
+            } else if (go && steered && (shared || reuseport_steered_away(wl->w_accept.fd))) {
+                kept++;
+                pp = &wl->next;
+            } else if (go && (shared || drain_accept_queue(w, wl))) {
+                if (!shared)
+                    fault_retire_close_delay();
+                *pp = wl->next;
+                close_listen(w, wl);
+            } else {
+                pp = &wl->next;
+            }
         }
     }
+    return kept;
 }
 
+/* The grace of a retiring worker's steered sockets is over: drain and
+ * close them. */
+static void retire_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, w_retire);
+    retire_listens(w, NULL, false);
+    worker_maybe_exit(w);
+}
 
 /* Switch to a new generation between events. Sockets whose address is in
  * both generations are kept (nothing queued is lost); removed ones are
@@ -211,7 +243,7 @@ static void retire_listens(struct worker *w, struct config *keep)
  * Live sessions keep the generation (and backend) they started with. */
 static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new_listen *nl)
 {
-    retire_listens(w, cfg);
+    retire_listens(w, cfg, false);
     struct config *old = w->cfg;
     w->cfg = cfg;
     for (struct worker_listen *wl = w->listens; wl; wl = wl->next) {
@@ -225,7 +257,7 @@ static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new
     while (nl) {
         struct worker_new_listen *next = nl->next;
         if (w->stopping || worker_add_listen(w, &cfg->listeners[nl->listener], &nl->addr, nl->fd) < 0)
-            close(nl->fd);
+            reuseport_close(nl->fd);
         free(nl);
         nl = next;
     }
@@ -254,8 +286,11 @@ static void inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
             worker_close_listens(w);
             break;
         case WMSG_RETIRE:
-            retire_listens(w, NULL);
             w->stopping = true;
+            if (retire_listens(w, NULL, true) > 0 && !ev_is_active(&w->w_retire)) {
+                ev_timer_set(&w->w_retire, REUSEPORT_RETIRE_GRACE, 0.);
+                ev_timer_start(w->loop, &w->w_retire);
+            }
             break;
         case WMSG_KILL_ALL:
             kill_all(w);
@@ -296,6 +331,7 @@ int worker_init(struct worker *w, const struct worker_host *host, int id, struct
     ev_async_init(&w->w_inbox, inbox_cb);
     ev_async_start(w->loop, &w->w_inbox);
     ev_init(&w->w_resume, resume_cb);
+    ev_init(&w->w_retire, retire_cb);
     buf_pool_init(&w->bufs, cfg->buffer_size, BUF_CACHE_BLOCKS);
     pipe_pool_init(&w->pipes, PIPE_CACHE, cfg->max_buffer);
     return 0;

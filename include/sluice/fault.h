@@ -21,6 +21,15 @@ bool fault_fanout_wait_exit(void);
  * (SLUICE_FAULT_PICK_DELAY_US=N microseconds), widening the window in
  * which workers race for a server's last max_conns slot. */
 void fault_pick_delay(void);
+/* Any thread: true when reloads must not steer connections away from
+ * retiring workers' sockets (SLUICE_FAULT_NO_STEERING=1), to show what
+ * the steering prevents. */
+bool fault_no_steering(void);
+/* A retiring worker: pause between accepting the last queued connection
+ * of a listening socket and closing it (SLUICE_FAULT_RETIRE_CLOSE_DELAY_US
+ * =N microseconds), widening the window in which the kernel can still
+ * queue a connection there. */
+void fault_retire_close_delay(void);
 #else
 static inline void fault_init(void)
 {
@@ -34,6 +43,13 @@ static inline bool fault_fanout_wait_exit(void)
     return false;
 }
 static inline void fault_pick_delay(void)
+{
+}
+static inline bool fault_no_steering(void)
+{
+    return false;
+}
+static inline void fault_retire_close_delay(void)
 {
 }
 #endif

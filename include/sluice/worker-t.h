@@ -107,6 +107,7 @@ struct worker {
     struct session *woken_head, *woken_tail; /* under inbox_lock, see wake */
 
     ev_timer w_resume; /* re-check paused listeners */
+    ev_timer w_retire; /* retiring: the steered sockets' grace is over */
     struct accept_pause emfile; /* after EMFILE: all listens paused until .until */
     struct log_limit local_error_log; /* backend socket()/connect() shortages */
 
