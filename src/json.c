@@ -4,6 +4,7 @@
  * NUL is never longer than its quoted source), so the tree costs at most
  * a small multiple of the input and is freed in one call. */
 #include "sluice/json.h"
+#include "sluice/parse.h"
 
 #include <errno.h>
 #include <math.h>
@@ -94,17 +95,6 @@ static bool literal(struct parser *ps, const char *word)
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool hex4(struct parser *ps, unsigned *out)
 {
     if (ps->end - ps->p < 4) {
@@ -113,7 +103,7 @@ static bool hex4(struct parser *ps, unsigned *out)
     }
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(ps->p[i]);
+        int h = parse_hexval(ps->p[i]);
         if (h < 0) {
             fail(ps, "bad hex digit in \\u escape");
             return false;
