@@ -297,6 +297,17 @@ def parse_strace(path):
     return calls
 
 
+def kernel_share(meta):
+    """The share of the proxy's CPU spent in the kernel over the measured
+    run (stime over utime + stime, from /proc/PID/stat), None if unknown."""
+    b, a = meta.get("cpu_split_before"), meta.get("cpu_split_after")
+    if not b or not a:
+        return None
+    (ub, kb), (ua, ka) = ([float(x) for x in v.split()] for v in (b, a))
+    total = (ua - ub) + (ka - kb)
+    return (ka - kb) / total if total > 0 else None
+
+
 def cpu_used(meta, prefix=""):
     b, a = meta.get(prefix + "cpu_before"), meta.get(prefix + "cpu_after")
     if b is None or a is None:
@@ -329,6 +340,8 @@ def parse_run(d, env):
         if mcpu is not None:
             run["raw"]["machine_cpu_s"] = mcpu
             m["machine_cpu_s_per_gb"] = mcpu / gb if gb else None
+        if kernel_share(meta) is not None:
+            m["kernel_share"] = kernel_share(meta)
         ns = nstat_delta(d)
         if ns is not None:
             run["raw"]["nstat"] = ns
@@ -349,6 +362,8 @@ def parse_run(d, env):
         if mcpu is not None:
             run["raw"]["machine_cpu_s"] = mcpu
             m["machine_cpu_us"] = mcpu * 1e6 / r["requests"] if r["requests"] else None
+        if kernel_share(meta) is not None:
+            m["kernel_share"] = kernel_share(meta)
         ns = nstat_delta(d)
         if ns is not None:
             run["raw"]["nstat"] = ns
@@ -548,6 +563,15 @@ TABLES = [
         ("CPU µs/conn", "cps", "cpu_us", "low"),
         ("machine CPU µs/conn", "cps", "machine_cpu_us", "low"),
     ]),
+    ("cpu-split", "Where each proxy's own CPU goes: share in the kernel (system time ÷ "
+     "user + system, /proc/PID/stat, over the measured runs)",
+     ("sluice", "sluice-splice", "haproxy", "haproxy-splice", "nginx"), [
+        ("bulk, 1 stream", "bulk-1", "kernel_share", None),
+        ("bulk, 8 streams", "bulk-8", "kernel_share", None),
+        ("splice, 8 streams", "splice-8", "kernel_share", None),
+        ("rr", "rr", "kernel_share", None),
+        ("cps", "cps", "kernel_share", None),
+    ]),
     ("cps-tls", "TLS, new connection per request, full handshake each (wrk -t2 -c50, "
      "https, Connection: close), passed through or routed by SNI", TLS_TARGETS, [
         ("conn/s", "cps-tls", "rps", "high"),
@@ -614,7 +638,7 @@ def md_table(summary, spec):
              "|---|" + "---:|" * len(cols)]
     rows = 0
     for t in targets:
-        if not any(summary.get(c, {}).get(t) for _, c, _, _ in cols):
+        if not any(summary.get(c, {}).get(t, {}).get(m) for _, c, m, _ in cols):
             continue
         rows += 1
         lines.append(f"| {t} | " + " | ".join(cell(summary, c, t, m, b) for _, c, m, b in cols) + " |")
