@@ -20,7 +20,12 @@ import subprocess
 import sys
 
 PEERS = ("haproxy", "nginx")
-ALL = ("direct", "sluice", "haproxy", "nginx")
+# sluice's relay modes measured in the bulk, rr and cps tables, one row
+# each (a row appears only when the run has data for it). A new mode:
+# add its target here and in scripts/bench (sluice_relay and the workload
+# lists); its verdicts against the peers go in targets_table.
+SLUICE_VARIANTS = ("sluice",)
+ALL = ("direct",) + SLUICE_VARIANTS + PEERS
 PROXIES = ("sluice", "haproxy", "nginx")
 # cps-tls: every proxy as plain TCP passthrough and as PROXY-sni, routing on
 # the TLS ClientHello's server name (sluice route = sni, HAProxy req.ssl_sni,
@@ -1187,7 +1192,14 @@ DOC_METHOD = """## How it is measured
   generator and the backend included) over the same interval. A proxy that
   relays in the kernel moves work out of its own process (into softirq and
   other processes' syscalls): machine CPU shows what the proxy's own CPU
-  cannot; `direct` gives the floor without a proxy.
+  cannot; `direct` gives the floor without a proxy. The proxy's own CPU is
+  also split into user and system time (utime and stime): the share in the
+  kernel is in its own table.
+* **Profile** (`--profile`, not in the default run: tracing slows the
+  proxy down). After the timed runs, each proxy once more under rr and cps
+  ({secs} s after the warm-up), with `strace -c -f` attached to every
+  process and thread of the proxy; each syscall's count is divided by the
+  requests wrk completed in that run.
 * **TCP counters.** `nstat -asz` before and after each measured run:
   retransmits per GB (`TcpRetransSegs`) in the bulk tables; the deltas of
   the receive path's collapse, prune, drop and memory-pressure counters
