@@ -1,13 +1,20 @@
 #!/usr/bin/python3
 """Parse, aggregate and report a scripts/bench run (standard library only).
 
-  report.py --raw DIR --out DIR [--docs FILE --img DIR] [--strict]
+  report.py --raw DIR --out DIR [--docs FILE --img DIR --data DIR] [--strict]
+  report.py --from bench/data/FILE.json [--check]
 
 Reads DIR/raw/env and one directory per run (meta + raw tool outputs), and
-writes OUT/results.json (every repetition, versions, settings, summary),
-OUT/results.md (tables) and OUT/*.png (gnuplot). With --docs it also writes
-docs/benchmarks.md and copies the charts to --img. Exits 1 if a run failed
-or an output did not parse; --strict also requires every chart.
+writes OUT/results.json (every repetition, the env, versions, settings,
+summary per configuration, the rendered tables), OUT/results.md (tables)
+and OUT/*.png (gnuplot). With --docs it also writes docs/benchmarks.md,
+copies the charts to --img and writes the run's data file to --data
+(bench/data/<stamp>-<commit>-<workloads>.json); it refuses unless the run
+was at HEAD, on a clean tree, with a binary built from it. Exits 1 if a run
+failed or an output did not parse; --strict also requires every chart.
+
+--from re-renders the tables of a data file (or a results.json) on stdout;
+with --check it exits 1 unless they equal the tables stored in the file.
 """
 
 import argparse
@@ -1504,7 +1511,12 @@ def main():
     except (OSError, subprocess.CalledProcessError) as e:
         problems.append(f"charts: {e}")
     if a.strict:
+        ran = {r.get("case") for r in runs}
         for w in env.get("workloads", "").split(","):
+            # only a workload that ran (idle, say, does not in `matched`)
+            if not (w in ran or any(c and c.startswith(w + "-") and w not in ("cps",)
+                                    for c in ran)):
+                continue
             if w in ("bulk", "rr", "cps", "cps-tls", "idle", "reload", "scaling") and not any(
                     m == f"{w}.png" or re.fullmatch(re.escape(w) + r"-[a-z]+\.png", m)
                     for m in made):
