@@ -4,9 +4,15 @@
   proc.py cpu PID                 CPU seconds (user+system) of PID and all its
                                   descendants, threads included, plus what
                                   they reaped (cutime+cstime)
+  proc.py cpusplit PID            "USER SYSTEM": the same CPU seconds split into
+                                  user and kernel (utime+cutime, stime+cstime)
   proc.py mem PID                 "rss_kib=N pss_kib=N procs=N" summed over
                                   PID and its descendants
   proc.py tree PID                PID and its descendants, one per line
+  proc.py machine                 busy CPU seconds of the whole machine since
+                                  boot, every process and the kernel (user,
+                                  nice, system, irq, softirq, steal from
+                                  /proc/stat; idle and iowait excluded)
   proc.py sample PID SECS MAX     every SECS seconds, until SIGTERM or MAX
                                   seconds: "t rss_kib procs" lines on stdout
   proc.py freeports N             N distinct free TCP ports on 127.0.0.1
@@ -69,6 +75,27 @@ def cpu_seconds(root):
     return ticks / CLK_TCK
 
 
+def machine_seconds():
+    """Busy CPU seconds of all CPUs from /proc/stat's aggregate line."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    # cpu user nice system idle iowait irq softirq steal [guest guest_nice]:
+    # guest time is already counted in user and nice.
+    v = [int(x) for x in fields[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+
+
+def cpu_split(root):
+    user = system = 0
+    for pid in tree(root):
+        st = read_stat(pid)
+        if st is None:
+            continue
+        user += int(st[11]) + int(st[13])
+        system += int(st[12]) + int(st[14])
+    return user / CLK_TCK, system / CLK_TCK
+
+
 def rss_kib(pid):
     try:
         with open(f"/proc/{pid}/statm") as f:
@@ -99,6 +126,11 @@ def main(argv):
         pids = tree(int(args[0]))
         print(f"rss_kib={sum(rss_kib(p) for p in pids)} "
               f"pss_kib={sum(pss_kib(p) for p in pids)} procs={len(pids)}")
+    elif cmd == "cpusplit":
+        u, k = cpu_split(int(args[0]))
+        print(f"{u:.3f} {k:.3f}")
+    elif cmd == "machine":
+        print(f"{machine_seconds():.3f}")
     elif cmd == "tree":
         for p in tree(int(args[0])):
             print(p)

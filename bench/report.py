@@ -1,13 +1,20 @@
 #!/usr/bin/python3
 """Parse, aggregate and report a scripts/bench run (standard library only).
 
-  report.py --raw DIR --out DIR [--docs FILE --img DIR] [--strict]
+  report.py --raw DIR --out DIR [--docs FILE --img DIR --data DIR] [--strict]
+  report.py --from bench/data/FILE.json [--check]
 
 Reads DIR/raw/env and one directory per run (meta + raw tool outputs), and
-writes OUT/results.json (every repetition, versions, settings, summary),
-OUT/results.md (tables) and OUT/*.png (gnuplot). With --docs it also writes
-docs/benchmarks.md and copies the charts to --img. Exits 1 if a run failed
-or an output did not parse; --strict also requires every chart.
+writes OUT/results.json (every repetition, the env, versions, settings,
+summary per configuration, the rendered tables), OUT/results.md (tables)
+and OUT/*.png (gnuplot). With --docs it also writes docs/benchmarks.md,
+copies the charts to --img and writes the run's data file to --data
+(bench/data/<stamp>-<commit>-<workloads>.json); it refuses unless the run
+was at HEAD, on a clean tree, with a binary built from it. Exits 1 if a run
+failed or an output did not parse; --strict also requires every chart.
+
+--from re-renders the tables of a data file (or a results.json) on stdout;
+with --check it exits 1 unless they equal the tables stored in the file.
 """
 
 import argparse
@@ -20,7 +27,12 @@ import subprocess
 import sys
 
 PEERS = ("haproxy", "nginx")
-ALL = ("direct", "sluice", "haproxy", "nginx")
+# sluice's relay modes measured in the bulk, rr and cps tables, one row
+# each (a row appears only when the run has data for it). A new mode:
+# add its target here and in scripts/bench (sluice_relay and the workload
+# lists); its verdicts against the peers go in targets_table.
+SLUICE_VARIANTS = ("sluice",)
+ALL = ("direct",) + SLUICE_VARIANTS + PEERS
 PROXIES = ("sluice", "haproxy", "nginx")
 # cps-tls: every proxy as plain TCP passthrough and as PROXY-sni, routing on
 # the TLS ClientHello's server name (sluice route = sni, HAProxy req.ssl_sni,
@@ -247,6 +259,67 @@ def count_crashes(d):
     return n
 
 
+# Kernel TCP counters kept per run (nstat -asz before and after, deltas):
+# retransmits, and what the receive path drops, prunes and collapses.
+NSTAT_KEYS = ("TcpRetransSegs", "TcpOutSegs", "TcpExtTCPRcvCollapsed", "TcpExtPruneCalled",
+              "TcpExtRcvPruned", "TcpExtOfoPruned", "TcpExtTCPBacklogDrop", "TcpExtTCPOFOQueue",
+              "TcpExtTCPOFODrop", "TcpExtTCPLostRetransmit", "TcpExtTCPFastRetrans",
+              "TcpExtTCPSlowStartRetrans", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes",
+              "TcpExtTCPSpuriousRTOs", "TcpExtTCPDSACKRecv", "TcpExtTCPMemoryPressures",
+              "TcpExtTCPRcvQDrop", "TcpExtTCPZeroWindowDrop", "TcpExtListenDrops",
+              "TcpExtListenOverflows", "TcpExtTCPAbortOnMemory", "TcpExtTCPWqueueTooBig")
+
+
+def read_nstat(path):
+    """`nstat -asz` output -> {counter: value}; {} if the file is missing."""
+    out = {}
+    if not os.path.exists(path):
+        return out
+    with open(path, errors="replace") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                out[parts[0]] = int(parts[1])
+    return out
+
+
+def nstat_delta(d):
+    """Deltas of NSTAT_KEYS over the measured run, None without nstat."""
+    before = read_nstat(os.path.join(d, "nstat-before.txt"))
+    after = read_nstat(os.path.join(d, "nstat-after.txt"))
+    if not before or not after:
+        return None
+    return {k: after[k] - before.get(k, 0) for k in NSTAT_KEYS if k in after}
+
+
+def parse_strace(path):
+    """strace -c summary -> {syscall: calls} (errors counted as calls)."""
+    calls = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            parts = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(parts) >= 5 and parts[-1] != "total" and re.fullmatch(r"[\d.]+", parts[0]):
+                try:
+                    calls[parts[-1]] = int(parts[3])
+                except ValueError:
+                    continue
+    if not calls:
+        raise ValueError(f"{path}: no syscall counts")
+    return calls
+
+
+def kernel_share(meta):
+    """The share of the proxy's CPU spent in the kernel over the measured
+    run (stime over utime + stime, from /proc/PID/stat), None if unknown."""
+    b, a = meta.get("cpu_split_before"), meta.get("cpu_split_after")
+    if not b or not a:
+        return None
+    (ub, kb), (ua, ka) = ([float(x) for x in v.split()] for v in (b, a))
+    total = (ua - ub) + (ka - kb)
+    return (ka - kb) / total if total > 0 else None
+
+
 def cpu_used(meta, prefix=""):
     b, a = meta.get(prefix + "cpu_before"), meta.get(prefix + "cpu_after")
     if b is None or a is None:
@@ -258,7 +331,7 @@ def parse_run(d, env):
     meta = read_kv(os.path.join(d, "meta"))
     case, target = meta["case"], meta["target"]
     run = {"id": meta["id"], "rep": int(meta["rep"]), "case": case, "target": target,
-           "status": meta.get("status", "unknown"), "workers": meta.get("workers"),
+           "config": meta.get("config", "unspecified"), "status": meta.get("status", "unknown"), "workers": meta.get("workers"),
            "start": meta.get("start"), "elapsed_s": float(meta.get("elapsed_s", 0) or 0),
            "metrics": {}, "raw": {}}
     if run["status"] != "ok":
@@ -271,9 +344,21 @@ def parse_run(d, env):
         run["raw"].update(r, streams=int(meta["streams"]))
         m["gbit_s"] = r["gbit_s"]
         cpu = cpu_used(meta)
+        gb = r["bytes"] / 1e9
         if cpu is not None:
             run["raw"]["cpu_s"] = cpu
-            m["cpu_s_per_gb"] = cpu / (r["bytes"] / 1e9) if r["bytes"] else None
+            m["cpu_s_per_gb"] = cpu / gb if gb else None
+        mcpu = cpu_used(meta, "machine_")
+        if mcpu is not None:
+            run["raw"]["machine_cpu_s"] = mcpu
+            m["machine_cpu_s_per_gb"] = mcpu / gb if gb else None
+        if kernel_share(meta) is not None:
+            m["kernel_share"] = kernel_share(meta)
+        ns = nstat_delta(d)
+        if ns is not None:
+            run["raw"]["nstat"] = ns
+            if "TcpRetransSegs" in ns and gb:
+                m["retrans_per_gb"] = ns["TcpRetransSegs"] / gb
     elif case in ("rr", "cps", "cps-tls", "scaling-rr", "scaling-cps"):
         r = parse_wrk(os.path.join(d, "wrk.txt"))
         run["raw"].update(r)
@@ -285,6 +370,15 @@ def parse_run(d, env):
         if cpu is not None:
             run["raw"]["cpu_s"] = cpu
             m["cpu_us"] = cpu * 1e6 / r["requests"] if r["requests"] else None
+        mcpu = cpu_used(meta, "machine_")
+        if mcpu is not None:
+            run["raw"]["machine_cpu_s"] = mcpu
+            m["machine_cpu_us"] = mcpu * 1e6 / r["requests"] if r["requests"] else None
+        if kernel_share(meta) is not None:
+            m["kernel_share"] = kernel_share(meta)
+        ns = nstat_delta(d)
+        if ns is not None:
+            run["raw"]["nstat"] = ns
         if "mem_after" in meta:
             run["raw"]["mem_after"] = parse_mem(meta["mem_after"])
     elif case.startswith("idle-"):
@@ -328,6 +422,15 @@ def parse_run(d, env):
         m["crashes"] = count_crashes(d)
     elif case == "flood":
         parse_flood(d, meta, run)
+    elif case.startswith("profile-"):
+        r = parse_wrk(os.path.join(d, "wrk.txt"))
+        calls = parse_strace(os.path.join(d, "strace.txt"))
+        run["raw"].update(requests=r["requests"], rps_traced=r["rps"], syscalls=calls,
+                          tool=meta.get("profile_tool", "strace"))
+        if r["requests"]:
+            m["syscalls_per_req"] = sum(calls.values()) / r["requests"]
+            for name, n in calls.items():
+                m[f"sc_{name}"] = n / r["requests"]
     else:
         raise ValueError(f"{d}: unknown case {case}")
     return run
@@ -438,6 +541,12 @@ TABLES = [
         ("Gbit/s, 8 streams", "bulk-8", "gbit_s", "high"),
         ("CPU-s/GB, 8 streams", "bulk-8", "cpu_s_per_gb", "low"),
     ]),
+    ("bulk-machine", "Bulk transfer: whole-machine CPU and TCP retransmits", ALL, [
+        ("machine CPU-s/GB, 1 stream", "bulk-1", "machine_cpu_s_per_gb", "low"),
+        ("retransmits/GB, 1 stream", "bulk-1", "retrans_per_gb", "low"),
+        ("machine CPU-s/GB, 8 streams", "bulk-8", "machine_cpu_s_per_gb", "low"),
+        ("retransmits/GB, 8 streams", "bulk-8", "retrans_per_gb", "low"),
+    ]),
     ("splice", "Zero-copy bulk: sluice relay = splice vs HAProxy with splice forced (iperf3)",
      ("direct", "sluice-splice", "haproxy-splice"), [
         ("Gbit/s, 1 stream", "splice-1", "gbit_s", "high"),
@@ -445,17 +554,35 @@ TABLES = [
         ("Gbit/s, 8 streams", "splice-8", "gbit_s", "high"),
         ("CPU-s/GB, 8 streams", "splice-8", "cpu_s_per_gb", "low"),
     ]),
+    ("splice-machine", "Zero-copy bulk: whole-machine CPU and TCP retransmits",
+     ("direct", "sluice-splice", "haproxy-splice"), [
+        ("machine CPU-s/GB, 1 stream", "splice-1", "machine_cpu_s_per_gb", "low"),
+        ("retransmits/GB, 1 stream", "splice-1", "retrans_per_gb", "low"),
+        ("machine CPU-s/GB, 8 streams", "splice-8", "machine_cpu_s_per_gb", "low"),
+        ("retransmits/GB, 8 streams", "splice-8", "retrans_per_gb", "low"),
+    ]),
     ("rr", "Request/response, keep-alive (wrk -t2 -c50, 64-byte body)", ALL, [
         ("req/s", "rr", "rps", "high"),
         ("p50 ms", "rr", "p50_ms", "low"),
         ("p99 ms", "rr", "p99_ms", "low"),
         ("CPU µs/req", "rr", "cpu_us", "low"),
+        ("machine CPU µs/req", "rr", "machine_cpu_us", "low"),
     ]),
     ("cps", "New connection per request (wrk -t2 -c50, Connection: close)", ALL, [
         ("conn/s", "cps", "rps", "high"),
         ("p50 ms", "cps", "p50_ms", "low"),
         ("p99 ms", "cps", "p99_ms", "low"),
         ("CPU µs/conn", "cps", "cpu_us", "low"),
+        ("machine CPU µs/conn", "cps", "machine_cpu_us", "low"),
+    ]),
+    ("cpu-split", "Where each proxy's own CPU goes: share in the kernel (system time ÷ "
+     "user + system, /proc/PID/stat, over the measured runs)",
+     ("sluice", "sluice-splice", "haproxy", "haproxy-splice", "nginx"), [
+        ("bulk, 1 stream", "bulk-1", "kernel_share", None),
+        ("bulk, 8 streams", "bulk-8", "kernel_share", None),
+        ("splice, 8 streams", "splice-8", "kernel_share", None),
+        ("rr", "rr", "kernel_share", None),
+        ("cps", "cps", "kernel_share", None),
     ]),
     ("cps-tls", "TLS, new connection per request, full handshake each (wrk -t2 -c50, "
      "https, Connection: close), passed through or routed by SNI", TLS_TARGETS, [
@@ -463,6 +590,7 @@ TABLES = [
         ("p50 ms", "cps-tls", "p50_ms", "low"),
         ("p99 ms", "cps-tls", "p99_ms", "low"),
         ("CPU µs/conn", "cps-tls", "cpu_us", "low"),
+        ("machine CPU µs/conn", "cps-tls", "machine_cpu_us", "low"),
     ]),
 ]
 
@@ -522,7 +650,7 @@ def md_table(summary, spec):
              "|---|" + "---:|" * len(cols)]
     rows = 0
     for t in targets:
-        if not any(summary.get(c, {}).get(t) for _, c, _, _ in cols):
+        if not any(summary.get(c, {}).get(t, {}).get(m) for _, c, m, _ in cols):
             continue
         rows += 1
         lines.append(f"| {t} | " + " | ".join(cell(summary, c, t, m, b) for _, c, m, b in cols) + " |")
@@ -638,20 +766,76 @@ def flood_lines(summary, env):
     return lines
 
 
+def verdict(mine, theirs, better, factor=1.0):
+    """The verdict on a target "mine ≥ factor × theirs" (better="high") or
+    "mine ≤ factor × theirs" (better="low"), from the repetitions of both
+    (lists of values; theirs may be one number: an absolute target).
+
+    met: even sluice's worst repetition beats the target set by the other's
+    best one; missed: even sluice's best repetition misses the target set
+    by the other's worst one; otherwise the ranges overlap: level (within
+    noise). With one repetition each this is a plain comparison."""
+    if not mine or theirs is None or (isinstance(theirs, list) and not theirs):
+        return "no data"
+    if not isinstance(theirs, list):
+        theirs = [theirs]
+    if better == "high":
+        if min(mine) >= factor * max(theirs):
+            return "met"
+        if max(mine) < factor * min(theirs):
+            return "missed"
+    else:
+        if max(mine) <= factor * min(theirs):
+            return "met"
+        if min(mine) > factor * max(theirs):
+            return "missed"
+    return "level (within noise)"
+
+
+def ratio(mine, theirs):
+    """The one ratio every figure uses: median over median."""
+    a, b = statistics.median(mine), statistics.median(theirs)
+    return a / b if b else None
+
+
+def best_peer_name(summary, case, metric, better, target=None):
+    """The peer whose median is best for this figure (best_peer's choice)."""
+    peers = ("haproxy-splice",) if case.startswith("splice-") else PEERS
+    if case == "cps-tls" and target and target.endswith("-sni"):
+        peers = tuple(p + "-sni" for p in PEERS)
+    have = [(get(summary, case, p, metric), p) for p in peers]
+    have = [(v, p) for v, p in have if v is not None]
+    if not have or better not in ("high", "low"):
+        return None
+    return (max if better == "high" else min)(have)[1]
+
+
+def values(summary, case, target, metric):
+    return summary.get(case, {}).get(target, {}).get(metric, {}).get("values") or []
+
+
 def targets_table(summary, idle_n):
-    """Rows: (workload, figure, target, measured, verdict)."""
+    """Rows: (figure, target, measured, verdict). Every verdict from
+    verdict() on the repetitions; every ratio median over median."""
     rows = []
 
-    def vs_peer(label, case, metric, better, op, factor, unit=""):
-        s, best = get(summary, case, "sluice", metric), best_peer(summary, case, metric, better)
-        tgt = f"{op} {factor:g}× best peer"
-        if s is None or not best:
+    def judged(label, tgt, mine, theirs, better, factor, unit=""):
+        if not mine or not theirs:
             rows.append((label, tgt, "no data", "no data"))
             return
-        ratio = s / best
-        ok = ratio >= factor if op == "≥" else ratio <= factor
-        rows.append((label, tgt, f"{fmt(s)} vs {fmt(best)}{unit} = {ratio:.2f}×",
-                     "met" if ok else "missed"))
+        rng = lambda v: (f"{fmt(min(v))}–{fmt(max(v))}" if len(v) > 1 else fmt(v[0]))
+        rows.append((label, tgt, f"{fmt(statistics.median(mine))} vs "
+                     f"{fmt(statistics.median(theirs))}{unit} = {ratio(mine, theirs):.2f}× "
+                     f"(reps {rng(mine)} vs {rng(theirs)})",
+                     verdict(mine, theirs, better, factor)))
+
+    def vs_peer(label, case, metric, better, op, factor, unit=""):
+        if case not in summary:
+            return
+        peer = best_peer_name(summary, case, metric, better)
+        tgt = f"{op} {factor:g}× best peer" + (f" ({peer})" if peer else "")
+        judged(label, tgt, values(summary, case, "sluice", metric),
+               values(summary, case, peer, metric) if peer else [], better, factor, unit)
 
     for n in (1, 8):
         st = "stream" if n == 1 else "streams"
@@ -660,31 +844,32 @@ def targets_table(summary, idle_n):
     for n in (1, 8):
         st = "stream" if n == 1 else "streams"
         c = f"splice-{n}"
-        s_ = get(summary, c, "sluice-splice", "gbit_s")
+        mine = values(summary, c, "sluice-splice", "gbit_s")
         for label, other, factor in (("HAProxy splice", "haproxy-splice", 1.1),
                                      ("direct", "direct", 0.7)):
-            o = get(summary, c, other, "gbit_s")
-            if s_ is None or not o:
+            theirs = values(summary, c, other, "gbit_s")
+            if not mine or not theirs:
                 continue
-            ratio = s_ / o
-            rows.append((f"splice {n} {st}: Gbit/s vs {label}", f"≥ {factor:g}× {label}",
-                         f"{fmt(s_)} vs {fmt(o)} = {ratio:.2f}×",
-                         "met" if ratio >= factor else "missed"))
+            judged(f"splice {n} {st}: Gbit/s vs {label}", f"≥ {factor:g}× {label}",
+                   mine, theirs, "high", factor)
     vs_peer("rr: req/s", "rr", "rps", "high", "≥", 1.15)
     vs_peer("rr: p99", "rr", "p99_ms", "low", "≤", 1.0, " ms")
     vs_peer("rr: CPU µs/req", "rr", "cpu_us", "low", "≤", 0.8)
     vs_peer("cps: conn/s", "cps", "rps", "high", "≥", 1.2)
     vs_peer("cps: CPU µs/conn", "cps", "cpu_us", "low", "≤", 0.8)
-    v = get(summary, f"idle-{idle_n}", "sluice", "kib_per_conn")
-    rows.append((f"idle {idle_n:,} conns: RSS/conn", "≤ 1 KiB",
-                 "no data" if v is None else f"{v:.2f} KiB",
-                 "no data" if v is None else ("met" if v <= 1.0 else "missed")))
+    v = values(summary, f"idle-{idle_n}", "sluice", "kib_per_conn")
+    if v or summary.get(f"idle-{idle_n}"):
+        rows.append((f"idle {idle_n:,} conns: RSS/conn", "≤ 1 KiB",
+                     "no data" if not v else f"{statistics.median(v):.2f} KiB (worst rep "
+                     f"{max(v):.2f})", verdict(v, 1.0, "low")))
     for kind in ("rr", "cps"):
         c = f"reload-{kind}"
-        err = get(summary, c, "sluice", "storm_socket_errors", "max")
+        if not summary.get(c, {}).get("sluice"):
+            continue
+        err = values(summary, c, "sluice", "storm_socket_errors")
         rows.append((f"reload {kind}: socket errors in storm", "0",
-                     "no data" if err is None else f"{err:.0f} (worst rep)",
-                     "no data" if err is None else ("met" if err == 0 else "missed")))
+                     "no data" if not err else f"{max(err):.0f} (worst rep)",
+                     verdict(err, 0, "low")))
         hi = [get(summary, c, "sluice", f"{p}_procs_max", "max") for p in ("base", "storm")]
         lo = [get(summary, c, "sluice", f"{p}_procs_min", "min") for p in ("base", "storm")]
         if None in hi + lo:
@@ -693,40 +878,34 @@ def targets_table(summary, idle_n):
             rng = f"{min(lo)}–{max(hi)}" if min(lo) != max(hi) else f"{min(lo)}"
             rows.append((f"reload {kind}: processes", "1 throughout", rng,
                          "met" if min(lo) == max(hi) == 1 else "missed"))
-        for label, a, b, op, factor in (
-                ("req/s storm vs without", "storm_rps", "base_rps", "≥", 0.98),
-                ("worst 1 s storm vs without", "storm_worst_rps", "base_worst_rps", "≥", 1.0),
-                ("peak RSS storm vs without", "storm_peak_rss_mib", "base_peak_rss_mib", "≤", 1.05)):
-            x, y = get(summary, c, "sluice", a), get(summary, c, "sluice", b)
-            tgt = f"{op} {factor:g}×"
-            if x is None or not y:
-                rows.append((f"reload {kind}: {label}", tgt, "no data", "no data"))
-                continue
-            r = x / y
-            ok = r >= factor if op == "≥" else r <= factor
-            rows.append((f"reload {kind}: {label}", tgt, f"{fmt(x)} vs {fmt(y)} = {r:.2f}×",
-                         "met" if ok else "missed"))
+        for label, a, b, op, factor, better in (
+                ("req/s storm vs without", "storm_rps", "base_rps", "≥", 0.98, "high"),
+                ("worst 1 s storm vs without", "storm_worst_rps", "base_worst_rps", "≥", 1.0, "high"),
+                ("peak RSS storm vs without", "storm_peak_rss_mib", "base_peak_rss_mib", "≤", 1.05,
+                 "low")):
+            judged(f"reload {kind}: {label}", f"{op} {factor:g}×", values(summary, c, "sluice", a),
+                   values(summary, c, "sluice", b), better, factor)
     if summary.get("flood", {}).get("sluice"):
         # The targets are for sluice protecting itself: an unprotected run
         # (no per-source limits in the build) is measured, not judged.
         prot = get(summary, "flood", "sluice", "protected", "min") == 1
-        for label, metric, op, factor in (
-                ("flood: well-behaved req/s, flood ÷ alone", "rps_ratio", "≥", 0.9),
-                ("flood: well-behaved p99, flood ÷ alone", "p99_ratio", "≤", 1.1)):
-            v = get(summary, "flood", "sluice", metric)
-            ok = v is not None and (v >= factor if op == "≥" else v <= factor)
-            rows.append((label, f"{op} {factor:g}×", "no data" if v is None else f"{v:.2f}×",
-                         "no data" if v is None else "not judged: unprotected run" if not prot
-                         else ("met" if ok else "missed")))
-        v = get(summary, "flood", "sluice", "flood_admitted_vs_allowed", "max")
+        for label, metric, op, factor, better in (
+                ("flood: well-behaved req/s, flood ÷ alone", "rps_ratio", "≥", 0.9, "high"),
+                ("flood: well-behaved p99, flood ÷ alone", "p99_ratio", "≤", 1.1, "low")):
+            v = values(summary, "flood", "sluice", metric)
+            rows.append((label, f"{op} {factor:g}×",
+                         "no data" if not v else f"{statistics.median(v):.2f}×",
+                         "no data" if not v else "not judged: unprotected run" if not prot
+                         else verdict(v, factor, better)))
+        v = values(summary, "flood", "sluice", "flood_admitted_vs_allowed")
         rows.append(("flood: admitted ÷ allowed by the per-source limit", "≤ 1×",
-                     "not protected (no per-source limits in this build)" if v is None
-                     else f"{v:.2f}× (worst rep)",
-                     "no data" if v is None else ("met" if v <= 1.0 else "missed")))
-    a, b = get(summary, "scaling-cps", "sluice-w1", "rps"), get(summary, "scaling-cps", "sluice-w2", "rps")
-    rows.append(("scaling cps: workers=2 vs 1", "≥ 1.6×",
-                 "no data" if not (a and b) else f"{fmt(b)} vs {fmt(a)} = {b / a:.2f}×",
-                 "no data" if not (a and b) else ("met" if b / a >= 1.6 else "missed")))
+                     "not protected (no per-source limits in this build)" if not v
+                     else f"{max(v):.2f}× (worst rep)",
+                     "no data" if not v else verdict(v, 1.0, "low")))
+    if summary.get("scaling-cps"):
+        judged("scaling cps: workers=2 vs 1", "≥ 1.6×",
+               values(summary, "scaling-cps", "sluice-w2", "rps"),
+               values(summary, "scaling-cps", "sluice-w1", "rps"), "high", 1.6)
     return rows
 
 
@@ -758,7 +937,7 @@ def histogram(out, name, title, ylabel, cats, series, values):
             f"plot " + ", ".join(plots) + "\n")
 
 
-def charts(out, summary, ns, env):
+def charts(out, summary, ns, env, sfx=""):
     """Write the .gp script and run gnuplot; returns the PNG names made."""
     gp = ["set style data histograms", "set style histogram errorbars gap 1 lw 1",
           "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set grid ytics",
@@ -777,6 +956,7 @@ def charts(out, summary, ns, env):
     def page(name, panels):
         if not any(p[5] for p in panels):
             return
+        name += sfx
         width = 250 + 450 * len(panels) if len(panels) > 1 else 800
         gp.append(f"set terminal pngcairo size {width},420 font 'sans,10'")
         gp.append(f"set output '{os.path.join(out, name + '.png')}'")
@@ -851,7 +1031,7 @@ def charts(out, summary, ns, env):
                 d[(label, kind)] = (s["median"], s["half_range"])
     page("scaling", [("sluice scaling with workers", "req/s (rr) or conn/s (cps)", ["rr", "cps"],
                       ["1 worker", "2 workers"], None, d)])
-    script = os.path.join(out, "charts.gp")
+    script = os.path.join(out, f"charts{sfx}.gp")
     with open(script, "w") as f:
         f.write("\n".join(gp) + "\n")
     if made:
@@ -861,17 +1041,40 @@ def charts(out, summary, ns, env):
 
 # ------------------------------------------------------------------- report
 
-def markdown(summary, env, runs, ns, img_prefix, made):
-    lines = []
+def run_header(env):
+    """Which run, at which commit, and how to read the cells."""
     mode = env.get("mode", "?")
-    lines += [f"Run {env.get('stamp', '?')}: mode `{mode}`, {env.get('reps')} interleaved "
-              f"repetition(s), {env.get('secs')} s per measured run, {env.get('workers')} "
-              "workers/threads per proxy. Cells: median ±half-range over the repetitions, "
-              "and in parentheses the ratio to the best peer (the better of HAProxy and "
-              "nginx for that figure; higher is better for throughput, lower for "
-              "latency, CPU and memory).", ""]
+    commit = env.get("commit") or env.get("sluice_commit", "?")
+    state = []
+    if env.get("tree_dirty") == "1" or env.get("sluice_commit", "").endswith("+dirty"):
+        state.append("**tree not clean: uncommitted changes**")
+    elif env.get("tree_dirty") == "0":
+        state.append("tree clean")
+    if env.get("build_current") == "1":
+        state.append("binary built from it")
+    elif env.get("build_current") == "0":
+        state.append("**binary not up to date with the tree**")
+    cfgs = env.get("configs", "").split()
+    return [f"Run {env.get('stamp', '?')} at commit `{commit}`"
+            + (f" ({', '.join(state)})" if state else "")
+            + f": mode `{mode}`, {env.get('reps')} interleaved repetition(s), "
+            f"{env.get('secs')} s per measured run, {env.get('workers')} workers/threads per "
+            "proxy" + (f", configurations: {', '.join(f'`{c}`' for c in cfgs)}" if cfgs else "")
+            + ". Cells: median ±half-range over the repetitions, and in parentheses the "
+            "ratio to the best peer, median over median (the better of HAProxy and nginx "
+            "for that figure; higher is better for throughput, lower for latency, CPU, "
+            "memory and retransmits). Verdicts: **met** when sluice's worst repetition "
+            "beats the target set by the peer's best one, **missed** when sluice's best "
+            "repetition misses the target set by the peer's worst one, otherwise "
+            "**level (within noise)**.", ""]
+
+
+def markdown(summary, env, runs, ns, img_prefix, made, sfx="", head=""):
+    """One configuration's tables. head prefixes every heading but the
+    first configuration's (so that its anchors stay stable)."""
+    lines = []
     idle_n = ns[-1] if ns else 8000
-    lines += ["### Targets vs measured (sluice)", "",
+    lines += [f"### {head}Targets vs measured (sluice)", "",
               "| workload: figure | target | measured | verdict |", "|---|---|---|---|"]
     for r in targets_table(summary, idle_n):
         lines.append("| " + " | ".join(r) + " |")
@@ -881,7 +1084,7 @@ def markdown(summary, env, runs, ns, img_prefix, made):
         t = md_table(summary, spec)
         if not t:
             continue
-        lines += [f"### {spec[1]}", ""] + t + [""]
+        lines += [f"### {head}{spec[1]}", ""] + t + [""]
         if spec[0].startswith("reload-"):
             case = spec[0]
             lines += ["Processes (min–max while sampled every 100 ms): " + ", ".join(
@@ -901,8 +1104,8 @@ def markdown(summary, env, runs, ns, img_prefix, made):
                 lines += ["Worker crashes seen in the proxies' own logs during the storm "
                           "(worst repetition): " + ", ".join(
                               f"{p} {int(v)}" for p, v in crashes.items() if v) + ".", ""]
-        if spec[0] == "bulk" and "bulk.png" in made:
-            lines += [f"![bulk]({img_prefix}bulk.png)", ""]
+        if spec[0] == "bulk" and f"bulk{sfx}.png" in made:
+            lines += [f"![bulk]({img_prefix}bulk{sfx}.png)", ""]
         if spec[0] == "cps-tls":
             lines += ["In parentheses: the passthrough rows (and direct) against the better "
                       "of haproxy and nginx, the -sni rows against the better of haproxy-sni "
@@ -913,16 +1116,18 @@ def markdown(summary, env, runs, ns, img_prefix, made):
                           "÷ the same proxy passing through, computed per repetition "
                           "(the same round), median ±half-range over repetitions "
                           "(conn/s below 1× and CPU above 1× are the cost).", ""] + cost + [""]
-        if spec[0] in ("rr", "cps", "cps-tls", "idle") and f"{spec[0]}.png" in made:
-            lines += [f"![{spec[0]}]({img_prefix}{spec[0]}.png)", ""]
-        if spec[0] == "reload-cps" and "reload.png" in made:
-            lines += [f"![reload]({img_prefix}reload.png)", ""]
-    lines += flood_lines(summary, env)
+        if spec[0] in ("rr", "cps", "cps-tls", "idle") and f"{spec[0]}{sfx}.png" in made:
+            lines += [f"![{spec[0]}]({img_prefix}{spec[0]}{sfx}.png)", ""]
+        if spec[0] == "reload-cps" and f"reload{sfx}.png" in made:
+            lines += [f"![reload]({img_prefix}reload{sfx}.png)", ""]
+    lines += [x.replace("### ", f"### {head}", 1) if x.startswith("### ") else x
+              for x in flood_lines(summary, env)]
     s = scaling_lines(summary)
     if s:
-        lines += ["### Scaling: sluice with 1 and 2 workers (rr and cps as above)", ""] + s + [""]
-        if "scaling.png" in made:
-            lines += [f"![scaling]({img_prefix}scaling.png)", ""]
+        lines += [f"### {head}Scaling: sluice with 1 and 2 workers (rr and cps as above)",
+                  ""] + s + [""]
+        if f"scaling{sfx}.png" in made:
+            lines += [f"![scaling]({img_prefix}scaling{sfx}.png)", ""]
     failed = [r["id"] for r in runs if r["status"] != "ok" or r.get("parse_error")]
     if failed:
         lines += [f"Runs that failed or did not parse ({len(failed)}): " + ", ".join(failed), ""]
@@ -959,17 +1164,55 @@ DOC_METHOD = """## How it is measured
 * **Targets.** `direct` (the client talks to the backend itself), `sluice`
   (build-release: `--buildtype=release -Dassertions=false -Db_ndebug=true`),
   HAProxy (`mode tcp`) and nginx (`stream` module). Each proxy gets the same
-  number of workers/threads ({workers}), 16 KiB buffers, logging off, 5-minute
-  idle timeouts; configs are generated from the templates in `bench/`
-  (`sluice.ini.in`, `haproxy.cfg.in`, `nginx.conf.in`). Every proxy is started
+  number of workers/threads ({workers}), logging off, 5-minute idle timeouts,
+  3-second connect timeouts; configs are generated from the templates in
+  `bench/` (`sluice.ini.in`, `haproxy.cfg.in`, `nginx.conf.in`). Every proxy is started
   by the script as a foreground process (`sluice -c`, `haproxy -db -f` or
   `haproxy -W -db -f` for the reload workload, `nginx -c ... ` with
   `daemon off`) and stopped by PID.
+* **Configurations.** Buffers are where the proxies' defaults differ most,
+  so each run measures two configurations: `defaults`, no buffer or pipe
+  setting in any config (what users get), and `matched`, the same
+  per-direction buffer for every proxy and the same pipe size for the
+  splice variants. What each proxy's config held (the lines
+  `scripts/bench` put in it; the defaults as the programs report them):
+
+@SETTINGS@
+* **Commit.** The run records `git rev-parse HEAD`, whether the tree was
+  clean and whether `build-release/sluice` was up to date with it (ninja
+  has nothing to rebuild); this page is written only when all three hold
+  (files the run writes aside), and its header names the commit. The raw
+  per-repetition results are committed in `bench/data/`, and
+  `bench/report.py --from bench/data/FILE.json` re-renders the tables.
+* **Verdicts and ratios.** A ratio is the median of sluice's repetitions
+  over the median of the other's. A target is **met** only when sluice's
+  worst repetition reaches it against the other's best repetition,
+  **missed** when sluice's best repetition misses it against the other's
+  worst, and **level (within noise)** when the ranges overlap.
 * **Repetitions.** Every proxy runs once per round, the order rotated each
   round, each run on a freshly started process after a short warm-up
   ({warm} s). Reported: median and ±half-range ((max − min) / 2).
 * **CPU.** utime + stime of all the proxy's processes and threads (plus what
   they reaped) from `/proc/PID/stat`, read before and after the measured run.
+  Beside it, **machine CPU**: the whole machine's busy time from `/proc/stat`
+  (user, nice, system, irq, softirq, steal of every process, the load
+  generator and the backend included) over the same interval. A proxy that
+  relays in the kernel moves work out of its own process (into softirq and
+  other processes' syscalls): machine CPU shows what the proxy's own CPU
+  cannot; `direct` gives the floor without a proxy. The proxy's own CPU is
+  also split into user and system time (utime and stime): the share in the
+  kernel is in its own table.
+* **Profile** (`--profile`, not in the default run: tracing slows the
+  proxy down). After the timed runs, each proxy once more under rr and cps
+  ({secs} s after the warm-up), with `strace -c -f` attached to every
+  process and thread of the proxy; each syscall's count is divided by the
+  requests wrk completed in that run.
+* **TCP counters.** `nstat -asz` before and after each measured run:
+  retransmits per GB (`TcpRetransSegs`) in the bulk tables; the deltas of
+  the receive path's collapse, prune, drop and memory-pressure counters
+  (`TcpExtTCPRcvCollapsed`, `TcpExtPruneCalled`, `TcpExtTCPBacklogDrop`,
+  ...) are in the raw data. The counters are machine-wide: anything else
+  using TCP during the run is counted too.
 * **bulk.** `iperf3 -c` through the proxy to an `iperf3 -s` backend, 1 and 8
   parallel streams ({secs} s); the control connection goes through the proxy
   too. Gbit/s received, proxy CPU-seconds per GB received.
@@ -1071,30 +1314,173 @@ Deliberate differences from the shared settings:
 ## Reproduce
 
 ```
-scripts/bench            # full run ({full_reps} reps, ~15 minutes), rewrites this page
+scripts/bench            # full run ({full_reps} reps, both configurations, ~35 minutes), rewrites this page
 scripts/bench --quick    # 1 rep, short runs; results dir only (add --docs to rewrite this page)
 scripts/bench --smoke    # a few seconds per workload; checks only that everything runs and parses
+scripts/bench --profile --workloads rr,cps   # adds the Profile section (strace -c -f)
+bench/report.py --from bench/data/FILE.json  # re-render the tables of a committed run
 ```
 
 Options: `--reps N`, `--workers N`, `--workloads bulk,splice,rr,cps,cps-tls,idle,reload,scaling,flood`,
+`--config defaults|matched|both` (default both), `--profile`,
 `--flood-protect auto|on|off`,
-`--keep` (keep the temp dir with every generated config and log). Every
-repetition, the versions and the settings are in
-`bench/results/<timestamp>/results.json`; raw tool outputs in `raw/` beside it.
+`--keep` (keep the temp dir with every generated config and log). Writing
+this page needs a clean tree at the commit the binary was built from.
+Every repetition, the versions and the settings are in
+`bench/results/<timestamp>/results.json`; raw tool outputs in `raw/` beside
+it; a run that writes this page also writes its data file to `bench/data/`.
 """
+
+
+CONFIG_ORDER = ("defaults", "matched")
+CONFIG_TITLES = {"defaults": "every proxy at its default buffer settings (what users get)",
+                 "matched": "the same per-direction buffer for every proxy",
+                 "unspecified": "a run from before configurations were recorded"}
+
+
+def configs_of(runs, env):
+    """The configurations of a run, in report order."""
+    have = {r.get("config", "unspecified") for r in runs}
+    listed = [c for c in env.get("configs", "").split() if c in have]
+    rest = sorted(have - set(listed), key=lambda c: (c not in CONFIG_ORDER, c))
+    return listed + rest
+
+
+def profile_lines(runs):
+    """The Profile section: syscalls per request from `--profile` runs
+    (strace -c -f over a wrk run; the counts divided by wrk's requests)."""
+    prof = [r for r in runs if r.get("case", "").startswith("profile-") and r["status"] == "ok"]
+    if not prof:
+        return []
+    lines = ["## Profile: syscalls per request", "",
+             "Written from `scripts/bench --profile`: each proxy under the rr and cps "
+             "workloads with `strace -c -f` attached to all its processes and threads for "
+             "the measured run, each syscall's count divided by the requests wrk completed "
+             "(errors included; syscalls under 0.01 per request left out). strace slows the "
+             "proxy down, so these runs give counts, not speed.", "",
+             "| workload | proxy | configuration | syscalls per request | by syscall, per request |",
+             "|---|---|---|---:|---|"]
+    for r in sorted(prof, key=lambda r: (r["case"], PROXIES.index(r["target"])
+                                         if r["target"] in PROXIES else 9, r["rep"])):
+        n = r["raw"].get("requests") or 0
+        calls = r["raw"].get("syscalls", {})
+        parts = sorted(((c / n, name) for name, c in calls.items() if n and c / n >= 0.01),
+                       key=lambda x: (-x[0], x[1]))
+        lines.append(f"| {r['case'][len('profile-'):]} | {r['target']} | {r.get('config', '?')} "
+                     f"| {fmt(r['metrics'].get('syscalls_per_req'))} | "
+                     + ", ".join(f"`{name}` {v:.2f}" for v, name in parts) + " |")
+    return lines + [""]
+
+
+def settings_lines(env):
+    """What each proxy got in each configuration: the lines the script put
+    in its config files (from the run's env), and the defaults as the
+    programs report them where they do."""
+    if not any(k.startswith("cfg_") for k in env):
+        return []
+    code = lambda v: "; ".join(f"`{x.strip()}`" for x in v.split("\\n") if x.strip())
+    dflt = {"sluice": f"unset; `sluice -T` gives {code(env.get('default_sluice', '?'))}",
+            "haproxy": f"unset; `haproxy -vv` gives `{env.get('default_haproxy', '?')}`; "
+                       "pipes of the kernel's default size",
+            "nginx": "unset; nginx's documented default `proxy_buffer_size` is `16k`"}
+    lines = ["| proxy | `defaults` | `matched` |", "|---|---|---|"]
+    for p in PROXIES:
+        m = env.get(f"cfg_matched_{p}")
+        lines.append(f"| {p} | {dflt[p]} | {code(m) if m else '—'} |")
+    mw = env.get("matched_workloads", "").split()
+    return lines + ["", "Workloads run in `matched` too: " + (", ".join(mw) if mw else "—")
+                    + "; the others in `defaults` only (idle with 256 KiB buffers would "
+                    "measure nginx allocating them; reload, scaling and flood compare sluice "
+                    "with itself or per-source limits, not buffers).", ""]
+
+
+def render(runs, env, img_prefix="", made=(), chart_names=None):
+    """Every table of a run as markdown lines: the header, each
+    configuration's tables, the profile. The same function renders
+    results.md, docs/benchmarks.md and `--from`, so a committed data file
+    re-renders the tables it was written with."""
+    ns = [int(x) for x in env.get("idle_ns", "").split()]
+    lines = run_header(env)
+    for i, c in enumerate(configs_of(runs, env)):
+        summary = summarize([r for r in runs if r.get("config", "unspecified") == c])
+        sfx = "" if i == 0 else f"-{c}"
+        lines += [f"## Configuration `{c}`: {CONFIG_TITLES.get(c, c)}", ""]
+        lines += markdown(summary, env, [r for r in runs if r.get("config", "unspecified") == c
+                                         and not r.get("case", "").startswith("profile-")],
+                          ns, img_prefix, made, sfx, "" if i == 0 else f"{c}: ")
+    lines += profile_lines(runs)
+    return lines
+
+
+def load_data(path):
+    """A committed data file (or results.json): (runs, env)."""
+    with open(path) as f:
+        data = json.load(f)
+    env = data.get("env")
+    if env is None:  # files from before the env was kept whole
+        env = {}
+        for k in ("settings", "machine", "versions"):
+            env.update({x: str(v) for x, v in (data.get(k) or {}).items() if v is not None})
+    return data, data["runs"], env
+
+
+def docs_refusal(env, root):
+    """Why --docs must not write docs/benchmarks.md for this run, or None:
+    the run's commit must be HEAD, its tree clean, its binary built from it."""
+    if env.get("tree_dirty") != "0":
+        return "the run's tree was not clean (or the run did not record it)"
+    if env.get("build_current") != "1":
+        return "the run's binary was not built from its tree"
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        return f"git rev-parse HEAD failed: {e}"
+    if head != env.get("commit"):
+        return f"HEAD is {head}, the run was at {env.get('commit')}"
+    return None
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--raw", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--raw")
+    ap.add_argument("--out")
     ap.add_argument("--docs")
     ap.add_argument("--img")
+    ap.add_argument("--data", help="with --docs: directory for the committed data file")
     ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--from", dest="from_file",
+                    help="re-render the tables of a committed data file (bench/data/*.json)")
+    ap.add_argument("--check", action="store_true",
+                    help="with --from: exit 1 unless the tables equal the file's own")
     a = ap.parse_args()
+    if a.from_file:
+        data, runs, env = load_data(a.from_file)
+        text = "\n".join(render(runs, env)) + "\n"
+        if a.check:
+            if data.get("tables_md") is None:
+                print(f"report: {a.from_file} has no tables_md to check against", file=sys.stderr)
+                return 1
+            if data["tables_md"] != text:
+                import difflib
+                sys.stdout.writelines(difflib.unified_diff(
+                    data["tables_md"].splitlines(True), text.splitlines(True),
+                    "committed", "re-rendered"))
+                return 1
+            print(f"report: {a.from_file}: the re-rendered tables are identical")
+            return 0
+        sys.stdout.write(text)
+        return 0
+    if not a.raw or not a.out:
+        ap.error("--raw and --out are required (or --from FILE)")
     a.out, a.raw = os.path.abspath(a.out), os.path.abspath(a.raw)
-
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = read_kv(os.path.join(a.raw, "env"))
+    if a.docs:
+        why = docs_refusal(env, root)
+        if why:
+            print(f"report: refusing to write {a.docs}: {why}", file=sys.stderr)
+            return 2
     ns = [int(x) for x in env.get("idle_ns", "").split()]
     runs, problems = [], []
     for name in sorted(os.listdir(a.raw)):
@@ -1107,49 +1493,75 @@ def main():
             meta = read_kv(os.path.join(d, "meta"))
             run = {"id": meta.get("id", name), "rep": int(meta.get("rep", 0)),
                    "case": meta.get("case"), "target": meta.get("target"),
+                   "config": meta.get("config", "unspecified"),
                    "status": "parse_error", "metrics": {}, "parse_error": f"{type(e).__name__}: {e}"}
         if run["status"] != "ok":
             problems.append(f"{run['id']}: {run.get('parse_error') or run['status']}")
         runs.append(run)
     if not runs:
         problems.append("no runs found")
-    summary = summarize(runs)
+    configs = configs_of(runs, env)
+    summaries = {c: summarize([r for r in runs if r.get("config", "unspecified") == c])
+                 for c in configs}
 
     made = []
     try:
-        made = charts(a.out, summary, ns, env)
+        for i, c in enumerate(configs):
+            made += charts(a.out, summaries[c], ns, env, "" if i == 0 else f"-{c}")
     except (OSError, subprocess.CalledProcessError) as e:
         problems.append(f"charts: {e}")
     if a.strict:
-        wl = env.get("workloads", "").split(",")
-        want = {"bulk": "bulk", "rr": "rr", "cps": "cps", "cps-tls": "cps-tls", "idle": "idle",
-                "reload": "reload", "scaling": "scaling"}
-        for w in wl:
-            if w in want and f"{want[w]}.png" not in made:
-                problems.append(f"chart {want[w]}.png not made")
+        ran = {r.get("case") for r in runs}
+        for w in env.get("workloads", "").split(","):
+            # only a workload that ran (idle, say, does not in `matched`)
+            if not (w in ran or any(c and c.startswith(w + "-") and w not in ("cps",)
+                                    for c in ran)):
+                continue
+            if w in ("bulk", "rr", "cps", "cps-tls", "idle", "reload", "scaling") and not any(
+                    m == f"{w}.png" or re.fullmatch(re.escape(w) + r"-[a-z]+\.png", m)
+                    for m in made):
+                problems.append(f"chart {w}.png not made")
 
-    body = markdown(summary, env, runs, ns, "", made)
+    tables = "\n".join(render(runs, env)) + "\n"
+    body = render(runs, env, "", made)
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write("# sluice benchmark results\n\n")
         f.write("\n".join(body) + "\n## Machine and versions\n\n| | |\n|---|---|\n")
         f.write("\n".join(machine_lines(env)) + "\n")
     result = {"settings": {k: env[k] for k in (
-        "mode", "reps", "workers", "workloads", "secs", "warm", "idle_ns", "storm_runs",
-        "storm_signals", "storm_secs", "bufsize", "wrk_threads", "wrk_conns", "nofile",
+        "mode", "reps", "workers", "workloads", "configs", "secs", "warm", "idle_ns", "storm_runs",
+        "storm_signals", "storm_secs", "wrk_threads", "wrk_conns", "nofile",
         "haproxy_maxconn", "stamp", "flood_clients", "flood_size", "flood_rate", "flood_request",
         "flood_conn_limit", "flood_rate_limit", "flood_table", "flood_spread_count",
-        "flood_protect") if k in env},
+        "flood_protect", "profile") if k in env},
         "machine": {k: env.get(k) for k in ("nproc", "cpu_model", "mem_total", "kernel", "os",
                                             "loadavg_start", "loadavg_end", "duration_s")},
-        "versions": {k: env.get(k) for k in ("sluice", "sluice_commit", "haproxy", "nginx", "wrk",
-                                             "iperf3", "gnuplot", "cc", "libev")},
-        "runs": runs, "summary": summary, "charts": made, "problems": problems,
-        "targets": [dict(zip(("figure", "target", "measured", "verdict"), r))
-                    for r in targets_table(summary, ns[-1] if ns else 8000)]}
+        "versions": {k: env.get(k) for k in ("sluice", "sluice_commit", "commit", "tree_dirty",
+                                             "build_current", "sluice_sha256", "haproxy",
+                                             "nginx", "wrk", "iperf3", "gnuplot", "cc", "libev")},
+        "env": env,
+        "runs": runs, "summary": summaries, "charts": made, "problems": problems,
+        "targets": {c: [dict(zip(("figure", "target", "measured", "verdict"), r))
+                        for r in targets_table(summaries[c], ns[-1] if ns else 8000)]
+                    for c in configs},
+        "tables_md": tables}
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
 
     if a.docs:
+        data_rel = None
+        if a.data:
+            # The committed copy: what every figure of the page is computed
+            # from (runs with their metrics and parsed raw outputs, the env,
+            # the rendered tables), without the summary it can recompute.
+            os.makedirs(a.data, exist_ok=True)
+            name = (f"{env.get('stamp', 'run')}-{env.get('commit', 'unknown')[:7]}-"
+                    f"{env.get('workloads', '').replace(',', '-')}.json")
+            keep = {k: v for k, v in result.items() if k not in ("summary", "charts")}
+            with open(os.path.join(a.data, name), "w") as f:
+                json.dump(keep, f, indent=0, separators=(",", ":"))
+                f.write("\n")
+            data_rel = os.path.relpath(os.path.join(a.data, name), os.path.dirname(a.docs))
         img = a.img or os.path.join(os.path.dirname(a.docs), "img")
         os.makedirs(img, exist_ok=True)
         for p in made:
@@ -1167,15 +1579,21 @@ def main():
             doc += [f"> Written by a `--{env.get('mode')}` run ({env.get('reps')} repetition(s), "
                     f"{env.get('secs')} s runs): indicative only. A full run (`scripts/bench`) "
                     "replaces this page.", ""]
-        doc += markdown(summary, env, runs, ns, rel, made)
-        # The hand-written part: what the profile shows, what was tried,
-        # what limits the targets that are missed (bench/analysis.md).
+        if data_rel:
+            doc += [f"Raw per-repetition results: [{data_rel.replace('../', '')}]({data_rel}); "
+                    f"`bench/report.py --from {data_rel.replace('../', '')}` re-renders every "
+                    "table below from it.", ""]
+        doc += render(runs, env, rel, made)
+        # The hand-written part: what was tried, what limits the targets
+        # that are missed (bench/analysis.md); its figures come from the
+        # tables and the Profile section above.
         analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
         if os.path.exists(analysis):
             with open(analysis) as f:
                 doc += [f.read().rstrip(), ""]
         doc += ["## Machine", "", "| | |", "|---|---|"] + machine_lines(env) + [""]
-        doc.append(DOC_METHOD.format(**fmtargs))
+        doc.append(DOC_METHOD.format(**fmtargs).replace("@SETTINGS@",
+                                                         "\n".join(settings_lines(env))))
         with open(a.docs, "w") as f:
             f.write("\n".join(doc))
 
