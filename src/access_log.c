@@ -209,6 +209,24 @@ static const char *rec_str(const struct access_rec *r, int f)
     return s != NULL && s[0] != '\0' ? s : NULL;
 }
 
+/* A milliseconds field: a negative value is absent (none is printed),
+ * but for duration_ms and queued_ms, which print 0. */
+static void put_ms_field(struct out *o, int f, double ms, const char *none)
+{
+    if (ms < 0 && f != ACCESS_F_duration_ms && f != ACCESS_F_queued_ms)
+        put_str(o, none);
+    else
+        put_ms(o, ms < 0 ? 0 : ms);
+}
+
+/* "POOL/SERVER" of a session that had a server. */
+static void put_server(struct out *o, const struct access_rec *r)
+{
+    put_str(o, r->pool);
+    put(o, "/", 1);
+    put_str(o, r->backend);
+}
+
 /* One field's value as kv and templates print it ("-" when absent). */
 static void put_plain(struct out *o, const struct access_rec *r, int f)
 {
@@ -225,22 +243,14 @@ static void put_plain(struct out *o, const struct access_rec *r, int f)
     case FT_INT:
         put_i64(o, *(const int *)base);
         break;
-    case FT_MS: {
-        double ms = *(const double *)base;
-        if (ms < 0 && f != ACCESS_F_duration_ms && f != ACCESS_F_queued_ms)
-            put(o, "-", 1);
-        else
-            put_ms(o, ms < 0 ? 0 : ms);
+    case FT_MS:
+        put_ms_field(o, f, *(const double *)base, "-");
         break;
-    }
     case FT_SERVER:
-        if (r->pool != NULL && r->backend != NULL) {
-            put_str(o, r->pool);
-            put(o, "/", 1);
-            put_str(o, r->backend);
-        } else {
+        if (r->pool != NULL && r->backend != NULL)
+            put_server(o, r);
+        else
             put(o, "-", 1);
-        }
         break;
     }
 }
@@ -257,14 +267,9 @@ static void put_json_value(struct out *o, const struct access_rec *r, int f)
             put(o, "null", 4);
         break;
     }
-    case FT_MS: {
-        double ms = *(const double *)base;
-        if (ms < 0 && f != ACCESS_F_duration_ms && f != ACCESS_F_queued_ms)
-            put(o, "null", 4);
-        else
-            put_ms(o, ms < 0 ? 0 : ms);
+    case FT_MS:
+        put_ms_field(o, f, *(const double *)base, "null");
         break;
-    }
     case FT_SERVER:
         if (r->pool != NULL && r->backend != NULL) {
             /* Both are config names: no quoting needed beyond the usual. */
@@ -272,9 +277,7 @@ static void put_json_value(struct out *o, const struct access_rec *r, int f)
             char buf[512];
             tmp.buf = buf;
             tmp.len = 0;
-            put_str(&tmp, r->pool);
-            put(&tmp, "/", 1);
-            put_str(&tmp, r->backend);
+            put_server(&tmp, r);
             buf[tmp.len < sizeof(buf) ? tmp.len : sizeof(buf) - 1] = '\0';
             put_json_str(o, buf);
         } else {

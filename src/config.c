@@ -14,7 +14,6 @@
 #include "sluice/parse.h"
 #include "sluice/privilege.h"
 #include "sluice/srclimit.h"
-#include "sluice/thread.h"
 #include "sluice/tls_hello.h"
 
 #include <ctype.h>
@@ -1828,12 +1827,6 @@ void config_unref(struct config *cfg)
 {
     if (cfg != NULL && atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) == 1)
         config_free(cfg);
-}
-
-void config_post(struct thread_mailbox *m, struct config *cfg)
-{
-    config_ref(cfg);
-    config_unref(thread_mailbox_post(m, cfg));
 }
 
 static void config_free(struct config *cfg)

@@ -1280,22 +1280,24 @@ static void op_latency(void *ctx, struct server_conf *sv, struct strbuf *out)
     stats_latency(ctx, sv, out);
 }
 
-static void op_reload(void *ctx, struct strbuf *report)
+/* A reload or its dry run, refused while stopping. */
+static void reload_unless_stopping(struct control *ctl, struct strbuf *report,
+                                   int (*run)(struct control *, struct strbuf *))
 {
-    struct control *ctl = ctx;
     if (ctl->stopping)
         strbuf_puts(report, "error: stopping\n");
     else
-        control_reload(ctl, report);
+        run(ctl, report);
+}
+
+static void op_reload(void *ctx, struct strbuf *report)
+{
+    reload_unless_stopping(ctx, report, control_reload);
 }
 
 static void op_reload_dry_run(void *ctx, struct strbuf *report)
 {
-    struct control *ctl = ctx;
-    if (ctl->stopping)
-        strbuf_puts(report, "error: stopping\n");
-    else
-        control_reload_dry_run(ctl, report);
+    reload_unless_stopping(ctx, report, control_reload_dry_run);
 }
 
 static void op_reopen(void *ctx, struct strbuf *reply)

@@ -38,8 +38,7 @@ struct check {
 
 struct health {
     struct ev_loop *loop;
-    struct thread_mailbox mbox; /* a new generation (struct config), stop */
-    struct config *cfg;         /* the generation being checked */
+    struct config_thread ct; /* the thread; ct.cfg: the generation being checked */
     struct check *checks;
     int nchecks;
     uint64_t rng;
@@ -204,8 +203,9 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_start(loop, t);
 }
 
-static void checks_clear(struct health *h)
+static void checks_clear(struct config_thread *ct)
 {
+    struct health *h = container_of(ct, struct health, ct);
     for (int i = 0; i < h->nchecks; i++) {
         struct check *c = &h->checks[i];
         ev_timer_stop(h->loop, &c->w_timer);
@@ -217,14 +217,12 @@ static void checks_clear(struct health *h)
     free(h->checks);
     h->checks = NULL;
     h->nchecks = 0;
-    config_unref(h->cfg);
-    h->cfg = NULL;
 }
 
-static void checks_plan(struct health *h, struct config *cfg)
+static void checks_plan(struct config_thread *ct)
 {
-    checks_clear(h);
-    h->cfg = cfg;
+    struct health *h = container_of(ct, struct health, ct);
+    struct config *cfg = ct->cfg;
     int n = 0;
     for (int i = 0; i < cfg->npools; i++)
         if (cfg->pools[i].check != CHECK_NONE)
@@ -263,59 +261,36 @@ static void checks_plan(struct health *h, struct config *cfg)
     log_debug("health: %d servers under active checks", h->nchecks);
 }
 
-static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+static void health_free(struct config_thread *ct)
 {
-    struct health *h = container_of(a, struct health, mbox.w_wake);
-    bool stop;
-    struct config *next = thread_mailbox_take(&h->mbox, &stop);
-    if (next)
-        checks_plan(h, next);
-    if (stop) {
-        checks_clear(h);
-        ev_break(loop, EVBREAK_ALL);
-    }
-}
-
-/* After the thread has ended, or if it never started. */
-static void health_free(struct health *h)
-{
-    checks_clear(h);
-    thread_mailbox_destroy(&h->mbox);
-    free(h);
+    free(container_of(ct, struct health, ct));
     H = NULL;
 }
+
+static const struct config_thread_ops health_ops = {
+    .plan = checks_plan, .clear = checks_clear, .free = health_free};
 
 int health_start(struct config *cfg)
 {
     struct health *h = calloc(1, sizeof(*h));
-    if (h == NULL)
-        return -1;
-    if (thread_mailbox_init(&h->mbox, wake_cb) != 0) {
+    if (h == NULL || config_thread_init(&h->ct, &health_ops) != 0) {
         free(h);
         return -1;
     }
-    h->loop = h->mbox.loop;
+    h->loop = h->ct.mbox.loop;
     h->rng = 0x2545F4914F6CDD1DULL ^ (uint64_t)getpid() ^ (uint64_t)(ev_time() * 1e6);
-    config_ref(cfg);
-    checks_plan(h, cfg);
     H = h;
-    if (thread_mailbox_run(&h->mbox) != 0) {
-        health_free(h);
-        return -1;
-    }
-    return 0;
+    return config_thread_run(&h->ct, cfg) == 0 ? 0 : -1;
 }
 
 void health_update(struct config *cfg)
 {
     if (H != NULL)
-        config_post(&H->mbox, cfg);
+        config_thread_post(&H->ct, cfg);
 }
 
 void health_stop(void)
 {
-    if (H == NULL)
-        return;
-    config_unref(thread_mailbox_stop(&H->mbox));
-    health_free(H);
+    if (H != NULL)
+        config_thread_stop(&H->ct);
 }

@@ -103,7 +103,7 @@ static bool hex4(struct parser *ps, unsigned *out)
     }
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = parse_hexval(ps->p[i]);
+        int h = parse_hexdigit(ps->p[i]);
         if (h < 0) {
             fail(ps, "bad hex digit in \\u escape");
             return false;
@@ -280,6 +280,20 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* The digits of a fraction or an exponent at *q, at least one (else the
+ * error is "no digit " what, at *q); *q moves past them. */
+static bool need_digits(struct parser *ps, const char **q, const char *what)
+{
+    if (*q >= ps->end || !is_digit(**q)) {
+        ps->p = *q;
+        fail(ps, "no digit %s", what);
+        return false;
+    }
+    while (*q < ps->end && is_digit(**q))
+        (*q)++;
+    return true;
+}
+
 static bool parse_number(struct parser *ps, double *out)
 {
     const char *s = ps->p;
@@ -302,25 +316,15 @@ static bool parse_number(struct parser *ps, double *out)
     }
     if (q < ps->end && *q == '.') {
         q++;
-        if (q >= ps->end || !is_digit(*q)) {
-            ps->p = q;
-            fail(ps, "no digit after the decimal point");
+        if (!need_digits(ps, &q, "after the decimal point"))
             return false;
-        }
-        while (q < ps->end && is_digit(*q))
-            q++;
     }
     if (q < ps->end && (*q == 'e' || *q == 'E')) {
         q++;
         if (q < ps->end && (*q == '+' || *q == '-'))
             q++;
-        if (q >= ps->end || !is_digit(*q)) {
-            ps->p = q;
-            fail(ps, "no digit in the exponent");
+        if (!need_digits(ps, &q, "in the exponent"))
             return false;
-        }
-        while (q < ps->end && is_digit(*q))
-            q++;
     }
     /* strtod needs a terminated copy; numbers are short or refused. */
     char tmp[64];

@@ -113,7 +113,7 @@ bool parse_bool(const char *s, bool *out)
     return false;
 }
 
-int parse_hexval(char c)
+int parse_hexdigit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -146,8 +146,8 @@ const char *parse_escapes(const char *s, char **out, size_t *outlen)
         }
         switch (e) {
         case 'x': {
-            int hi = i + 1 < n ? parse_hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? parse_hexval(s[i + 2]) : -1;
+            int hi = i + 1 < n ? parse_hexdigit(s[i + 1]) : -1;
+            int lo = i + 2 < n ? parse_hexdigit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(buf);
                 return "\\x needs two hex digits";

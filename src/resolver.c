@@ -57,7 +57,7 @@ struct resolver {
     bool ch_open;
     ev_timer w_ares; /* c-ares' own retransmits and timeouts */
     struct rsock *socks;
-    struct config *cfg;
+    struct config *cfg; /* the generation followed (the thread: ct.cfg) */
     struct rquery *queries;
     int nqueries;
     int pending;   /* load time: queries without an answer yet */
@@ -65,7 +65,7 @@ struct resolver {
     /* The thread. */
     void (*notify)(void *); /* a resolve=all/srv answer arrived */
     void *notify_arg;
-    struct thread_mailbox mbox; /* a new generation (struct config), stop */
+    struct config_thread ct; /* the thread and the generation it follows */
 };
 
 static struct resolver *R;
@@ -782,12 +782,11 @@ void resolver_adopt(struct config *cfg)
     }
 }
 
-/* Thread: drop the running plan (cancelling its queries) and follow the
- * named servers of cfg, each at the due time kept in its backend. */
-/* Stop following names: close the channel, drop the queries and the
- * generation they came from. */
-static void plan_clear(struct resolver *r)
+/* Thread: stop following names: close the channel (cancelling the
+ * queries) and drop the queries. */
+static void plan_clear(struct config_thread *ct)
 {
+    struct resolver *r = container_of(ct, struct resolver, ct);
     channel_close(r);
     for (int i = 0; i < r->nqueries; i++) {
         ev_timer_stop(r->loop, &r->queries[i].w_timer);
@@ -797,14 +796,15 @@ static void plan_clear(struct resolver *r)
     free(r->queries);
     r->queries = NULL;
     r->nqueries = 0;
-    config_unref(r->cfg);
     r->cfg = NULL;
 }
 
-static void plan(struct resolver *r, struct config *cfg)
+/* Thread: follow the named servers of ct->cfg, each at the due time kept
+ * in its backend. */
+static void plan(struct config_thread *ct)
 {
-    plan_clear(r);
-    r->cfg = cfg;
+    struct resolver *r = container_of(ct, struct resolver, ct);
+    struct config *cfg = r->cfg = ct->cfg;
     int n = count_named(cfg);
     if (n == 0)
         return;
@@ -826,66 +826,41 @@ static void plan(struct resolver *r, struct config *cfg)
     log_debug("resolver: following %d host names", r->nqueries);
 }
 
-static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+static void resolver_free(struct config_thread *ct)
 {
-    struct resolver *r = container_of(a, struct resolver, mbox.w_wake);
-    bool stop;
-    struct config *next = thread_mailbox_take(&r->mbox, &stop);
-    if (next)
-        plan(r, next);
-    if (stop) {
-        channel_close(r);
-        for (int i = 0; i < r->nqueries; i++)
-            ev_timer_stop(r->loop, &r->queries[i].w_timer);
-        ev_break(loop, EVBREAK_ALL);
-    }
-}
-
-/* After the thread has ended, or if it never started. */
-static void resolver_free(struct resolver *r)
-{
-    plan_clear(r);
-    thread_mailbox_destroy(&r->mbox);
-    free(r);
+    free(container_of(ct, struct resolver, ct));
     R = NULL;
 }
+
+static const struct config_thread_ops resolver_ops = {
+    .plan = plan, .clear = plan_clear, .free = resolver_free};
 
 int resolver_start(struct config *cfg, void (*notify)(void *), void *arg)
 {
     struct resolver *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return -1;
-    if (thread_mailbox_init(&r->mbox, wake_cb) != 0) {
+    if (r == NULL || config_thread_init(&r->ct, &resolver_ops) != 0) {
         free(r);
         return -1;
     }
-    r->loop = r->mbox.loop;
+    r->loop = r->ct.mbox.loop;
     r->threaded = true;
     r->notify = notify;
     r->notify_arg = arg;
     ev_init(&r->w_ares, ares_timer_cb);
-    config_ref(cfg);
-    plan(r, cfg);
     R = r;
-    if (thread_mailbox_run(&r->mbox) != 0) {
-        resolver_free(r);
-        return -1;
-    }
-    return 0;
+    return config_thread_run(&r->ct, cfg) == 0 ? 0 : -1;
 }
 
 void resolver_update(struct config *cfg)
 {
     if (R != NULL)
-        config_post(&R->mbox, cfg);
+        config_thread_post(&R->ct, cfg);
 }
 
 void resolver_stop(void)
 {
-    if (R == NULL)
-        return;
-    config_unref(thread_mailbox_stop(&R->mbox));
-    resolver_free(R);
+    if (R != NULL)
+        config_thread_stop(&R->ct);
 }
 
 /* The answer template t stands for in cfg: the running one in its backend

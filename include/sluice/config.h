@@ -8,7 +8,6 @@
 #define SLUICE_CONFIG_H
 
 #include "sluice/config-t.h"
-#include "sluice/thread-t.h"
 
 #include <stdio.h>
 
@@ -58,10 +57,6 @@ void config_commit_sources(struct config *cfg);
 void config_ref(struct config *cfg);
 /* Frees the generation (and releases its runtime state) at zero. */
 void config_unref(struct config *cfg);
-
-/* Hand cfg to the thread behind m (a new reference, see thread.h); the
- * generation posted before that the thread has not taken is released. */
-void config_post(struct thread_mailbox *m, struct config *cfg);
 
 /* Print cfg as an INI file with every key and default filled in (sluice -T);
  * config_load_file() reads it back to the same configuration. */

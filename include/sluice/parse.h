@@ -20,8 +20,8 @@ bool parse_int_range(const char *s, long min, long max, long *out);
 /* "on|yes|true|1" / "off|no|false|0". */
 bool parse_bool(const char *s, bool *out);
 
-/* The value of one hex digit (either case), or -1. */
-int parse_hexval(char c);
+/* The value of a hex digit (0-9, a-f, A-F), or -1. */
+int parse_hexdigit(char c);
 
 /* Decode C escapes \r \n \t \\ \xHH into a new buffer (may contain NUL).
  * Returns NULL on success or a static reason; *out is malloc'ed. */

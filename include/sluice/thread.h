@@ -1,5 +1,6 @@
 /* thread.h - starting sluice's threads (workers, health checks) and the
- * mailbox of a helper thread that runs its own loop. */
+ * config threads: a helper thread with its own loop that follows the
+ * config generations the main thread posts it (health, resolver). */
 #ifndef SLUICE_THREAD_H
 #define SLUICE_THREAD_H
 
@@ -11,30 +12,25 @@
  * to the main thread (its ev_signal watchers). Returns 0 or an errno. */
 int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
-/* Set up m and a new loop (m->loop) for a thread: wake_cb runs on that
- * loop after each post and at stop (it calls thread_mailbox_take()).
- * Returns 0, or -1 if there is no loop (m is then not set up). */
-int thread_mailbox_init(struct thread_mailbox *m,
-                        void (*wake_cb)(struct ev_loop *, ev_async *, int));
+/* Set up ct with the owner's ops and a new loop (ct->mbox.loop, for the
+ * owner's watchers). Returns 0, or -1 if there is no loop (ct is then not
+ * set up). */
+int config_thread_init(struct config_thread *ct, const struct config_thread_ops *ops);
 
-/* Start the thread, which runs m's loop until it is broken (thread_start()
- * semantics). Returns 0 or an errno. */
-int thread_mailbox_run(struct thread_mailbox *m);
+/* Take a reference to cfg, plan it (ops->plan, on this thread) and start
+ * the thread, which runs the loop until config_thread_stop(). Returns 0;
+ * or an errno (thread_start()) with the plan cleared, the reference
+ * released, the loop freed and the owner freed (ops->free). */
+int config_thread_run(struct config_thread *ct, struct config *cfg);
 
-/* Main thread: post item (ownership passes to the mailbox) and wake the
- * thread. Returns the item posted before that the thread has not taken,
- * for the caller to release; NULL if none. */
-void *thread_mailbox_post(struct thread_mailbox *m, void *item);
+/* Main thread: hand cfg (a new reference) to the thread, which clears the
+ * plan of the generation it follows and plans cfg. A generation posted
+ * before that the thread has not taken yet is released. */
+void config_thread_post(struct config_thread *ct, struct config *cfg);
 
-/* The thread (wake_cb): the item posted, now owned by the caller (NULL if
- * none), and in *stop whether the thread is to stop. */
-void *thread_mailbox_take(struct thread_mailbox *m, bool *stop);
-
-/* Main thread: tell the thread to stop and wait for it to end. Returns
- * the item posted it has not taken, for the caller to release. */
-void *thread_mailbox_stop(struct thread_mailbox *m);
-
-/* After the thread has ended, or if it never started: frees the loop. */
-void thread_mailbox_destroy(struct thread_mailbox *m);
+/* Main thread: stop the thread (it clears its plan and releases its
+ * generation) and wait for it to end; release what was posted and not
+ * taken, free the loop and then the owner (ops->free). */
+void config_thread_stop(struct config_thread *ct);
 
 #endif

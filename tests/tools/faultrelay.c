@@ -11,10 +11,10 @@
  * so delayed traffic stays pipelined. The FIFO is capped (QUEUE_CAP): a full
  * FIFO stops reading its source, which is the whole backpressure story.
  */
+#include "toolkit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
@@ -36,7 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MS_NS INT64_C(1000000)
 /* Bytes (payload + chunk headers) queued per direction before reading stops. */
 #define QUEUE_CAP ((size_t)4 << 20)
 /* Smallest chunk allocation: tiny reads that arrive close together share one. */
@@ -132,38 +131,8 @@ static struct {
 
 static char rbuf[READ_BUF_SIZE];
 
-/* "faultrelay: MESSAGE" + tail on stderr. */
-__attribute__((format(printf, 2, 0))) static void vsay(const char *tail, const char *fmt,
-                                                        va_list ap)
-{
-    fputs("faultrelay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(tail, stderr);
-}
-
-__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsay("\n", fmt, ap);
-    va_end(ap);
-}
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsay("\n", fmt, ap);
-    va_end(ap);
-    exit(1);
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+const char tool_name[] = "faultrelay";
+const char tool_usage_hint[] = " (see --help)";
 
 /* xorshift64*: plenty for picking segment sizes, reproducible from --seed. */
 static uint64_t rng_next(void)
@@ -271,18 +240,8 @@ static void sock_nodelay(int fd)
 /* Close so that the peer sees a reset, not a FIN. */
 static void sock_close_rst(int fd)
 {
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    sock_set_rst(fd);
     close(fd);
-}
-
-static int sock_error(int fd)
-{
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        return errno;
-    return err;
 }
 
 /* Make epoll watch exactly `want` on h's fd. A socket with nothing to watch
@@ -721,16 +680,6 @@ static int listen_on(const struct sockaddr_storage *ss, socklen_t len)
     return fd;
 }
 
-/* Room for a few hundred connections (two fds each) under a 1024 soft limit. */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static int64_t next_deadline(void)
 {
     int64_t t = g.exit_at;
@@ -778,12 +727,7 @@ static void run(void)
         /* Round up: waking a little late is fine, spinning until due is not. */
         int64_t wait_ms = (next_deadline() - now + MS_NS - 1) / MS_NS;
         int timeout = wait_ms < 0 ? 0 : wait_ms > 60000 ? 60000 : (int)wait_ms;
-        int n = epoll_wait(g.epfd, evs, MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            die("epoll_wait: %s", strerror(errno));
-        }
+        int n = tool_epoll_wait(g.epfd, evs, MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             struct handle *h = evs[i].data.ptr;
             if (h->kind == H_LISTEN)
@@ -834,26 +778,6 @@ static void usage(FILE *out)
           out);
 }
 
-__attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsay(" (see --help)\n", fmt, ap);
-    va_end(ap);
-    exit(2);
-}
-
-static uint64_t parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v < min || v > max)
-        usage_error("%s: expected an integer in [%" PRIu64 ", %" PRIu64 "], got '%s'", opt, min,
-                    max, s);
-    return (uint64_t)v;
-}
-
 enum opt_id {
     OPT_DELAY = 256,
     OPT_CHOP,
@@ -884,7 +808,7 @@ int main(int argc, char **argv)
     bool have_stall_after = false, have_seed = false;
     uint64_t seed = 0, max_seconds = 600;
     int opt;
-    while ((opt = getopt_long(argc, argv, "l:c:h", opts, NULL)) != -1) {
+    while ((opt = tool_getopt(argc, argv, "l:c:h", opts, usage)) != -1) {
         switch (opt) {
         case 'l':
             listen_text = optarg;
@@ -925,16 +849,8 @@ int main(int argc, char **argv)
         case OPT_MAX_SECONDS:
             max_seconds = parse_u64("--max-seconds", optarg, 1, 365 * 86400);
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
         }
     }
-    if (optind < argc)
-        usage_error("unexpected argument '%s'", argv[optind]);
     if (listen_text == NULL || connect_text == NULL)
         usage_error("both -l HOST:PORT and -c HOST:PORT are required");
     if (have_stall_after != (f.stall_ns > 0))
@@ -970,6 +886,8 @@ int main(int argc, char **argv)
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
+    /* Room for a few hundred connections (two fds each) under a 1024 soft
+     * limit. */
     raise_nofile();
 
     g.epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -20,10 +20,10 @@
  * level-triggered epoll and plain libc: the tool must not share code (or
  * bugs) with what it measures.
  */
+#include "toolkit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -45,8 +45,6 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define MS_NS INT64_C(1000000)
-#define S_NS INT64_C(1000000000)
 #define MAX_EVENTS 512
 #define ECHO_BUF 4096
 #define MAX_REQUEST 4096
@@ -66,34 +64,8 @@ static void on_signal(int sig)
     stop_signal = sig;
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * S_NS + ts.tv_nsec;
-}
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("floodgen: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-__attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("floodgen: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs(" (try floodgen --help)\n", stderr);
-    exit(2);
-}
+const char tool_name[] = "floodgen";
+const char tool_usage_hint[] = " (try floodgen --help)";
 
 static void usage(FILE *out)
 {
@@ -226,21 +198,6 @@ static int addr_port(const struct addr *a)
 
 /* ---------------------------------------------------------------- misc */
 
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static void set_rst_close(int fd)
-{
-    struct linger l = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-}
-
 /* A non-blocking socket bound to src (port chosen at connect time), connect
  * started. Returns the fd (connect in progress or done) or -errno. */
 static int start_connect(const struct addr *src, const struct addr *dst, bool rst)
@@ -262,22 +219,13 @@ static int start_connect(const struct addr *src, const struct addr *dst, bool rs
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (rst)
-        set_rst_close(fd);
+        sock_set_rst(fd);
     if (connect(fd, (const struct sockaddr *)&dst->ss, dst->len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         return -e;
     }
     return fd;
-}
-
-static int sock_error(int fd)
-{
-    int err = 0;
-    socklen_t l = sizeof(err);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-        return errno;
-    return err;
 }
 
 static int epoll_new(void)
@@ -386,12 +334,7 @@ static int run_echo(const struct addr *listen_at, int64_t max_ns)
             accept_paused_until = 0;
             ep_ctl(ep, EPOLL_CTL_ADD, lfd, EPOLLIN, (void *)&listen_tag);
         }
-        int n = epoll_wait(ep, evs, MAX_EVENTS, 100);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            die("epoll_wait: %s", strerror(errno));
-        }
+        int n = tool_epoll_wait(ep, evs, MAX_EVENTS, 100);
         for (int i = 0; i < n; i++) {
             if (*(enum kind *)evs[i].data.ptr == K_LISTEN) {
                 for (int k = 0; k < 256; k++) {
@@ -560,12 +503,7 @@ static int run_flood(const struct addr *dst, const struct addr *src, unsigned sr
                     inflight_peak = inflight;
             }
         }
-        int n = epoll_wait(ep, evs, MAX_EVENTS, 1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            die("epoll_wait: %s", strerror(errno));
-        }
+        int n = tool_epoll_wait(ep, evs, MAX_EVENTS, 1);
         for (int i = 0; i < n; i++) {
             struct flood_conn *c = evs[i].data.ptr;
             bool done = false;
@@ -721,12 +659,7 @@ static int run_clients(const struct addr *dst, const struct addr *src0, unsigned
             c->state = C_CONNECTING;
             ep_ctl(ep, EPOLL_CTL_ADD, fd, EPOLLOUT, c);
         }
-        int n = epoll_wait(ep, evs, MAX_EVENTS, 5);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            die("epoll_wait: %s", strerror(errno));
-        }
+        int n = tool_epoll_wait(ep, evs, MAX_EVENTS, 5);
         t = now_ns();
         for (int i = 0; i < n; i++) {
             struct client *c = evs[i].data.ptr;
@@ -824,16 +757,6 @@ static int run_clients(const struct addr *dst, const struct addr *src0, unsigned
 
 /* ---------------------------------------------------------------- main */
 
-static double parse_num(const char *opt, const char *s, double min, double max)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max))
-        usage_error("%s: expected a number in [%g, %g], got '%s'", opt, min, max, s);
-    return v;
-}
-
 enum {
     OPT_SOURCE = 256,
     OPT_SOURCE_COUNT,
@@ -883,7 +806,7 @@ int main(int argc, char **argv)
     int64_t timeout_ns = 1000 * MS_NS;
     int opt;
     optind = 2;
-    while ((opt = getopt_long(argc, argv, "l:c:h", opts, NULL)) != -1) {
+    while ((opt = tool_getopt(argc, argv, "l:c:h", opts, usage)) != -1) {
         switch (opt) {
         case 'l':
             listen_s = optarg;
@@ -924,16 +847,8 @@ int main(int argc, char **argv)
         case OPT_MAX_SECONDS:
             max_seconds = parse_num("--max-seconds", optarg, 0.001, 86400);
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
         }
     }
-    if (optind < argc)
-        usage_error("unexpected argument '%s'", argv[optind]);
 
     struct addr la, ca, sa;
     const char *err;
