@@ -1254,8 +1254,8 @@ static void test_error_order_and_values(void)
         "t.ini:1: server: pool 'p' has no servers",
         "t.ini:2: connect_timeout: '0ms' must be at least 1ms",
         "t.ini:4: buffer_size: '100' must be between 1024 and 1048576 bytes",
-        "t.ini:5: access_log: 'relative.log' must be off, stderr, an absolute path or "
-        "syslog:ADDRESS",
+        ("t.ini:5: access_log: 'relative.log' must be off, stderr, an absolute path or "
+         "syslog:ADDRESS"),
         "t.ini:9: server: pool 'zz' has no servers",
         "t.ini:10: server: z: weight must be 0..256, not '300'",
     };
