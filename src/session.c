@@ -674,6 +674,8 @@ static void ur_recv_done(struct session *s, struct relay_dir *d, const struct ur
         } else if (c->res == -ENOBUFS) {
             /* Every ring buffer is in use: receive again when some are
              * back (the next loop iteration at the earliest). */
+            log_debug("worker %d: relay = uring: every ring buffer in use, a receive waits",
+                      s->w->id);
             d->ur.starved = true;
             uring_wait_bufs(u, &s->ur.wait);
         } else if (c->res < 0 && c->res != -ECANCELED && c->res != -EAGAIN && c->res != -EINTR) {
