@@ -22,6 +22,8 @@ import sys
 PEERS = ("haproxy", "nginx")
 ALL = ("direct", "sluice", "haproxy", "nginx")
 PROXIES = ("sluice", "haproxy", "nginx")
+# bulk, rr and cps also run sluice with relay = uring (scripts/bench).
+RELAY_TARGETS = ("direct", "sluice", "sluice-uring", "haproxy", "nginx")
 # cps-tls: every proxy as plain TCP passthrough and as PROXY-sni, routing on
 # the TLS ClientHello's server name (sluice route = sni, HAProxy req.ssl_sni,
 # nginx ssl_preread).
@@ -432,7 +434,7 @@ def cell(summary, case, target, metric, better):
 
 # Columns of each workload's table: (header, case, metric, better).
 TABLES = [
-    ("bulk", "Bulk transfer (iperf3, 1 and 8 streams)", ALL, [
+    ("bulk", "Bulk transfer (iperf3, 1 and 8 streams)", RELAY_TARGETS, [
         ("Gbit/s, 1 stream", "bulk-1", "gbit_s", "high"),
         ("CPU-s/GB, 1 stream", "bulk-1", "cpu_s_per_gb", "low"),
         ("Gbit/s, 8 streams", "bulk-8", "gbit_s", "high"),
@@ -445,13 +447,13 @@ TABLES = [
         ("Gbit/s, 8 streams", "splice-8", "gbit_s", "high"),
         ("CPU-s/GB, 8 streams", "splice-8", "cpu_s_per_gb", "low"),
     ]),
-    ("rr", "Request/response, keep-alive (wrk -t2 -c50, 64-byte body)", ALL, [
+    ("rr", "Request/response, keep-alive (wrk -t2 -c50, 64-byte body)", RELAY_TARGETS, [
         ("req/s", "rr", "rps", "high"),
         ("p50 ms", "rr", "p50_ms", "low"),
         ("p99 ms", "rr", "p99_ms", "low"),
         ("CPU µs/req", "rr", "cpu_us", "low"),
     ]),
-    ("cps", "New connection per request (wrk -t2 -c50, Connection: close)", ALL, [
+    ("cps", "New connection per request (wrk -t2 -c50, Connection: close)", RELAY_TARGETS, [
         ("conn/s", "cps", "rps", "high"),
         ("p50 ms", "cps", "p50_ms", "low"),
         ("p99 ms", "cps", "p99_ms", "low"),

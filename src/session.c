@@ -757,13 +757,13 @@ static void ur_wake_cb(struct uring *u, struct uring_waiter *wt)
     session_leave(s);
 }
 
-/* Ring buffers per worker: about 4 MiB of buffer_size blocks, a power of
+/* Ring buffers per worker: about 2 MiB of buffer_size blocks, a power of
  * two between 16 and 1024. They are only in transit (see above), so this
  * bounds a burst, not the number of sessions. */
 static unsigned ur_nbufs(uint32_t buffer_size)
 {
     unsigned n = 16;
-    while (n < 1024 && (size_t)n * 2 * buffer_size <= (4u << 20))
+    while (n < 1024 && (size_t)n * 2 * buffer_size <= (2u << 20))
         n *= 2;
     return n;
 }

@@ -82,6 +82,8 @@ void uring_segs_clear(struct uring_segs *t, struct uring_q *q)
 #define URING_ENTRIES 512
 /* The provided-buffer group every receive takes from. */
 #define URING_BGID 0
+/* prepare_cb(): submit-and-reap rounds per loop iteration. */
+#define URING_SUBMIT_ROUNDS 8
 /* uring_close(): how long owed completions are waited for. */
 #define URING_DRAIN_MS 2000
 
@@ -90,6 +92,7 @@ struct uring {
     struct ev_loop *loop;
     ev_io w_event;        /* the ring's eventfd: completions to reap */
     ev_prepare w_prepare; /* once per loop iteration: submit the batch */
+    ev_idle w_idle;       /* more to submit: the loop must not block */
     int efd;
     unsigned pending; /* SQEs prepared and not yet submitted */
     unsigned owed;    /* operations submitted (or prepared) and not completed */
@@ -285,6 +288,11 @@ static void event_cb(struct ev_loop *loop, ev_io *io, int revents)
     reap(u);
 }
 
+static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    ev_idle_stop(loop, w); /* only kept the loop from blocking */
+}
+
 static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct uring *u = container_of(p, struct uring, w_prepare);
@@ -293,14 +301,21 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     if (u->bufs_back && u->waiters != NULL)
         wake_waiters(u);
     u->bufs_back = false;
-    if (u->pending == 0)
-        return;
-    u->pending = 0;
-    io_uring_submit(&u->ring);
-    /* Completions posted inline by the submission (a receive with bytes
-     * already there) would otherwise wait for the eventfd's wakeup. */
-    if (io_uring_cq_ready(&u->ring) > 0)
-        reap(u);
+    /* Submit; completions the submission posted at once (a send that fit,
+     * a receive with bytes already there) are reaped right here, and what
+     * they queue goes in the next round. The eventfd is off meanwhile, so
+     * these completions do not wake the loop once more for nothing. */
+    for (int round = 0; u->pending > 0 && round < URING_SUBMIT_ROUNDS; round++) {
+        u->pending = 0;
+        io_uring_cq_eventfd_toggle(&u->ring, false);
+        io_uring_submit(&u->ring);
+        io_uring_cq_eventfd_toggle(&u->ring, true);
+        if (io_uring_cq_ready(&u->ring) > 0)
+            reap(u);
+    }
+    /* Still more queued: submit them next iteration, without blocking. */
+    if (u->pending > 0)
+        ev_idle_start(loop, &u->w_idle);
 }
 
 /* Kernels before 6.0 lack multishot receive (buffer rings: 5.19). */
@@ -361,6 +376,11 @@ struct uring *uring_open(struct ev_loop *loop, unsigned nbufs, uint32_t buf_size
         snprintf(why, whylen, "out of memory for %u buffers of %u bytes", nbufs, buf_size);
         goto fail;
     }
+    /* The kernel fills the buffers in ring order and they go back to its
+     * tail, so any steady traffic touches all of them: fault them in now,
+     * so the ring is resident (and counted) from the start, not a slow
+     * growth later. */
+    memset(u->bufs, 0, (size_t)nbufs * buf_size);
     io_uring_buf_ring_init(u->br);
     struct io_uring_buf_reg reg = {
         .ring_addr = (uint64_t)(uintptr_t)u->br, .ring_entries = nbufs, .bgid = URING_BGID};
@@ -379,6 +399,7 @@ struct uring *uring_open(struct ev_loop *loop, unsigned nbufs, uint32_t buf_size
     }
     ev_io_init(&u->w_event, event_cb, u->efd, EV_READ);
     ev_io_start(loop, &u->w_event);
+    ev_idle_init(&u->w_idle, idle_cb);
     ev_prepare_init(&u->w_prepare, prepare_cb);
     ev_prepare_start(loop, &u->w_prepare);
     /* Neither watcher alone should keep the loop running. */
@@ -411,6 +432,7 @@ void uring_close(struct uring *u)
     ev_ref(u->loop);
     ev_io_stop(u->loop, &u->w_event);
     ev_prepare_stop(u->loop, &u->w_prepare);
+    ev_idle_stop(u->loop, &u->w_idle);
     io_uring_queue_exit(&u->ring);
     close(u->efd);
     uring_free(u);
