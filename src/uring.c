@@ -296,16 +296,20 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct uring *u = container_of(p, struct uring, w_prepare);
-    /* Woken here, at the top of the loop, never from inside another
-     * session's completion (which gave the buffers back). */
-    if (u->bufs_back && u->waiters != NULL)
-        wake_waiters(u);
-    u->bufs_back = false;
     /* Submit; completions the submission posted at once (a send that fit,
      * a receive with bytes already there) are reaped right here, and what
      * they queue goes in the next round. The eventfd is off meanwhile, so
-     * these completions do not wake the loop once more for nothing. */
-    for (int round = 0; u->pending > 0 && round < URING_SUBMIT_ROUNDS; round++) {
+     * these completions do not wake the loop once more for nothing.
+     * Sessions waiting for ring buffers are woken here, at the top of the
+     * loop, never from inside the completion that gave buffers back. */
+    for (int round = 0; round < URING_SUBMIT_ROUNDS; round++) {
+        if (u->bufs_back && u->waiters != NULL) {
+            u->bufs_back = false;
+            wake_waiters(u);
+        }
+        u->bufs_back = false;
+        if (u->pending == 0)
+            break;
         u->pending = 0;
         io_uring_cq_eventfd_toggle(&u->ring, false);
         io_uring_submit(&u->ring);
@@ -313,8 +317,9 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
         if (io_uring_cq_ready(&u->ring) > 0)
             reap(u);
     }
-    /* Still more queued: submit them next iteration, without blocking. */
-    if (u->pending > 0)
+    /* Still more queued, or buffers back for a waiter: go on next
+     * iteration, without blocking. */
+    if (u->pending > 0 || (u->bufs_back && u->waiters != NULL))
         ev_idle_start(loop, &u->w_idle);
 }
 
