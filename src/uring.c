@@ -362,8 +362,16 @@ struct uring *uring_open(struct ev_loop *loop, unsigned nbufs, uint32_t buf_size
     u->nbufs = nbufs;
     u->buf_size = buf_size;
     u->efd = -1;
-    struct io_uring_params params = {0};
+    /* COOP_TASKRUN (5.19): completions are run when the worker next
+     * enters the kernel rather than by interrupting it; it only sleeps in
+     * epoll_wait, which their wakeup still ends. Retried without on a
+     * kernel that does not know the flag. */
+    struct io_uring_params params = {.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL};
     int rc = io_uring_queue_init_params(URING_ENTRIES, &u->ring, &params);
+    if (rc == -EINVAL) {
+        params = (struct io_uring_params){0};
+        rc = io_uring_queue_init_params(URING_ENTRIES, &u->ring, &params);
+    }
     if (rc < 0) {
         snprintf(why, whylen, "io_uring_setup: %s%s", strerror(-rc),
                  rc == -EPERM ? " (see sysctl kernel.io_uring_disabled)" : "");
