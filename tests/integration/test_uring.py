@@ -6,12 +6,16 @@ fault matrix's resets and stalls through test_faults.py::test_uring.)"""
 
 import hashlib
 import os
+import signal
 import socket
+import subprocess
 import threading
 
 import pytest
 
+import ctltest as ct
 import sluicetest as st
+from ctltest import sockdir  # noqa: F401  (fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +53,6 @@ def test_each_worker_opens_a_ring_and_relays_through_it(sluice, backend, port):
 def test_dump_shows_the_mode(tmp_path, port):
     cfg = tmp_path / "u.ini"
     cfg.write_text(st.make_config(port, ["b 127.0.0.1:1"], relay="uring"))
-    import subprocess
     r = subprocess.run([str(st.sluice_bin()), "-T", "-c", str(cfg)], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stderr
@@ -118,4 +121,28 @@ def test_burst_beyond_the_ring_is_byte_exact(sluice, backend, port):
     assert not errors, errors[:3]
     assert "every ring buffer in use" in s.log(), "the ring never ran dry: the test proves nothing"
     s.wait_access(24, timeout=10 * st.SLOW)
+    s.stop()
+
+
+def test_reload_to_uring_opens_the_rings_for_new_sessions(sluice, backend, port, sockdir):
+    b = backend(st.echo_handler)
+    sock = str(sockdir / "admin.sock")
+
+    def cfg(relay):
+        return ct.ctl_config(port, [f"b {b.addr}"], sock=sock, workers=2,
+                             listener={"relay": relay})
+    s = sluice(cfg("copy"))
+    old = st.connect(port)
+    st.roundtrip(old, b"before")
+    assert uring_fds(s.pid) == 0
+    ct.write_config(s.cfg, cfg("uring"))
+    s.signal(signal.SIGHUP)
+    ct.wait_for_gen(s, sock, 2)
+    s.wait_log("relay = uring: io_uring ready", count=2)
+    assert uring_fds(s.pid) == 2
+    st.roundtrip(old, b"the old session still copies")
+    new = st.connect(port)
+    st.roundtrip(new, os.urandom(100000))
+    old.close()
+    new.close()
     s.stop()
