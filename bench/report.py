@@ -31,7 +31,7 @@ PEERS = ("haproxy", "nginx")
 # each (a row appears only when the run has data for it). A new mode:
 # add its target here and in scripts/bench (sluice_relay and the workload
 # lists); its verdicts against the peers go in targets_table.
-SLUICE_VARIANTS = ("sluice",)
+SLUICE_VARIANTS = ("sluice", "sluice-uring")
 ALL = ("direct",) + SLUICE_VARIANTS + PEERS
 PROXIES = ("sluice", "haproxy", "nginx")
 # cps-tls: every proxy as plain TCP passthrough and as PROXY-sni, routing on

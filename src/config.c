@@ -15,6 +15,7 @@
 #include "sluice/privilege.h"
 #include "sluice/srclimit.h"
 #include "sluice/tls_hello.h"
+#include "sluice/uring.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1007,7 +1008,15 @@ static void handle_listener(struct parse_ctx *c, const char *key, const char *v)
     } else if (strcmp(key, "backlog") == 0) {
         val_int(c, key, v, 1, 65535, &l->backlog);
     } else if (strcmp(key, "relay") == 0) {
-        val_word2(c, key, v, "copy", "splice", &l->splice);
+        static const char *const relays[] = {"copy", "splice", "uring"};
+        int k;
+        if (val_word(c, key, v, relays, ARRAY_SIZE(relays), &k)) {
+            l->splice = k == 1;
+            l->uring = k == 2;
+            if (l->uring && !uring_compiled())
+                add_error(c, c->lineno, key,
+                          "'uring': this sluice was built without io_uring support (liburing)");
+        }
     } else if (strcmp(key, "accept_proxy") == 0) {
         if (!parse_bool(v, &l->accept_proxy))
             add_error(c, c->lineno, key, "'%s' is not on or off", v);

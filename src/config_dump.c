@@ -214,7 +214,7 @@ void config_emit_listener(const struct listener_conf *l, struct config_sink *sin
         kv(sink, "sni_default", l->sni_default_name);
     kvf(sink, "max_conns", "%d", l->max_conns);
     kvf(sink, "backlog", "%d", l->backlog);
-    kv(sink, "relay", l->splice ? "splice" : "copy");
+    kv(sink, "relay", l->uring ? "uring" : l->splice ? "splice" : "copy");
     kv(sink, "accept_proxy", onoff(l->accept_proxy));
     put_duration(sink, "proxy_timeout", l->proxy_timeout_ms);
     kvf(sink, "bind_mode", "%04o", (unsigned)l->bind_mode);

@@ -16,6 +16,7 @@ static bool fanout_wait_exit;
 static long pick_delay_us; /* set before any worker runs, then only read */
 static bool no_steering;   /* likewise */
 static long retire_close_delay_us; /* likewise */
+static bool uring_refuse;          /* likewise */
 
 static long env_long(const char *name)
 {
@@ -38,6 +39,7 @@ void fault_init(void)
     pick_delay_us = env_long("SLUICE_FAULT_PICK_DELAY_US");
     no_steering = env_long("SLUICE_FAULT_NO_STEERING") != 0;
     retire_close_delay_us = env_long("SLUICE_FAULT_RETIRE_CLOSE_DELAY_US");
+    uring_refuse = env_long("SLUICE_FAULT_URING_REFUSE") != 0;
 }
 
 bool fault_worker_start(void)
@@ -69,5 +71,10 @@ void fault_retire_close_delay(void)
 {
     if (retire_close_delay_us > 0)
         usleep((useconds_t)retire_close_delay_us);
+}
+
+bool fault_uring_refuse(void)
+{
+    return uring_refuse;
 }
 #endif

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -176,6 +177,32 @@ void bufchain_drop(struct bufchain *c, struct buf_pool *p, size_t n)
             c->tail = NULL;
         buf_pool_put(p, b);
     }
+}
+
+bool bufchain_append(struct bufchain *c, struct buf_pool *p, const void *data, size_t n)
+{
+    const char *src = data;
+    while (n > 0) {
+        struct buf_block *b = c->tail;
+        if (b == NULL || b->end == b->cap) {
+            if ((b = buf_pool_get(p)) == NULL)
+                return false;
+            if (c->tail)
+                c->tail->next = b;
+            else
+                c->head = b;
+            c->tail = b;
+        }
+        size_t k = b->cap - b->end;
+        if (k > n)
+            k = n;
+        memcpy(b->data + b->end, src, k);
+        b->end += (uint32_t)k;
+        c->len += k;
+        src += k;
+        n -= k;
+    }
+    return true;
 }
 
 void bufchain_clear(struct bufchain *c, struct buf_pool *p)

@@ -20,11 +20,13 @@
 #include "sluice/relay.h"
 #include "sluice/splice.h"
 #include "sluice/tls_hello.h"
+#include "sluice/uring.h"
 #include "sluice/worker-t.h"
 
 #include <errno.h>
 #include <math.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -202,8 +204,10 @@ static void session_free(struct session *s)
 /* Bytes read from src and not yet written to dst. */
 static size_t dir_pending(const struct relay_dir *d)
 {
-    return d->splice ? d->pipe.len : d->chain.len;
+    return d->splice ? d->pipe.len : d->chain.len + d->ur.q.len;
 }
+
+static void ur_end(struct session *s);
 
 /* The end reason for a failed read or write (errno err) on fd. ETIMEDOUT
  * on a side with tcp_keepalive on: the kernel gave up on a peer that went
@@ -283,6 +287,7 @@ void session_finish(struct session *s, enum end_reason reason)
         set_abortive_close(client_fd(s));
     if (aborted || dir_pending(&s->up) > 0)
         set_abortive_close(backend_fd(s));
+    ur_end(s);
     close(client_fd(s));
     backend_release(s);
     bufchain_clear(&s->up.chain, &w->bufs);
@@ -458,6 +463,403 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
     return true;
 }
 
+/* --- relay = uring ---------------------------------------------------------
+ * A RELAYING session of a listener with relay = uring moves its bytes
+ * through the worker's io_uring (uring.h) instead of the readiness pump.
+ * Each side has a multishot receive armed while its direction holds less
+ * than max_buffer. A received ring buffer is sent to the peer straight
+ * from the ring (MSG_DONTWAIT: it completes at once and the buffer goes
+ * back); when the peer pushes back (a short send, EAGAIN), what is left
+ * is copied into the direction's block chain, later arrivals follow it
+ * there, and the chain is sent with sends that wait for room. So a slow
+ * reader holds its own blocks (at most about max_buffer, as in copy
+ * mode), never the worker's ring buffers. One send per direction is in
+ * flight at a time, which keeps the bytes in order. States, end reasons,
+ * counters and the idle timer are the copy mode's. Every operation in
+ * flight holds the session (s->ur.inflight pins s->busy): a session that
+ * ends cancels them and is freed by its last completion. */
+
+enum ur_tag { UR_RECV_UP, UR_RECV_DOWN, UR_SEND_UP, UR_SEND_DOWN, UR_CANCEL };
+
+static int ur_src(const struct session *s, const struct relay_dir *d)
+{
+    return d == &s->up ? client_fd(s) : backend_fd(s);
+}
+
+static int ur_dst(const struct session *s, const struct relay_dir *d)
+{
+    return d == &s->up ? backend_fd(s) : client_fd(s);
+}
+
+static unsigned ur_recv_tag(const struct session *s, const struct relay_dir *d)
+{
+    return d == &s->up ? UR_RECV_UP : UR_RECV_DOWN;
+}
+
+static unsigned ur_send_tag(const struct session *s, const struct relay_dir *d)
+{
+    return d == &s->up ? UR_SEND_UP : UR_SEND_DOWN;
+}
+
+/* One more operation in flight: the first pins the session. */
+static void ur_pin(struct session *s)
+{
+    if (s->ur.inflight++ == 0)
+        s->busy++;
+}
+
+/* Called inside session_enter()/session_leave(), which frees. */
+static void ur_unpin(struct session *s)
+{
+    SLUICE_ASSERT(s->ur.inflight > 0);
+    if (--s->ur.inflight == 0)
+        s->busy--;
+}
+
+/* Out of memory (a block) or the ring took no more: this session ends. */
+static void ur_fail(struct session *s)
+{
+    counter_add(&s->w->stats.alloc_failures, 1);
+    session_finish(s, END_local_error);
+}
+
+/* Arm d's receive unless it is armed, ended, at its cap or waiting for
+ * ring buffers. */
+static bool ur_arm(struct session *s, struct relay_dir *d)
+{
+    if (d->ur.recv_armed || d->ur.starved || d->src_eof || dir_pending(d) >= s->cfg->max_buffer)
+        return true;
+    if (!uring_recv(s->w->uring, ur_src(s, d), s, ur_recv_tag(s, d))) {
+        ur_fail(s);
+        return false;
+    }
+    ur_pin(s);
+    d->ur.recv_armed = true;
+    d->ur.recv_cancel = false;
+    return true;
+}
+
+/* Send what d holds first, unless a send is in flight: the head ring
+ * buffer (without waiting for room), else the head block of the chain. */
+static bool ur_send(struct session *s, struct relay_dir *d)
+{
+    if (d->ur.send_busy)
+        return true;
+    const void *p;
+    size_t n = uring_q_peek(s->w->uring, &d->ur.q, &p);
+    int flags = MSG_DONTWAIT;
+    d->ur.send_blk = NULL;
+    if (n == 0) {
+        struct buf_block *b = d->chain.head;
+        if (b == NULL)
+            return true;
+        p = b->data + b->start;
+        n = b->end - b->start;
+        flags = 0;
+        d->ur.send_blk = b;
+    }
+    if (!uring_send(s->w->uring, ur_dst(s, d), p, n, flags, s, ur_send_tag(s, d))) {
+        d->ur.send_blk = NULL;
+        ur_fail(s);
+        return false;
+    }
+    ur_pin(s);
+    d->ur.send_busy = true;
+    d->ur.send_len = (uint32_t)n;
+    return true;
+}
+
+/* The destination pushed back: copy what the ring buffers of d still
+ * hold to the front of its chain and give them back. */
+static bool ur_spill(struct session *s, struct relay_dir *d)
+{
+    struct uring *u = s->w->uring;
+    struct bufchain front = {0};
+    const void *p;
+    size_t n;
+    bool ok = true;
+    while (ok && (n = uring_q_peek(u, &d->ur.q, &p)) > 0) {
+        ok = bufchain_append(&front, &s->w->bufs, p, n);
+        uring_q_consume(u, &d->ur.q, n);
+    }
+    if (front.head != NULL) {
+        front.tail->next = d->chain.head;
+        if (d->chain.tail == NULL)
+            d->chain.tail = front.tail;
+        d->chain.head = front.head;
+        d->chain.len += front.len;
+    }
+    return ok;
+}
+
+/* After any completion: forward a FIN once everything before it is
+ * delivered, end the session when both directions are done, else keep
+ * sends and receives going. */
+static void ur_update(struct session *s)
+{
+    struct relay_dir *dirs[2] = {&s->up, &s->down};
+    for (int i = 0; i < 2; i++) {
+        struct relay_dir *d = dirs[i], *other = dirs[1 - i];
+        if (d->src_eof && dir_pending(d) == 0 && !d->ur.send_busy && !d->shut_sent) {
+            /* As in pump(): when the other direction is finished too, the
+             * close() that ends the session sends this FIN. */
+            if (!other->shut_sent)
+                shutdown(ur_dst(s, d), SHUT_WR);
+            d->shut_sent = true;
+        }
+    }
+    if (s->up.shut_sent && s->down.shut_sent) {
+        session_finish(s, s->client_eof_first ? END_client_close : END_backend_close);
+        return;
+    }
+    if (s->state == SS_RELAYING && (s->up.src_eof || s->down.src_eof))
+        session_set_state(s, SS_HALF_CLOSED);
+    for (int i = 0; i < 2; i++)
+        if (!ur_send(s, dirs[i]) || !ur_arm(s, dirs[i]))
+            return;
+}
+
+/* Received bytes in ring buffer bid: queued as they are while nothing
+ * waits in the chain, else copied behind it (the buffer goes back). */
+static bool ur_take(struct session *s, struct relay_dir *d, int bid, uint32_t n)
+{
+    struct uring *u = s->w->uring;
+    if (bufchain_empty(&d->chain)) {
+        uring_q_push(u, &d->ur.q, bid, n);
+        return true;
+    }
+    bool ok = bufchain_append(&d->chain, &s->w->bufs, uring_buf_data(u, bid), n);
+    uring_buf_put(u, bid);
+    return ok;
+}
+
+static void ur_recv_done(struct session *s, struct relay_dir *d, const struct uring_done *c)
+{
+    struct uring *u = s->w->uring;
+    if (!c->more)
+        d->ur.recv_armed = false;
+    if (s->state == SS_CLOSING) {
+        if (c->bid >= 0)
+            uring_buf_put(u, c->bid);
+        return;
+    }
+    if (c->res > 0 && c->bid >= 0) {
+        if (!ur_take(s, d, c->bid, (uint32_t)c->res)) {
+            ur_fail(s);
+            return;
+        }
+        s->last_activity = ev_now(s->w->loop);
+        if (unlikely(d == &s->down && !s->first_byte)) {
+            s->first_byte = true;
+            record_server(s, BACKEND_HIST_FIRST_BYTE, hist_now_us() - s->connected_us);
+        }
+        /* Backpressure: stop receiving until the direction drains
+         * (completions already posted still arrive: the overshoot is at
+         * most what the socket held). */
+        if (dir_pending(d) >= s->cfg->max_buffer && d->ur.recv_armed && !d->ur.recv_cancel) {
+            if (!uring_cancel(u, s, ur_recv_tag(s, d), UR_CANCEL)) {
+                ur_fail(s);
+                return;
+            }
+            ur_pin(s);
+            d->ur.recv_cancel = true;
+        }
+    } else {
+        if (c->bid >= 0)
+            uring_buf_put(u, c->bid);
+        if (c->res == 0) {
+            d->src_eof = true;
+            if (d == &s->up && !s->down.src_eof)
+                s->client_eof_first = true;
+        } else if (c->res == -ENOBUFS) {
+            /* Every ring buffer is in use: receive again when some are
+             * back (the next loop iteration at the earliest). */
+            log_debug("worker %d: relay = uring: every ring buffer in use, a receive waits",
+                      s->w->id);
+            d->ur.starved = true;
+            uring_wait_bufs(u, &s->ur.wait);
+        } else if (c->res < 0 && c->res != -ECANCELED && c->res != -EAGAIN && c->res != -EINTR) {
+            session_finish(s, error_reason(s, ur_src(s, d), -c->res));
+            return;
+        }
+    }
+    ur_update(s);
+}
+
+static void ur_send_done(struct session *s, struct relay_dir *d, const struct uring_done *c)
+{
+    struct uring *u = s->w->uring;
+    struct buf_block *blk = d->ur.send_blk;
+    d->ur.send_busy = false;
+    d->ur.send_blk = NULL;
+    if (s->state == SS_CLOSING) {
+        if (d->ur.blk_detached) {
+            buf_pool_put(&s->w->bufs, blk);
+            d->ur.blk_detached = false;
+        }
+        uring_q_clear(u, &d->ur.q);
+        return;
+    }
+    if (c->res > 0) {
+        if (blk != NULL)
+            bufchain_drop(&d->chain, &s->w->bufs, (size_t)c->res);
+        else
+            uring_q_consume(u, &d->ur.q, (size_t)c->res);
+        s->last_activity = ev_now(s->w->loop);
+        count_delivered(s, d, (uint64_t)c->res);
+    } else if (c->res < 0 && c->res != -EAGAIN && c->res != -EINTR) {
+        session_finish(s, error_reason(s, ur_dst(s, d), -c->res));
+        return;
+    }
+    /* A ring buffer the destination did not take whole: its rest moves
+     * to the chain, sent by waiting sends from now on. */
+    if (blk == NULL && (c->res < 0 || (uint32_t)c->res < d->ur.send_len) && !ur_spill(s, d)) {
+        ur_fail(s);
+        return;
+    }
+    ur_update(s);
+}
+
+/* uring_open()'s done callback: one completion for session c->obj. */
+static void ur_done_cb(struct uring *u, const struct uring_done *c)
+{
+    struct session *s = c->obj;
+    session_enter(s);
+    if (!c->more)
+        ur_unpin(s);
+    switch ((enum ur_tag)c->tag) {
+    case UR_RECV_UP:
+        ur_recv_done(s, &s->up, c);
+        break;
+    case UR_RECV_DOWN:
+        ur_recv_done(s, &s->down, c);
+        break;
+    case UR_SEND_UP:
+        ur_send_done(s, &s->up, c);
+        break;
+    case UR_SEND_DOWN:
+        ur_send_done(s, &s->down, c);
+        break;
+    case UR_CANCEL:
+        break;
+    }
+    session_leave(s);
+}
+
+/* uring_open()'s wake callback: ring buffers came back after ENOBUFS. */
+static void ur_wake_cb(struct uring *u, struct uring_waiter *wt)
+{
+    struct session *s = container_of(wt, struct session, ur.wait);
+    session_enter(s);
+    s->up.ur.starved = s->down.ur.starved = false;
+    if (s->state != SS_CLOSING)
+        ur_update(s);
+    session_leave(s);
+}
+
+/* Ring buffers per worker: about 2 MiB of buffer_size blocks, a power of
+ * two between 16 and 1024. They are only in transit (see above), so this
+ * bounds a burst, not the number of sessions. */
+static unsigned ur_nbufs(uint32_t buffer_size)
+{
+    unsigned n = 16;
+    while (n < 1024 && (size_t)n * 2 * buffer_size <= (2u << 20))
+        n *= 2;
+    return n;
+}
+
+/* The worker's ring, opened on first use; NULL when the kernel refuses
+ * (said once per process in the log: those sessions copy). */
+static struct uring *ur_ring(struct worker *w)
+{
+    if (w->uring != NULL || w->uring_failed)
+        return w->uring;
+    static atomic_bool told;
+    char why[160];
+    uint32_t size = w->cfg->buffer_size;
+    unsigned n = ur_nbufs(size);
+    if (fault_uring_refuse()) {
+        snprintf(why, sizeof(why), "io_uring_setup: refused (SLUICE_FAULT_URING_REFUSE)");
+        w->uring = NULL;
+    } else {
+        w->uring = uring_open(w->loop, n, size, ur_done_cb, ur_wake_cb, why, sizeof(why));
+    }
+    if (w->uring == NULL) {
+        w->uring_failed = true;
+        if (!atomic_exchange(&told, true))
+            log_warn("relay = uring: io_uring is not available (%s): those listeners copy "
+                     "instead",
+                     why);
+        return NULL;
+    }
+    log_info("worker %d: relay = uring: io_uring ready (%u buffers of %u bytes)", w->id, n,
+             (unsigned)size);
+    return w->uring;
+}
+
+void session_uring_prepare(struct worker *w)
+{
+    for (int i = 0; i < w->cfg->nlisteners; i++)
+        if (w->cfg->listeners[i].uring) {
+            ur_ring(w);
+            return;
+        }
+}
+
+/* Move a RELAYING session onto the ring, once nothing is buffered in its
+ * chains and no side has ended (such a session stays on the pump).
+ * Returns true if it did. */
+static bool ur_begin(struct session *s)
+{
+    if (s->ur.on || !bufchain_empty(&s->up.chain) || !bufchain_empty(&s->down.chain) ||
+        s->up.src_eof || s->down.src_eof || ur_ring(s->w) == NULL)
+        return false;
+    io_want(s->w->loop, &s->w_client, 0);
+    io_want(s->w->loop, &s->w_backend, 0);
+    s->ur.on = true;
+    ur_update(s);
+    return true;
+}
+
+/* The session is finishing: cancel what it has in flight (the cancels go
+ * out with the loop's next submission; user_data, not the fd, names the
+ * operations, so closing the fds right after is safe). Memory under a
+ * send in flight (its ring buffer, or its chain block, taken off the
+ * chain here) is given back by that send's completion, never before:
+ * the kernel may still read it. */
+static void ur_end(struct session *s)
+{
+    if (!s->ur.on)
+        return;
+    struct uring *u = s->w->uring;
+    uring_unwait(u, &s->ur.wait);
+    struct relay_dir *dirs[2] = {&s->up, &s->down};
+    for (int i = 0; i < 2; i++) {
+        struct relay_dir *d = dirs[i];
+        if (d->ur.recv_armed && !d->ur.recv_cancel &&
+            uring_cancel(u, s, ur_recv_tag(s, d), UR_CANCEL)) {
+            ur_pin(s);
+            d->ur.recv_cancel = true;
+        }
+        if (!d->ur.send_busy) {
+            uring_q_clear(u, &d->ur.q);
+            continue;
+        }
+        if (uring_cancel(u, s, ur_send_tag(s, d), UR_CANCEL))
+            ur_pin(s);
+        struct buf_block *b = d->ur.send_blk;
+        if (b != NULL) {
+            SLUICE_ASSERT(d->chain.head == b);
+            d->chain.head = b->next;
+            if (d->chain.head == NULL)
+                d->chain.tail = NULL;
+            d->chain.len -= b->end - b->start;
+            b->next = NULL;
+            d->ur.blk_detached = true;
+        }
+    }
+}
+
 /* After any event: end the session if both directions are done, else
  * recompute what each fd waits for. */
 static void session_update(struct session *s)
@@ -469,6 +871,10 @@ static void session_update(struct session *s)
     }
     if (s->state == SS_RELAYING && (up->src_eof || down->src_eof))
         session_set_state(s, SS_HALF_CLOSED);
+    /* relay = uring: once what came before (a PROXY header's payload, a
+     * ClientHello, bytes read while queued) is delivered. */
+    if (s->lc->uring && s->state == SS_RELAYING && ur_begin(s))
+        return;
     int cev = 0, bev = 0;
     if (!up->src_eof && dir_pending(up) < dir_cap(s, up))
         cev |= EV_READ;
@@ -575,6 +981,8 @@ static void session_connected(struct session *s)
     s->w_timer.repeat = (ev_tstamp)s->srv->pool->idle_timeout_ms / 1000.0;
     ev_timer_again(w->loop, &s->w_timer);
     if (!send_proxy_header(s))
+        return;
+    if (s->lc->uring && ur_begin(s))
         return;
     /* Clients usually send right after connecting: read them now instead
      * of waiting for the next poll. A server that greets first is left to
@@ -1179,6 +1587,8 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
     s->state = SS_CONNECTING;
     pipebuf_init(&s->up.pipe);
     pipebuf_init(&s->down.pipe);
+    uring_q_init(&s->up.ur.q);
+    uring_q_init(&s->down.ur.q);
     s->up.splice = s->down.splice = lc->splice;
     ev_io_init(&s->w_client, client_cb, fd, 0);
     ev_io_init(&s->w_backend, connect_cb, -1, 0);

@@ -9,6 +9,7 @@
 #include "sluice/session.h"
 #include "sluice/splice.h"
 #include "sluice/thread.h"
+#include "sluice/uring.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -264,6 +265,7 @@ static void worker_adopt(struct worker *w, struct config *cfg, struct worker_new
     config_unref(old);
     buf_pool_resize(&w->bufs, cfg->buffer_size);
     w->pipes.pipe_size = cfg->max_buffer;
+    session_uring_prepare(w);
     if (ev_is_active(&w->w_resume))
         listener_resume_paused(w);
 }
@@ -334,6 +336,7 @@ int worker_init(struct worker *w, const struct worker_host *host, int id, struct
     ev_init(&w->w_retire, retire_cb);
     buf_pool_init(&w->bufs, cfg->buffer_size, BUF_CACHE_BLOCKS);
     pipe_pool_init(&w->pipes, PIPE_CACHE, cfg->max_buffer);
+    session_uring_prepare(w);
     return 0;
 }
 
@@ -408,6 +411,10 @@ void worker_destroy(struct worker *w)
     struct session *woken = w->woken_head;
     w->woken_head = w->woken_tail = NULL;
     run_woken(woken);
+    /* Sessions that ended with ring operations in flight are freed by
+     * their last completions. */
+    uring_close(w->uring);
+    w->uring = NULL;
     while (w->free_sessions) {
         struct session *s = w->free_sessions;
         w->free_sessions = s->next;

@@ -113,6 +113,7 @@ struct listener_conf {
     int max_conns;
     int backlog;
     bool splice; /* relay = splice: zero-copy through pipes */
+    bool uring;  /* relay = uring: through the worker's io_uring (uring.h) */
     bool accept_proxy;        /* clients start with a PROXY protocol header */
     int64_t proxy_timeout_ms; /* ... which must arrive within this time */
     /* Its unix: binds: the files' mode, and their owner (bind_owner as

@@ -30,6 +30,9 @@ bool fault_no_steering(void);
  * =N microseconds), widening the window in which the kernel can still
  * queue a connection there. */
 void fault_retire_close_delay(void);
+/* Any worker: true when opening the io_uring for relay = uring must fail
+ * as if the kernel refused it (SLUICE_FAULT_URING_REFUSE=1). */
+bool fault_uring_refuse(void);
 #else
 static inline void fault_init(void)
 {
@@ -51,6 +54,10 @@ static inline bool fault_no_steering(void)
 }
 static inline void fault_retire_close_delay(void)
 {
+}
+static inline bool fault_uring_refuse(void)
+{
+    return false;
 }
 #endif
 

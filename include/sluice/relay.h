@@ -36,6 +36,11 @@ ssize_t bufchain_writev(struct bufchain *c, struct buf_pool *p, int fd);
 /* Drop the first n bytes (n <= c->len), returning emptied blocks. */
 void bufchain_drop(struct bufchain *c, struct buf_pool *p, size_t n);
 
+/* Copy n bytes to the end of the chain (filling the tail block, then
+ * fresh ones). False when a block could not be allocated: what was
+ * copied stays. */
+bool bufchain_append(struct bufchain *c, struct buf_pool *p, const void *data, size_t n);
+
 /* Return every block to the pool. */
 void bufchain_clear(struct bufchain *c, struct buf_pool *p);
 

@@ -10,6 +10,7 @@
 #include "sluice/relay-t.h"
 #include "sluice/splice-t.h"
 #include "sluice/srclimit-t.h"
+#include "sluice/uring-t.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -66,6 +67,7 @@ struct relay_dir {
     bool src_eof;      /* src sent FIN */
     bool shut_sent;    /* FIN forwarded to dst */
     bool dst_blocked;  /* last write hit EAGAIN: wait for EV_WRITE */
+    struct uring_dir ur; /* relay = uring: received buffers and ops in flight */
 };
 
 struct session {
@@ -112,6 +114,7 @@ struct session {
     ev_tstamp connected_at;      /* backend connection established; 0: never */
     uint8_t end_state;           /* enum session_state when it finished */
     uint8_t fail_side;           /* enum fail_side: whose socket failed (reset etc.) */
+    struct uring_sess ur;        /* relay = uring (see session.c, uring.h) */
 };
 
 /* For the access log's term_side: which socket an error came from. */

@@ -22,6 +22,12 @@ void session_start(struct worker *w, struct config *cfg, struct listener_conf *l
  * is freed. */
 void session_queue_woken(struct session *s);
 
+/* Open w's io_uring now if a listener of its generation has relay =
+ * uring (once; a refusal is logged once and those listeners copy), so a
+ * ring is ready before the first session and its descriptors are there
+ * from the start. */
+void session_uring_prepare(struct worker *w);
+
 /* End a session with one reason; safe from any callback of this worker. */
 void session_finish(struct session *s, enum end_reason reason);
 

@@ -41,6 +41,8 @@ struct worker_stats {
 } __attribute__((aligned(SLUICE_CACHELINE)));
 
 /* One listening socket of this worker (one per bind address). */
+struct uring; /* uring.h */
+
 struct worker_listen {
     struct worker_listen *next;
     struct worker *w;
@@ -118,6 +120,11 @@ struct worker {
     int nfree_sessions;
     struct buf_pool bufs;
     struct pipe_pool pipes;
+    /* relay = uring: the worker's ring, opened by the first session that
+     * asks for it (NULL: none yet, or uring_failed: the kernel refused,
+     * those sessions copy). */
+    struct uring *uring;
+    bool uring_failed;
     bool stopping;
     bool started;
     _Atomic bool exited;

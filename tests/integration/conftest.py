@@ -101,7 +101,12 @@ def sluice(tmp_path):
         pytest.fail("sanitizer reports in sluice's stderr:\n" + "\n".join(reports[:40]), pytrace=False)
 
 
-@pytest.fixture(params=["copy", "splice"])
+@pytest.fixture(params=["copy", "splice", "uring"])
 def relay(request):
-    """Both relay modes: user-space block chains and zero-copy splice."""
+    """Every relay mode: user-space block chains, zero-copy splice, and
+    io_uring (skipped where the binary or the kernel cannot run it)."""
+    if request.param == "uring":
+        why = st.uring_unavailable()
+        if why:
+            pytest.skip(f"relay = uring: {why}")
     return request.param

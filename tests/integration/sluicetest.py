@@ -610,6 +610,40 @@ class BlackHole:
 
 
 # --------------------------------------------------------------------------
+# relay = uring
+
+
+_uring_why = {}
+
+
+def uring_unavailable():
+    """None when relay = uring can run here, else why not (for a skip): the
+    binary was built without liburing, the kernel is older than 6.0, or
+    io_uring is disabled (sysctl kernel.io_uring_disabled)."""
+    if "why" in _uring_why:
+        return _uring_why["why"]
+    why = None
+    cfg = make_config(1, ["a 127.0.0.1:1"], relay="uring")
+    r = subprocess.run([str(sluice_bin()), "-t", "-c", "/dev/stdin"], input=cfg, text=True,
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        why = "sluice built without io_uring: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+    else:
+        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+        if (major, minor) < (6, 0):
+            why = f"kernel {os.uname().release} is older than 6.0 (multishot receive)"
+        else:
+            try:
+                disabled = int(Path("/proc/sys/kernel/io_uring_disabled").read_text())
+            except (OSError, ValueError):
+                disabled = 0
+            if disabled:
+                why = f"io_uring disabled (sysctl kernel.io_uring_disabled = {disabled})"
+    _uring_why["why"] = why
+    return why
+
+
+# --------------------------------------------------------------------------
 # config
 
 

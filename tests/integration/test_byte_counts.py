@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 import ctltest as ct
 import sluicetest as st
 from ctltest import sockdir  # noqa: F401  (fixture)
@@ -14,7 +16,10 @@ from ctltest import sockdir  # noqa: F401  (fixture)
 TOTAL = 12 << 20  # more than a socket send buffer can take (tcp_wmem max: 4 MiB)
 
 
-def test_bytes_buffered_at_the_end_are_not_counted(sluice, backend, port, sockdir):
+def test_bytes_buffered_at_the_end_are_not_counted(sluice, backend, port, sockdir, relay):
+    if relay == "splice":
+        pytest.skip("a splice direction buffers at most one pipe (fs.pipe-max-size), "
+                    "not the 16m this test needs")
     sent = {"n": 0}
     done = threading.Event()
 
@@ -31,7 +36,7 @@ def test_bytes_buffered_at_the_end_are_not_counted(sluice, backend, port, sockdi
     sock = sockdir / "admin.sock"
     # max_buffer above TOTAL: sluice reads all of it while the client reads
     # nothing, so at the idle timeout most of it was read but never delivered.
-    s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock, glob={"max_buffer": "16m"},
+    s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock, glob={"max_buffer": "16m"}, relay=relay,
                              pool={"idle_timeout": f"{int(1000 * st.SLOW)}ms"}))
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -60,10 +65,10 @@ def test_bytes_buffered_at_the_end_are_not_counted(sluice, backend, port, sockdi
     s.stop()
 
 
-def test_counts_agree_on_a_complete_session(sluice, backend, port, sockdir):
+def test_counts_agree_on_a_complete_session(sluice, backend, port, sockdir, relay):
     b = backend(st.echo_handler)
     sock = sockdir / "admin.sock"
-    s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock))
+    s = sluice(ct.ctl_config(port, [f"b {b.addr}"], sock=sock, relay=relay))
     with st.connect(port) as c:
         st.roundtrip(c, b"x" * 100000)
         c.shutdown(socket.SHUT_WR)

@@ -106,6 +106,7 @@ class Rig:
         self._backend = backend_fixture
         self.s = None
         self.text = None
+        self.relay = None  # relay = ... on the listener under test (None: the default)
         with nn.inside(net.backend):
             self.by_backend = backend_fixture(st.named_handler("by"), host=nn.BACKEND_IP)
 
@@ -125,6 +126,7 @@ class Rig:
         p = {"connect_timeout": "1s", "idle_timeout": "30s", "retries": 1}
         p.update(pool or {})
         text = st.make_config(self.port, servers, glob=g, pool=p, listener=listener,
+                              relay=self.relay,
                               extra=f"\n[listener by]\nbind = {nn.PROXY_IP}:{self.by_port}\n"
                                     f"pool = by\n\n[pool by]\n"
                                     f"server = by {self.by_backend.addr}\n")
@@ -747,3 +749,23 @@ def test_max_conns_reached(rig, reload):
     for c in held + [waiting]:
         c.close()
     rig.settle()
+
+
+# ==========================================================================
+# relay = uring: the resets, half-closes and stalled readers above once
+# more with the listener under test relaying through io_uring.
+
+URING_CASES = ["test_backend_killed_mid_transfer", "test_backend_answers_with_rst",
+               "test_backend_accepts_and_never_reads", "test_client_stops_reading",
+               "test_client_resets_mid_transfer", "test_client_half_closes_and_waits",
+               "test_client_sends_nothing_until_idle_timeout"]
+
+
+@pytest.mark.parametrize("case", URING_CASES, ids=[c[len("test_"):] for c in URING_CASES])
+def test_uring(rig, case):
+    why = st.uring_unavailable()
+    if why:
+        pytest.skip(f"relay = uring: {why}")
+    rig.relay = "uring"
+    globals()[case](rig, reload=False)
+    assert "io_uring ready" in rig.s.log(), "the listener never relayed through io_uring"

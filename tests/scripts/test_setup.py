@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SETUP = REPO / "scripts" / "setup"
 REAL_POLICY = Path("/usr/sbin/policy-rc.d")
 BASE = ["meson", "ninja-build", "gcc", "libc6-dev", "pkg-config", "libev-dev",
-        "libinih-dev", "libc-ares-dev", "socat", "iproute2", "procps"]
+        "libinih-dev", "libc-ares-dev", "liburing-dev", "socat", "iproute2", "procps"]
 
 # apt-get stand-in: logs its arguments; on `install` records what the policy
 # file looks like at that moment, then can wait, fail or replace the file.

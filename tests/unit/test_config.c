@@ -8,6 +8,7 @@
 #include "sluice/log.h"
 #include "sluice/privilege.h"
 #include "sluice/registry.h"
+#include "sluice/uring.h"
 
 #include <unistd.h>
 
@@ -1780,6 +1781,33 @@ static void test_access_log_keys(void)
                   {4, "access_log_format", NULL});
 }
 
+/* relay = copy | splice | uring; uring only where liburing was built in,
+ * else a located error saying so. */
+static void test_relay_modes(void)
+{
+    const char *words[] = {"copy", "splice", "uring"};
+    for (int k = 0; k < 3; k++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "[listener l]\nbind = 127.0.0.1:1\npool = p\nrelay = %s\n"
+                 "[pool p]\nserver = a 127.0.0.1:2\n",
+                 words[k]);
+        if (k == 2 && !uring_compiled()) {
+            EXPECT_ERRORS(text, {4, "relay", "built without io_uring support"});
+            continue;
+        }
+        struct config *cfg = load_ok(text);
+        if (cfg == NULL)
+            continue;
+        CHECK(cfg->listeners[0].splice == (k == 1));
+        CHECK(cfg->listeners[0].uring == (k == 2));
+        config_unref(cfg);
+    }
+    EXPECT_ERRORS("[listener l]\nbind = 127.0.0.1:1\npool = p\nrelay = sockets\n"
+                  "[pool p]\nserver = a 127.0.0.1:2\n",
+                  {4, "relay", "copy, splice"});
+}
+
 UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TEST(test_words),
           TEST(test_workers), TEST(test_numbers), TEST(test_durations), TEST(test_queue_keys),
           TEST(test_sizes), TEST(test_keys_in_progress), TEST(test_admin_http_vs_bind),
@@ -1794,4 +1822,4 @@ UNIT_MAIN(TEST(test_defaults), TEST(test_identity), TEST(test_every_key_set), TE
           TEST(test_unreadable_paths), TEST(test_unix_binds), TEST(test_keepalive),
           TEST(test_dump_round_trip), TEST(test_source_limits),
           TEST(test_error_source_limits), TEST(test_sni_rules), TEST(test_error_sni),
-          TEST(test_dump_edited), TEST(test_access_log_keys))
+          TEST(test_dump_edited), TEST(test_access_log_keys), TEST(test_relay_modes))
