@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import os
 import subprocess
+import threading
 
 import sluicetest as st
 
@@ -62,6 +63,22 @@ def _ip(*args, check=True, input=None):
     if check and r.returncode != 0:
         raise AssertionError(f"ip {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
+
+
+@contextlib.contextmanager
+def loopback_ns(tag, addrs=()):
+    """A network namespace with only lo, up, holding addrs ("ADDR/BITS",
+    IPv4 or IPv6, no duplicate detection); removed afterwards. Yields its
+    name (tag plus this thread's id, so parallel runs do not collide)."""
+    ns = f"{tag}{threading.get_native_id() % 100000}"
+    _ip("netns", "add", ns)
+    try:
+        _ip("-n", ns, "link", "set", "lo", "up")
+        for a in addrs:
+            _ip("-n", ns, "-6" if ":" in a else "-4", "addr", "add", a, "dev", "lo", "nodad")
+        yield ns
+    finally:
+        _ip("netns", "del", ns, check=False)
 
 
 class Topology:

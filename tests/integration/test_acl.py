@@ -156,17 +156,10 @@ def ns6():
     why = netns.available()
     if why:
         pytest.skip(why)
-    name = f"slacl{os.getpid() % 100000}"
-    netns._ip("netns", "add", name)
-    try:
-        netns._ip("-n", name, "link", "set", "lo", "up")
-        for a in ("2001:db8:a::1/64", "2001:db8:a::bad/64", "2001:db8:a:0:8000::1/64",
-                  "2001:db8:b::1/64", "2001:db8:b::2/64", "10.99.0.1/24"):
-            fam = "-6" if ":" in a else "-4"
-            netns._ip("-n", name, fam, "addr", "add", a, "dev", "lo", "nodad")
+    with netns.loopback_ns("slacl", ("2001:db8:a::1/64", "2001:db8:a::bad/64",
+                                     "2001:db8:a:0:8000::1/64", "2001:db8:b::1/64",
+                                     "2001:db8:b::2/64", "10.99.0.1/24")) as name:
         yield name
-    finally:
-        netns._ip("netns", "del", name, check=False)
 
 
 def test_ipv6_ranges_in_a_namespace(sluice, backend, sockdir, ns6):

@@ -23,14 +23,8 @@ def lone_ns():
     why = nn.available()
     if why:
         pytest.skip(why)
-    ns = f"slle{threading.get_native_id() % 100000}"
-    subprocess.run(["/usr/sbin/ip", "netns", "add", ns], check=True, timeout=20 * st.SLOW)
-    try:
-        subprocess.run(["/usr/sbin/ip", "-n", ns, "link", "set", "lo", "up"], check=True,
-                       timeout=20 * st.SLOW)
+    with nn.loopback_ns("slle") as ns:
         yield ns
-    finally:
-        subprocess.run(["/usr/sbin/ip", "netns", "del", ns], timeout=20 * st.SLOW)
 
 
 def hold_handler(conn, srv):

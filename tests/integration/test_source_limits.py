@@ -313,12 +313,9 @@ def test_ipv6_sources_group_by_64(sluice, tmp_path):
     why = netns.available()
     if why:
         pytest.skip(why)
-    ns = f"slsrc{os.getpid() % 100000}"
-    netns._ip("netns", "add", ns)
-    try:
-        netns._ip("-n", ns, "link", "set", "lo", "up")
-        for a in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:3::1", "2001:db8::100"):
-            netns._ip("-n", ns, "addr", "add", f"{a}/128", "dev", "lo", "nodad")
+    addrs = [f"{a}/128" for a in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:3::1",
+                                  "2001:db8::100")]
+    with netns.loopback_ns("slsrc", addrs) as ns:
         with netns.inside(ns):
             b = st.Server(st.echo_handler, host="2001:db8::100")
         try:
@@ -339,8 +336,6 @@ def test_ipv6_sources_group_by_64(sluice, tmp_path):
             s.stop()
         finally:
             b.close()
-    finally:
-        netns._ip("netns", "del", ns, check=False)
 
 
 def test_full_table_admits_untracked(sluice, backend, port, sockdir):
