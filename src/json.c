@@ -527,6 +527,19 @@ double json_num(const struct json_value *v, double dflt)
     return v != NULL && v->type == JSON_NUMBER ? v->num : dflt;
 }
 
+long json_int(const struct json_value *v, long lo, long hi, long dflt)
+{
+    if (v == NULL || v->type != JSON_NUMBER || v->num != v->num)
+        return dflt;
+    /* Compare as doubles before converting: a number outside long's range
+     * (1e300, or inf from an overflowing literal) must not reach the cast. */
+    if (v->num <= (double)lo)
+        return lo;
+    if (v->num >= (double)hi)
+        return hi;
+    return (long)v->num;
+}
+
 const char *json_str(const struct json_value *v, const char *dflt)
 {
     return v != NULL && v->type == JSON_STRING ? v->str : dflt;

@@ -6,6 +6,7 @@
 #include "sluice/json.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -96,9 +97,9 @@ bool top_sample_parse(struct top_sample *s, const char *json, size_t len, double
     }
     s->t = t;
     copy_name(s->version, sizeof(s->version), json_str(json_get(info, "version"), "?"));
-    s->pid = (long)json_num(json_get(info, "pid"), 0);
+    s->pid = json_int(json_get(info, "pid"), 0, LONG_MAX, 0);
     s->uptime = json_num(json_get(info, "uptime_seconds"), 0);
-    s->workers = (int)json_num(json_get(info, "workers"), 0);
+    s->workers = (int)json_int(json_get(info, "workers"), 0, INT_MAX, 0);
     s->sessions_active = json_num(json_get(info, "sessions_active"), 0);
     s->sessions_total = json_num(json_get(info, "sessions_total"), 0);
     size_t n = ls->len + ss->len;

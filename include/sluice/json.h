@@ -52,6 +52,9 @@ const struct json_value *json_get(const struct json_value *obj, const char *key)
 const struct json_value *json_path(const struct json_value *obj, const char *path);
 /* The number, or dflt when v is NULL or not a number. */
 double json_num(const struct json_value *v, double dflt);
+/* The number as a whole number clamped to lo..hi (any double, however
+ * large, converts safely), or dflt when v is NULL or not a number. */
+long json_int(const struct json_value *v, long lo, long hi, long dflt);
 /* The string, or dflt when v is NULL or not a string. */
 const char *json_str(const struct json_value *v, const char *dflt);
 

@@ -151,6 +151,30 @@ static void test_error_offset(void)
     CHECK_STR(err, "offset 4: invalid number");
 }
 
-UNIT_MAIN(TEST(test_accepts_a_document), TEST(test_scalars_at_top), TEST(test_refuses),
+/* json_int: any number converts without undefined behaviour (a fuzzed
+ * "pid": 1e300 once reached a plain cast in sluicectl top). */
+static void test_int_clamps(void)
+{
+    static const struct {
+        const char *doc;
+        long want;
+    } cases[] = {
+        {"42", 42},   {"-7", -5},          {"1e300", 1000}, {"-1e300", -5},
+        {"3.9", 3},   {"1e999", 1000},     {"\"12\"", 99}, {"null", 99},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[128];
+        struct json_doc *d = json_parse(cases[i].doc, strlen(cases[i].doc), err, sizeof(err));
+        if (d == NULL) {
+            CHECK_MSG(strcmp(cases[i].doc, "1e999") == 0, "%s: %s", cases[i].doc, err);
+            continue;
+        }
+        CHECK_MSG(json_int(json_root(d), -5, 1000, 99) == cases[i].want, "%s", cases[i].doc);
+        json_free(d);
+    }
+    CHECK(json_int(NULL, 0, 1, 7) == 7);
+}
+
+UNIT_MAIN(TEST(test_int_clamps), TEST(test_accepts_a_document), TEST(test_scalars_at_top), TEST(test_refuses),
           TEST(test_embedded_nul_refused), TEST(test_depth_limit), TEST(test_many_values),
           TEST(test_error_offset))
