@@ -251,7 +251,9 @@ static void fmt_us(char *buf, size_t cap, double us)
 
 static void fmt_uptime(char *buf, size_t cap, double s)
 {
-    long t = (long)s;
+    /* s comes from the stats document: clamp before converting (a huge or
+     * negative number must not reach the cast). */
+    long t = s >= 1e12 ? 1000000000000L : s > 0 ? (long)s : 0;
     if (t >= 86400)
         snprintf(buf, cap, "%ldd%02ldh", t / 86400, t % 86400 / 3600);
     else if (t >= 3600)
