@@ -249,9 +249,11 @@ void listener_abortive_close(int fd)
 static void accept_refused(struct worker *w, struct listener_conf *lc, int fd,
                            enum end_reason reason)
 {
-    listener_abortive_close(fd);
+    /* Counted before the RST goes out: a client that saw its reset and
+     * then reads the stats must find its refusal there. */
     counter_add(&listener_ws(lc->st, w->id)->accepted, 1);
     counter_add(&w->stats.ends[reason], 1);
+    listener_abortive_close(fd);
     slot_put(&lc->st->active);
     slot_put(&w->host->limits->active);
 }

@@ -287,6 +287,9 @@ void session_finish(struct session *s, enum end_reason reason)
         set_abortive_close(client_fd(s));
     if (aborted || dir_pending(&s->up) > 0)
         set_abortive_close(backend_fd(s));
+    /* Counted before the client's socket closes: a client that saw the
+     * end and then reads the stats finds it there. */
+    counter_add(&w->stats.ends[reason], 1);
     ur_end(s);
     close(client_fd(s));
     backend_release(s);
@@ -298,7 +301,6 @@ void session_finish(struct session *s, enum end_reason reason)
     int wid = w->id;
     if (s->connected_us != 0)
         record_server(s, BACKEND_HIST_DURATION, hist_now_us() - s->connected_us);
-    counter_add(&w->stats.ends[reason], 1);
     if (reason == END_no_backend)
         counter_add(&listener_ws(s->lc->st, wid)->no_backend, 1);
     /* Denied clients are left out of the access log: a flood of them
