@@ -1584,13 +1584,17 @@ def main():
                     f"`bench/report.py --from {data_rel.replace('../', '')}` re-renders every "
                     "table below from it.", ""]
         doc += render(runs, env, rel, made)
-        # The hand-written part: what was tried, what limits the targets
-        # that are missed (bench/analysis.md); its figures come from the
-        # tables and the Profile section above.
-        analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
-        if os.path.exists(analysis):
-            with open(analysis) as f:
-                doc += [f.read().rstrip(), ""]
+        # Then the hand-written parts: measurements a full run does not
+        # repeat (A/B of two commits, one-off scripts), each naming its own
+        # commits and raw data; and what was tried and what limits the
+        # targets that are missed (analysis.md), whose figures come from
+        # the tables and the Profile section above.
+        here = os.path.dirname(os.path.abspath(__file__))
+        for part in ("other-runs.md", "analysis.md"):
+            path = os.path.join(here, part)
+            if os.path.exists(path):
+                with open(path) as f:
+                    doc += [f.read().rstrip(), ""]
         doc += ["## Machine", "", "| | |", "|---|---|"] + machine_lines(env) + [""]
         doc.append(DOC_METHOD.format(**fmtargs).replace("@SETTINGS@",
                                                          "\n".join(settings_lines(env))))
