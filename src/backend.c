@@ -3,7 +3,14 @@
 #include "sluice/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
+
+/* The live count alone in the last cache line of struct backend (the
+ * registry allocates it cache-line aligned and rounded up). */
+_Static_assert(offsetof(struct backend, active) % SLUICE_CACHELINE == 0 &&
+                   sizeof(struct backend) == offsetof(struct backend, active) + SLUICE_CACHELINE,
+               "struct backend: active shares its cache line with nothing");
 
 const char *backend_health_str(enum backend_health h)
 {

@@ -27,9 +27,15 @@ static struct balance_state *state_of(struct pool_conf *p, int worker_id)
 {
     struct balance_state *st = p->wstate[worker_id];
     if (st == NULL) {
-        st = calloc(1, sizeof(*st) + sizeof(int64_t) * (size_t)p->nservers);
+        /* Written on every pick: whole cache lines of its own, whatever
+         * the allocator puts beside it (another worker's state or
+         * counters would share a line otherwise). */
+        size_t bytes = sizeof(*st) + sizeof(int64_t) * (size_t)p->nservers;
+        bytes = (bytes + SLUICE_CACHELINE - 1) & ~(size_t)(SLUICE_CACHELINE - 1);
+        st = aligned_alloc(SLUICE_CACHELINE, bytes);
         if (st == NULL)
             return NULL;
+        memset(st, 0, bytes);
         st->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)(uintptr_t)st << 1) ^ (uint64_t)(worker_id + 1);
         p->wstate[worker_id] = st;
     }

@@ -34,9 +34,15 @@ uint64_t hist_bucket_value(int i)
 
 struct histogram *hist_slot_alloc(struct histogram *_Atomic *slot, size_t n)
 {
-    struct histogram *h = calloc(n, sizeof(*h));
-    if (h != NULL)
-        atomic_store_explicit(slot, h, memory_order_release);
+    /* Written by one worker per sample: whole cache lines of its own,
+     * so no other thread's data shares the first or the last one. */
+    size_t bytes =
+        (n * sizeof(struct histogram) + SLUICE_CACHELINE - 1) & ~(size_t)(SLUICE_CACHELINE - 1);
+    struct histogram *h = aligned_alloc(SLUICE_CACHELINE, bytes);
+    if (h == NULL)
+        return NULL;
+    memset(h, 0, bytes);
+    atomic_store_explicit(slot, h, memory_order_release);
     return h;
 }
 

@@ -63,7 +63,6 @@ struct backend {
     _Atomic int health;      /* enum backend_health; health thread writes */
     _Atomic int admin;       /* enum backend_admin; admin commands write */
     _Atomic int weight;      /* effective weight 0..256 */
-    _Atomic int active;      /* live sessions over all workers */
     _Atomic int fails;       /* consecutive passive connect failures */
     _Atomic int64_t down_until_ms; /* passive hold-down, CLOCK_MONOTONIC ms */
     _Atomic int down_cause;  /* enum down_cause while health is DOWN */
@@ -99,6 +98,13 @@ struct backend {
      * control thread allocates a chunk before any worker of that index
      * runs, and frees them with the object. */
     void *ws[SLUICE_WS_CHUNKS]; /* each: struct backend_wstats[SLUICE_WS_CHUNK] */
+    /* Live sessions over all workers: each worker adds one per session
+     * it connects here and takes it back when the session leaves, the
+     * one field of a server written on every connection. So it has a
+     * cache line of its own: beside health, admin, weight and the
+     * hold-down, which every pick reads, each connection on any worker
+     * would cost every other worker a cache miss on its next pick. */
+    _Alignas(SLUICE_CACHELINE) _Atomic int active;
 };
 
 /* Worker w's counters of b; w must be below the workers of a config that
