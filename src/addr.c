@@ -160,6 +160,18 @@ bool addr_equal(const struct sockaddr_any *a, const struct sockaddr_any *b)
     return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
 }
 
+bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
 unsigned long long addr_hash_ip(const struct sockaddr *sa)
 {
     unsigned long long h = 0x9e3779b97f4a7c15ULL;

@@ -1258,6 +1258,21 @@ void session_queue_woken(struct session *s)
     session_leave(s);
 }
 
+/* A connect() to a loopback address that said EINPROGRESS has almost
+ * always finished already: the kernel ran the whole handshake inside the
+ * call. Asking (one getsockopt) saves waiting a loop iteration for the
+ * writable event, which under load is the larger part of the time from
+ * accept to connected. Other addresses are a round trip away: not asked. */
+static bool connect_done_at_once(const struct sockaddr *to, int fd)
+{
+    if (!addr_is_loopback(to))
+        return false;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_ESTABLISHED;
+}
+
 /* Start a non-blocking connect to srv, on which s holds a reserved slot. */
 static void session_connect_to(struct session *s, struct server_conf *srv)
 {
@@ -1305,6 +1320,10 @@ static void session_connect_to(struct session *s, struct server_conf *srv)
             local_connect_error(s, "connect()", errno);
         else
             connect_failed(s, errno);
+        return;
+    }
+    if (connect_done_at_once(&to.u.sa, fd)) {
+        session_connected(s);
         return;
     }
     ev_io_start(w->loop, &s->w_backend);

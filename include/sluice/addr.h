@@ -31,6 +31,9 @@ void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t siz
 
 bool addr_equal(const struct sockaddr_any *a, const struct sockaddr_any *b);
 
+/* A loopback IP address: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+bool addr_is_loopback(const struct sockaddr *sa);
+
 /* A 64-bit hash of the IP part only (no port): the `source` balance key. */
 unsigned long long addr_hash_ip(const struct sockaddr *sa);
 

@@ -275,6 +275,39 @@ static void test_addr_hash_ip(void)
     CHECK_MSG(low > 1848 && low < 2248, "low bit set %d/4096", low);
 }
 
+static void test_addr_is_loopback(void)
+{
+    static const struct {
+        const char *addr;
+        bool loopback;
+    } cases[] = {
+        {"127.0.0.1:80", true},
+        {"127.255.255.254:80", true},
+        {"127.1.2.3:1", true},
+        {"126.255.255.255:80", false},
+        {"128.0.0.1:80", false},
+        {"10.0.0.1:80", false},
+        {"0.0.0.0:80", false},
+        {"[::1]:80", true},
+        {"[::]:80", false},
+        {"[::2]:80", false},
+        {"[::ffff:127.0.0.1]:80", true},
+        {"[::ffff:10.0.0.1]:80", false},
+        {"[fe80::1]:80", false},
+        {"[2001:db8::1]:80", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sockaddr_any a;
+        if (!CHECK_MSG(addr_parse(cases[i].addr, 0, &a) == NULL, "parse %s", cases[i].addr))
+            continue;
+        CHECK_MSG(addr_is_loopback(&a.u.sa) == cases[i].loopback, "%s: expected %s", cases[i].addr,
+                  cases[i].loopback ? "loopback" : "not loopback");
+    }
+    struct sockaddr_any u;
+    CHECK(addr_parse("unix:/run/x.sock", ADDR_ALLOW_UNIX, &u) == NULL);
+    CHECK(!addr_is_loopback(&u.u.sa));
+}
+
 /* ---- parse.h ---- */
 
 static void test_parse_duration(void)
@@ -497,5 +530,6 @@ static void test_parse_mode(void)
 UNIT_MAIN(TEST(test_addr_ipv4), TEST(test_addr_bad_ports), TEST(test_addr_missing_port),
           TEST(test_addr_ipv6), TEST(test_addr_ipv6_zone), TEST(test_addr_unix), TEST(test_addr_wildcard),
           TEST(test_addr_format), TEST(test_addr_equal), TEST(test_addr_hash_ip),
+          TEST(test_addr_is_loopback),
           TEST(test_parse_duration), TEST(test_parse_size), TEST(test_parse_int_range),
           TEST(test_parse_bool), TEST(test_parse_escapes), TEST(test_parse_mode))
