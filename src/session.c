@@ -35,7 +35,8 @@
 /* Sessions kept for reuse per worker; beyond that they go back to malloc. */
 #define SESSION_CACHE_MAX 1024
 /* Read/write rounds per direction per event, so one fast session cannot
- * starve the others on its worker. */
+ * starve the others on its worker. The bytes read per event are bounded
+ * too (max_buffer, see pump()). */
 #define PUMP_ROUNDS 8
 
 static const char *const state_names[] = {"proxy_header", "tls_hello",   "connecting", "relaying",
@@ -395,11 +396,17 @@ static void count_delivered(struct session *s, struct relay_dir *d, uint64_t n)
 
 /* Move bytes for one direction. Writes what is pending (unless the last
  * write hit EAGAIN), then reads while there is room, writing after each
- * read. Returns false if the session ended. */
+ * read. Reading stops for this event once max_buffer bytes came in (the
+ * socket stays readable, so the loop comes back after the other ready
+ * sessions): eight rounds of 256 KiB would let one bulk session hold the
+ * worker for 2 MiB of copying, and a sender whose data sits unread (so
+ * unacknowledged) that long on another session fires tail loss probes,
+ * each a retransmit. Returns false if the session ended. */
 static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
 {
     struct worker *w = s->w;
     bool drained = false;
+    size_t got = 0; /* read during this event */
     for (int round = 0;; round++) {
         size_t cap = dir_cap(s, d);
         if (dir_pending(d) > 0 && !d->dst_blocked) {
@@ -415,7 +422,8 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
             /* A short write means the socket buffer is full. */
             d->dst_blocked = dir_pending(d) > 0;
         }
-        if (d->src_eof || drained || dir_pending(d) >= cap || round >= PUMP_ROUNDS)
+        if (d->src_eof || drained || dir_pending(d) >= cap || round >= PUMP_ROUNDS ||
+            got >= s->cfg->max_buffer)
             break;
         /* Ask for what recent reads suggest, not the whole room: a small
          * request/response then touches one block and one iovec; a bulk
@@ -432,6 +440,7 @@ static bool pump(struct session *s, struct relay_dir *d, int src, int dst)
         else if (n > 0 && (size_t)n < d->read_hint / 4)
             d->read_hint /= 2;
         if (n > 0) {
+            got += (size_t)n;
             s->last_activity = ev_now(w->loop);
             if (unlikely(d == &s->down && !s->first_byte)) {
                 s->first_byte = true;
