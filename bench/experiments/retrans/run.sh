@@ -8,12 +8,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$1 target=$2 streams=$3 secs=${4:-10}
 bin=${SLUICE_BIN:-$(cd "$(dirname "$0")/../../.." && pwd)/build-release/sluice}
 mkdir -p "$out"; cd "$out"
+# Optional pinning: CLIENT_CPU, PROXY_CPU, SERVER_CPU (taskset -c lists).
+pin() { [ -n "$1" ] && echo taskset -c "$1"; }
+read -ra client_pin <<<"$(pin "${CLIENT_CPU:-}")"
+read -ra proxy_pin <<<"$(pin "${PROXY_CPU:-}")"
+read -ra server_pin <<<"$(pin "${SERVER_CPU:-}")"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
 trap cleanup EXIT
 fp() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wl() { for i in $(seq 100); do ss -ltn "sport = :$1" | grep -q LISTEN && return 0; sleep 0.1; done; echo "no listen $1"; exit 1; }
-ip=$(fp); iperf3 -s -p $ip >iperf-server.log 2>&1 & pids+=($!); wl $ip
+ip=$(fp); "${server_pin[@]}" iperf3 -s -p $ip >iperf-server.log 2>&1 & pids+=($!); wl $ip
 port=$ip
 case $target in
  sluice-*)
@@ -37,7 +42,7 @@ relay = $relay
 server = s1 127.0.0.1:$ip
 idle_timeout = 5m
 C
-  $bin -c sluice.ini >proxy.log 2>&1 & pids+=($!); ppid=$!; wl $port ;;
+  "${proxy_pin[@]}" $bin -c sluice.ini >proxy.log 2>&1 & pids+=($!); ppid=$!; wl $port ;;
  haproxy*)
   port=$(fp); buf=""; [ "$target" = haproxy-256k ] && buf="tune.bufsize 262144"
   cat >haproxy.cfg <<C
@@ -72,10 +77,10 @@ C
   nginx -p "$out/" -e "$out/error.log" -c "$out/nginx.conf" >proxy.log 2>&1 & pids+=($!); ppid=$!; wl $port ;;
  direct) ppid= ;;
 esac
-iperf3 -c 127.0.0.1 -p $port -t 2 -P $streams ${IPERF_EXTRA:-} >warm.log 2>&1
+"${client_pin[@]}" iperf3 -c 127.0.0.1 -p $port -t 2 -P $streams ${IPERF_EXTRA:-} >warm.log 2>&1
 cpu() { [ -n "$ppid" ] && { t=0; for p in $ppid $(pgrep -P $ppid); do read -r -a f < /proc/$p/stat; t=$((t+f[13]+f[14])); done; echo $t; } || echo 0; }
 c0=$(cpu); s0=$($here/sched.sh "$ppid"); cat /proc/net/softnet_stat >softnet-before.txt; nstat -asz >nstat-before.txt; head -1 /proc/stat >stat-before.txt
-timeout 60 iperf3 -c 127.0.0.1 -p $port -t $secs -P $streams ${IPERF_EXTRA:-} -J >iperf.json
+timeout 60 "${client_pin[@]}" iperf3 -c 127.0.0.1 -p $port -t $secs -P $streams ${IPERF_EXTRA:-} -J >iperf.json
 nstat -asz >nstat-after.txt; cat /proc/net/softnet_stat >softnet-after.txt; head -1 /proc/stat >stat-after.txt; c1=$(cpu); s1=$($here/sched.sh "$ppid")
 echo "proxy_ticks=$((c1-c0))" >meta; set -- $s0 $s1; echo "run_delay_ms=$((($4-$1)/1000000))" >>meta; echo "nonvol=$(($5-$2))" >>meta; echo "vol=$(($6-$3))" >>meta
 /usr/bin/python3 $here/summ.py "$out"
