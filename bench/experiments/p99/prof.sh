@@ -1,19 +1,13 @@
 #!/bin/bash
 # prof.sh OUT BIN...: per BIN, sluice under strace -c -f, wrk -t2 -c50 -d3s cps; syscalls per request.
 set -u
-root=${SLUICE_ROOT:-$(cd "$(dirname "$0")/../../.." && pwd)}; out=$1; shift; mkdir -p $out; cd $root
+here=$(cd "$(dirname "$0")" && pwd)
+root=${SLUICE_ROOT:-$(cd "$here/../../.." && pwd)}; out=$1; shift; mkdir -p $out; cd $root
 py=/usr/bin/python3; nofile=$(ulimit -Hn); ulimit -n $nofile
 tmp=$(mktemp -d /tmp/sluice-p99-prof.XXXXXX); pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null; done' EXIT
-listening() { [ "$(ss -Hltn "sport = :$1" 2>/dev/null | wc -l)" -ge "${2:-1}" ]; }
-wl() { for i in $(seq 100); do listening "$1" "${2:-1}" && return 0; sleep 0.1; done; return 1; }
-render() { local tpl=$1 o=$2 kv a=(); shift 2; for kv in "$@"; do a+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done; sed "${a[@]}" "$tpl" >"$o"; }
-read -r bport x < <($py bench/proc.py freeports 2)
-mkdir -p $tmp/be
-render bench/backend-nginx.conf.in $tmp/be/nginx.conf PORT=$bport TLS_PORT=$x RUNDIR=$tmp/be NOFILE=$nofile BODY="$(printf 'x%.0s' $(seq 64))"
-sed -i '/listen .*ssl/d;/ssl_/d' $tmp/be/nginx.conf
-nginx -p $tmp/be/ -e $tmp/be/error.log -c $tmp/be/nginx.conf >$tmp/be/out.log 2>&1 & pids+=($!)
-wl $bport || exit 1
+. "$here/common.sh"
+start_backend || exit 1
 n=0
 for bin in "$@"; do
   n=$((n+1)); d=$tmp/t$n; mkdir -p $d; port=$($py bench/proc.py freeports 1)

@@ -4,7 +4,8 @@
 # proxy from bench/*.in (defaults config, 2 workers), warm-up wrk -t1 -c10
 # 1s, measured wrk -t2 -c50 -d${SECS:-5}s --latency Connection: close.
 set -u
-root=${SLUICE_ROOT:-$(cd "$(dirname "$0")/../../.." && pwd)}
+here=$(cd "$(dirname "$0")" && pwd)
+root=${SLUICE_ROOT:-$(cd "$here/../../.." && pwd)}
 out=$1; shift
 mkdir -p "$out"
 cd "$root"
@@ -15,15 +16,8 @@ tmp=$(mktemp -d /tmp/sluice-p99-run.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.3; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; }
 trap cleanup EXIT
-listening() { [ "$(ss -Hltn "sport = :$1" 2>/dev/null | wc -l)" -ge "${2:-1}" ]; }
-wl() { for i in $(seq 100); do listening "$1" "${2:-1}" && return 0; sleep 0.1; done; echo "no listen $1" >&2; return 1; }
-render() { local tpl=$1 o=$2 kv a=(); shift 2; for kv in "$@"; do a+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done; sed "${a[@]}" "$tpl" >"$o"; }
-read -r bport x < <($py bench/proc.py freeports 2)
-mkdir -p $tmp/be
-render bench/backend-nginx.conf.in $tmp/be/nginx.conf PORT=$bport TLS_PORT=$x RUNDIR=$tmp/be NOFILE=$nofile BODY="$(printf 'x%.0s' $(seq 64))"
-sed -i '/listen .*ssl/d;/ssl_/d' $tmp/be/nginx.conf
-nginx -p $tmp/be/ -e $tmp/be/error.log -c $tmp/be/nginx.conf >$tmp/be/out.log 2>&1 & pids+=($!)
-wl $bport || exit 1
+. "$here/common.sh"
+start_backend || exit 1
 n=0
 for t in "$@"; do
     n=$((n+1))
