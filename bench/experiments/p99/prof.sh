@@ -21,5 +21,5 @@ for bin in "$@"; do
   req=$(awk '/requests in/{print $1}' $d/wrk.txt)
   echo "$(date -u +%FT%TZ) $bin requests=$req" | tee -a $out/summary.txt
   awk -v r=$req 'NR>2 && $4 ~ /^[0-9]+$/ && $NF != "total" {printf "    %-14s %6.2f/req\n", $NF, $4/r}' $d/strace.txt | sort -k2 -nr | tee -a $out/summary.txt
-  awk -v r=$req '$NF=="total"{printf "    TOTAL %6.2f/req\n", $3/r}' $d/strace.txt | tee -a $out/summary.txt
+  awk -v r=$req 'NR>2 && $4 ~ /^[0-9]+$/ && $NF != "total" {n += $4} END {printf "    TOTAL %6.2f/req\n", n/r}' $d/strace.txt | tee -a $out/summary.txt
 done
